@@ -1,0 +1,74 @@
+//! porter's configuration: the YAML file of SPEC §3, parsed and checked.
+//!
+//! `Config::load` / `Config::from_yaml` give either a fully validated `Config`
+//! (defaults applied, paths resolved, cross-references checked) or one
+//! `ConfigError` naming the file, line, column and field path, e.g.
+//! `porter.yaml:12:5: routes[1].upstream: no upstream named "api" (known: static, web)`.
+//!
+//! Layout: `raw` is the serde shape of the YAML (with positions), `load`
+//! parses it and translates serde-saphyr errors, `locate` recovers field paths
+//! from positions, `validate`/`upstream` build the public types of `schema`,
+//! and `units`/`values` parse the string-typed values.
+
+mod error;
+mod load;
+mod locate;
+mod raw;
+mod schema;
+mod units;
+mod upstream;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_errors;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use schema::{
+    Balance, HashOn, HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, Scheme,
+    ServerConfig, ServerUrl, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, MAX_WEIGHT,
+};
+pub use units::{parse_duration, parse_size};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: Listen,
+    pub tls: TlsConfig,
+    pub http: HttpConfig,
+    pub limits: Limits,
+    pub shutdown_timeout: Duration,
+    /// Sorted by name; every route's `upstream` is a key here.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// In file order; never empty.
+    pub routes: Vec<RouteConfig>,
+    /// Directory of the config file ("." for a bare file name). Relative paths
+    /// in the file (`tls.certs`, `http.acme_webroot`) are already joined to it.
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| ConfigError::new(path, format!("config file is not valid UTF-8: {e}")))?;
+        Config::from_yaml(&text, path)
+    }
+
+    /// Parses and validates `text`, reporting errors against `file`, whose
+    /// parent directory becomes `base_dir`. The file itself is not read.
+    pub fn from_yaml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let base_dir = match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let raw = load::parse(text, file)?;
+        validate::validate(raw, file, &base_dir)
+    }
+}

@@ -1,0 +1,165 @@
+//! The YAML shape of SPEC §3, as serde sees it.
+//!
+//! Every struct denies unknown fields so typos fail. Values that need checking
+//! are `Spanned` so `validate.rs` can point at them; durations, sizes,
+//! addresses and URLs are read as strings and parsed there, where the
+//! position and field path are at hand (a plain `75` reads as the string "75"
+//! and gets a "has no unit" message rather than a type error).
+
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub listen: Option<S<RawListen>>,
+    pub tls: Option<RawTls>,
+    pub http: Option<RawHttp>,
+    pub limits: Option<RawLimits>,
+    pub shutdown_timeout: Option<S<String>>,
+    // Absent = no upstreams; each route then reports the missing name.
+    pub upstreams: Option<S<SpannedMap<S<RawUpstream>>>>,
+    pub routes: S<Vec<S<RawRoute>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub https: Option<S<String>>,
+    pub http: Option<S<String>>,
+    pub admin: Option<S<String>>,
+    pub proxy_protocol: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub certs: Option<S<String>>,
+    pub min_version: Option<S<String>>,
+    pub hsts: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    pub redirect: Option<S<bool>>,
+    pub acme_webroot: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_header_bytes: Option<S<String>>,
+    pub max_body_bytes: Option<S<String>>,
+    pub header_read_timeout: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    pub max_connections: Option<S<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub balance: Option<S<RawBalance>>,
+    pub hash_on: Option<S<String>>,
+    pub servers: S<Vec<S<RawServer>>>,
+    pub health_check: Option<S<RawHealthCheck>>,
+    pub passive: Option<RawPassive>,
+    pub timeouts: Option<RawTimeouts>,
+    pub retries: Option<u32>,
+    pub pool: Option<RawPool>,
+    pub http2: Option<bool>,
+}
+
+/// Serde's own enum error ("unknown variant `x`, expected one of ...") is
+/// already the message we want, so this one is not read as a string.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawBalance {
+    WeightedRoundRobin,
+    LeastConnections,
+    PowerOfTwo,
+    ConsistentHash,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub url: S<String>,
+    // Wider than the u32 we keep, so 5000000000 gets the "at most 1000" message.
+    pub weight: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub path: Option<S<String>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub unhealthy_after: Option<S<u32>>,
+    pub healthy_after: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPassive {
+    pub max_failures: Option<u32>,
+    pub cooldown: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub connect: Option<S<String>>,
+    pub response_header: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    pub max_idle_per_server: Option<usize>,
+    pub idle_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub host: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub upstream: S<String>,
+    pub strip_prefix: Option<bool>,
+}
+
+/// A string-keyed mapping that keeps each key's position (a `BTreeMap` would
+/// drop it) and the document order. Duplicate keys are already rejected by
+/// serde-saphyr's default `DuplicateKeyPolicy::Error`.
+#[derive(Debug)]
+pub(crate) struct SpannedMap<V>(pub Vec<(S<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SpannedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(std::marker::PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = SpannedMap<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to upstreams")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<S<String>>()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(SpannedMap(entries))
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
+}

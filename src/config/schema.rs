@@ -1,0 +1,282 @@
+//! The validated configuration the rest of porter reads (SPEC §3).
+//!
+//! Everything here has already been checked: defaults are applied, paths are
+//! resolved against the config file's directory, and cross-references hold.
+//! The YAML-facing structs live in `raw.rs`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Largest accepted server weight (HAProxy caps at 256, nginx has no cap; 1000
+/// leaves room for percentages while keeping smooth-WRR arithmetic small).
+pub const MAX_WEIGHT: u32 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub https: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub proxy_protocol: bool,
+}
+
+impl Default for Listen {
+    /// What an absent `listen:` section means: 443 and 80 on all IPv4 addresses.
+    fn default() -> Self {
+        Listen {
+            https: Some(SocketAddr::from(([0, 0, 0, 0], 443))),
+            http: Some(SocketAddr::from(([0, 0, 0, 0], 80))),
+            admin: None,
+            proxy_protocol: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate folder, already joined to the config file's directory.
+    pub certs: PathBuf,
+    pub min_version: TlsVersion,
+    /// Value of the Strict-Transport-Security header; a valid header value.
+    pub hsts: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsVersion::V1_2 => "1.2",
+            TlsVersion::V1_3 => "1.3",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Redirect plaintext requests to https. Defaults to true when an https
+    /// listener exists and to false otherwise (there would be nothing to
+    /// redirect to); `true` without an https listener is a config error.
+    pub redirect: bool,
+    /// ACME HTTP-01 webroot, already joined to the config file's directory.
+    pub acme_webroot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_header_bytes: u64,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 100_000_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub balance: Balance,
+    /// Set exactly when `balance` is `ConsistentHash`.
+    pub hash_on: Option<HashOn>,
+    /// Never empty; at least one has weight > 0.
+    pub servers: Vec<ServerConfig>,
+    pub health_check: Option<HealthCheckConfig>,
+    pub passive: PassiveConfig,
+    pub timeouts: TimeoutsConfig,
+    pub retries: u32,
+    pub pool: PoolConfig,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Balance {
+    #[default]
+    WeightedRoundRobin,
+    LeastConnections,
+    PowerOfTwo,
+    ConsistentHash,
+}
+
+impl Balance {
+    /// The YAML spelling, also handy for metrics labels and /status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::WeightedRoundRobin => "weighted_round_robin",
+            Balance::LeastConnections => "least_connections",
+            Balance::PowerOfTwo => "power_of_two",
+            Balance::ConsistentHash => "consistent_hash",
+        }
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    ClientIp,
+    /// Header name, lower-cased by `http`.
+    Header(http::HeaderName),
+    /// Cookie name, as written (cookie names are case-sensitive).
+    Cookie(String),
+}
+
+impl fmt::Display for HashOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashOn::ClientIp => f.write_str("client_ip"),
+            HashOn::Header(name) => write!(f, "header:{name}"),
+            HashOn::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub url: ServerUrl,
+    /// 0..=MAX_WEIGHT; 0 drains the server (no new requests).
+    pub weight: u32,
+}
+
+/// An upstream server address: `http(s)://host[:port]` and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerUrl {
+    /// As written in the config (for logs, metrics and /status).
+    pub original: String,
+    pub scheme: Scheme,
+    /// Lower-cased; an IPv6 address without brackets; may be a DNS name.
+    pub host: String,
+    /// Explicit port, or 80/443 by scheme.
+    pub port: u16,
+}
+
+impl ServerUrl {
+    /// "host:port" with IPv6 bracketed, for connecting and for the Host of checks.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// Starts with '/'.
+    pub path: String,
+    pub interval: Duration,
+    /// Greater than zero and less than `interval`.
+    pub timeout: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            path: "/healthz".to_string(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            unhealthy_after: 3,
+            healthy_after: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveConfig {
+    /// Consecutive failures that take a server out; 0 disables passive checks.
+    pub max_failures: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        PassiveConfig { max_failures: 3, cooldown: Duration::from_secs(10) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeoutsConfig {
+    pub connect: Duration,
+    pub response_header: Duration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig { connect: Duration::from_secs(3), response_header: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// 0 disables keeping idle connections.
+    pub max_idle_per_server: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { max_idle_per_server: 128, idle_timeout: Duration::from_secs(90) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Lower-cased "example.com" or "*.example.com"; None matches any host.
+    pub host: Option<String>,
+    /// Path prefix, starts with '/'.
+    pub path: String,
+    /// Name of an upstream that exists in `Config::upstreams`.
+    pub upstream: String,
+    pub strip_prefix: bool,
+}

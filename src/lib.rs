@@ -1,0 +1,179 @@
+//! porter: an HTTP/HTTPS edge reverse proxy and load balancer.
+//!
+//! [`start`] binds the listeners a [`Config`] names and serves until
+//! [`Porter::shutdown`]; the binary (`main.rs`) adds the command line and
+//! signals, and the tests start porter in-process the same way.
+
+pub mod access_log;
+pub mod config;
+pub mod listener;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod tls;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+use runtime::{Runtime, Shared};
+use tls::CertResolver;
+
+/// A running porter: its bound addresses and the handles to stop or reload it.
+pub struct Porter {
+    pub https_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    certs: Arc<CertResolver>,
+    certs_dir: std::path::PathBuf,
+    stop: watch::Sender<bool>,
+    accept_tasks: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    graceful: Arc<hyper_util::server::graceful::GracefulShutdown>,
+}
+
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for StartError {}
+
+/// How often the certificate folder is rescanned for new, renewed or removed files.
+const CERT_RESCAN: Duration = Duration::from_secs(1);
+/// How often idle upstream connections are checked for expiry.
+const POOL_SWEEP: Duration = Duration::from_secs(5);
+
+pub async fn start(config: Config) -> Result<Porter, StartError> {
+    let (store, problems) = tls::load_or_fallback(&config.tls.certs);
+    for problem in &problems {
+        tracing::warn!("certificate skipped: {problem}");
+    }
+    for cert in store.certs() {
+        tracing::info!("certificate: {}", tls::describe(cert));
+    }
+    let certs = CertResolver::new(store);
+
+    let https_listener = bind(config.listen.https, "https").await?;
+    let http_listener = bind(config.listen.http, "http").await?;
+    let https_addr = https_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
+    let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
+
+    let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port())).map_err(StartError)?;
+    let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
+    let (stop, stop_rx) = watch::channel(false);
+    let graceful = Arc::new(listener::new_graceful());
+    let max_connections = config.limits.max_connections;
+    let mut accept_tasks = Vec::new();
+
+    if let Some(listener) = https_listener {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone(), config.tls.min_version));
+        let shared = shared.clone();
+        let graceful = graceful.clone();
+        tracing::info!(address = %https_addr.unwrap(), "listening for HTTPS");
+        accept_tasks.push(tokio::spawn(listener::accept_loop(
+            listener,
+            max_connections,
+            stop_rx.clone(),
+            move |stream, peer| {
+                listener::https::serve(stream, peer, acceptor.clone(), shared.clone(), graceful.watcher())
+            },
+        )));
+    }
+    if let Some(listener) = http_listener {
+        let shared = shared.clone();
+        let graceful = graceful.clone();
+        tracing::info!(address = %http_addr.unwrap(), redirect = config.http.redirect, "listening for HTTP");
+        accept_tasks.push(tokio::spawn(listener::accept_loop(
+            listener,
+            max_connections,
+            stop_rx.clone(),
+            move |stream, peer| listener::http::serve(stream, peer, shared.clone(), graceful.watcher()),
+        )));
+    }
+
+    let background = vec![
+        tls::spawn_watcher(config.tls.certs.clone(), certs.clone(), CERT_RESCAN),
+        spawn_pool_sweeper(shared.clone()),
+    ];
+    Ok(Porter {
+        https_addr,
+        http_addr,
+        shared,
+        certs,
+        certs_dir: config.tls.certs.clone(),
+        stop,
+        accept_tasks,
+        background,
+        graceful,
+    })
+}
+
+impl Porter {
+    /// Swaps in a new configuration: requests already running finish on the old one.
+    /// Listener addresses are fixed at start; changes to them need a restart.
+    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        tls::reload_now(&self.certs_dir, &self.certs);
+        let runtime =
+            Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port())).map_err(StartError)?;
+        self.shared.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+
+    /// The snapshot requests currently use (for status and tests).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    /// Stops accepting, lets open connections finish their requests for up to `timeout`, then returns.
+    pub async fn shutdown(self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        for task in self.accept_tasks {
+            let _ = task.await;
+        }
+        for task in self.background {
+            task.abort();
+        }
+        // The accept loops (the only other owners) have ended, so this is the last reference.
+        let Ok(graceful) = Arc::try_unwrap(self.graceful) else { return };
+        if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+            tracing::warn!(?timeout, "shutdown timeout reached with connections still open");
+        }
+    }
+}
+
+async fn bind(address: Option<SocketAddr>, what: &str) -> Result<Option<TcpListener>, StartError> {
+    let Some(address) = address else { return Ok(None) };
+    TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|e| StartError(format!("cannot listen for {what} on {address}: {e}")))
+}
+
+fn io_error(e: std::io::Error) -> StartError {
+    StartError(e.to_string())
+}
+
+fn spawn_pool_sweeper(shared: Arc<Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POOL_SWEEP);
+        loop {
+            tick.tick().await;
+            for upstream in &shared.runtime.load().upstreams {
+                for server in &upstream.servers {
+                    server.pool.sweep();
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,40 @@
+//! The TLS listener: handshake with the certificate SNI selects, then HTTP/2
+//! or HTTP/1.1 by ALPN into the proxy pipeline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::server::graceful::Watcher;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::proxy::{self, headers::ClientHeaders, ConnContext};
+use crate::runtime::Shared;
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>, graceful: Watcher) {
+    let runtime = shared.runtime.load_full();
+    // The handshake is bounded like slow headers are: a client that stalls it holds a slot.
+    let handshake = tokio::time::timeout(runtime.limits.header_read_timeout, acceptor.accept(stream)).await;
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let sni_cert =
+        tls.get_ref().1.server_name().and_then(|sni| runtime.certs.store().by_sni(&sni.to_ascii_lowercase()).cloned());
+    let conn = Arc::new(ConnContext { client: peer, client_headers: ClientHeaders::new(peer.ip(), true), sni_cert });
+    let builder = super::connection_builder(&runtime.limits);
+    drop(runtime);
+    super::serve_connection(tls, &builder, graceful, move |request| {
+        let conn = conn.clone();
+        let runtime = shared.runtime.load_full();
+        async move { proxy::handle(request, &conn, runtime).await }
+    })
+    .await;
+}

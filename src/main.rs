@@ -1,0 +1,179 @@
+//! The `porter` command: run the proxy, or `check` a configuration; signals
+//! for reload (SIGHUP) and graceful stop (SIGTERM, SIGINT).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use porter::config::Config;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Parser)]
+#[command(name = "porter", version, about = "HTTP/HTTPS edge reverse proxy and load balancer")]
+struct Cli {
+    /// Configuration file (default: porter.yaml, then /etc/porter/porter.yaml)
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log line format
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and certificates, print a summary, exit 0 or 1
+    Check,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = init_logging(cli.log_format);
+    let path = match config_path(cli.config) {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("porter: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("porter: invalid configuration: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Some(Command::Check) => check(&path, &config),
+        None => run(path, config),
+    }
+}
+
+fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    for candidate in ["porter.yaml", "/etc/porter/porter.yaml"] {
+        if Path::new(candidate).exists() {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    Err("no configuration: pass --config FILE, or create porter.yaml or /etc/porter/porter.yaml".into())
+}
+
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::EnvFilter;
+    // Log lines are handed to a writer thread so a slow stderr never stalls a request.
+    let (writer, guard) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    guard
+}
+
+fn check(path: &Path, config: &Config) -> ExitCode {
+    println!("configuration {} is valid", path.display());
+    let listen = &config.listen;
+    for (what, address) in [("https", listen.https), ("http", listen.http), ("admin", listen.admin)] {
+        if let Some(address) = address {
+            println!("  listen {what:5} {address}");
+        }
+    }
+    if listen.http.is_some() {
+        println!("  http: {}", if config.http.redirect { "redirects to https" } else { "serves routes" });
+    }
+    println!("routes:");
+    for route in &config.routes {
+        let strip = if route.strip_prefix { " (prefix stripped)" } else { "" };
+        println!("  {}{} -> {}{strip}", route.host.as_deref().unwrap_or("*"), route.path, route.upstream);
+    }
+    println!("upstreams:");
+    for (name, upstream) in &config.upstreams {
+        println!("  {name} ({:?}, retries {})", upstream.balance, upstream.retries);
+        for server in &upstream.servers {
+            println!("    {} weight {}", server.url.original, server.weight);
+        }
+    }
+    let (store, problems) = porter::tls::CertStore::scan(&config.tls.certs, None);
+    println!("certificates in {}:", config.tls.certs.display());
+    if store.is_empty() {
+        println!("  none: porter would start with a self-signed certificate for localhost");
+    }
+    for cert in store.certs() {
+        println!("  {}", porter::tls::describe(cert));
+    }
+    for problem in &problems {
+        println!("  ERROR {problem}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run(path: PathBuf, config: Config) -> ExitCode {
+    let workers = std::env::var("PORTER_WORKERS")
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("porter: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(serve(path, config))
+}
+
+async fn serve(path: PathBuf, config: Config) -> ExitCode {
+    let shutdown_timeout = config.shutdown_timeout;
+    let porter = match porter::start(config).await {
+        Ok(porter) => porter,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match Config::load(&path) {
+                Ok(config) => match porter.reload(&config) {
+                    Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+                    Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+                },
+                Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(?shutdown_timeout, "stopping: no new connections, finishing requests in flight");
+    porter.shutdown(shutdown_timeout).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

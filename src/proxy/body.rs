@@ -1,0 +1,178 @@
+//! The bodies that flow through porter, streamed frame by frame.
+//!
+//! [`RequestBody`] carries the client's body to the server and enforces
+//! `max_body_bytes` as it goes, so a chunked upload that grows past the limit
+//! is stopped mid-stream. [`ResponseBody`] carries the server's body (or a
+//! short local one) back; when it is finished it hands the upstream
+//! connection back to the pool and writes the access-log line.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::access_log::AccessRecord;
+use crate::upstream::connect::UpstreamSender;
+use crate::upstream::server::InFlight;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body passed the configured limit mid-stream.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body exceeds max_body_bytes")
+    }
+}
+impl std::error::Error for BodyTooLarge {}
+
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    remaining: u64,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: u64) -> RequestBody {
+        RequestBody { inner: Some(inner), remaining: limit }
+    }
+    pub fn empty() -> RequestBody {
+        RequestBody { inner: None, remaining: 0 }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    Local(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Inner,
+    finished: bool,
+    bytes: u64,
+    /// The upstream connection, given back to its server's pool once the
+    /// response has been read to the end.
+    sender: Option<UpstreamSender>,
+    in_flight: Option<InFlight>,
+    record: Option<Box<AccessRecord>>,
+}
+
+impl ResponseBody {
+    pub fn full(bytes: Bytes) -> ResponseBody {
+        ResponseBody::new(Inner::Local(Some(bytes)))
+    }
+
+    pub fn empty() -> ResponseBody {
+        ResponseBody::new(Inner::Local(None))
+    }
+
+    pub fn upstream(body: Incoming, sender: UpstreamSender, in_flight: InFlight) -> ResponseBody {
+        ResponseBody {
+            inner: Inner::Upstream(body),
+            finished: false,
+            bytes: 0,
+            sender: Some(sender),
+            in_flight: Some(in_flight),
+            record: None,
+        }
+    }
+
+    fn new(inner: Inner) -> ResponseBody {
+        ResponseBody { inner, finished: false, bytes: 0, sender: None, in_flight: None, record: None }
+    }
+
+    pub fn set_record(&mut self, record: AccessRecord) {
+        self.record = Some(Box::new(record));
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finished = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Local(bytes) => bytes.is_none(),
+            Inner::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Local(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Inner::Local(None) => SizeHint::with_exact(0),
+            Inner::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        let complete = self.finished || self.is_end_stream();
+        // A body abandoned half-way leaves the connection mid-response: never reuse it.
+        if let (true, Some(sender), Some(in_flight)) = (complete, self.sender.take(), &self.in_flight) {
+            in_flight.server().pool.checkin(sender);
+        }
+        if let Some(record) = &self.record {
+            record.write(self.bytes);
+        }
+    }
+}

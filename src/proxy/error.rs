@@ -1,0 +1,64 @@
+//! Every way a request can fail inside porter, and the one place each maps
+//! to a status code and a short plain-text body that says which.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ResponseBody;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    MissingHost,
+    InvalidHost,
+    NoRoute,
+    Misdirected,
+    BodyTooLarge,
+    NoServer,
+    ConnectFailed,
+    ConnectTimeout,
+    UpstreamFailed,
+    ResponseTimeout,
+}
+
+impl ProxyError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::MissingHost | ProxyError::InvalidHost => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::NoServer => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ConnectFailed | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            ProxyError::MissingHost => "400 Bad Request: missing Host header\n",
+            ProxyError::InvalidHost => "400 Bad Request: invalid Host header\n",
+            ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
+            ProxyError::Misdirected => {
+                "421 Misdirected Request: this connection's certificate does not cover that host\n"
+            }
+            ProxyError::BodyTooLarge => "413 Payload Too Large: request body exceeds the limit\n",
+            ProxyError::NoServer => "503 Service Unavailable: no healthy upstream server\n",
+            ProxyError::ConnectFailed => "502 Bad Gateway: could not connect to an upstream server\n",
+            ProxyError::ConnectTimeout => "504 Gateway Timeout: connecting to the upstream server timed out\n",
+            ProxyError::UpstreamFailed => "502 Bad Gateway: upstream server closed or reset the connection\n",
+            ProxyError::ResponseTimeout => "504 Gateway Timeout: upstream server did not answer in time\n",
+        }
+    }
+
+    pub fn to_response(self) -> Response<ResponseBody> {
+        let mut response = Response::new(ResponseBody::full(Bytes::from_static(self.message().as_bytes())));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if matches!(self, ProxyError::MissingHost | ProxyError::InvalidHost | ProxyError::BodyTooLarge) {
+            // The request's framing may be unreliable: do not read another on this connection.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}

@@ -1,0 +1,180 @@
+//! Sending a prepared request to an upstream: pick a server, take a pooled
+//! connection or open one, send, and on failure try another server within
+//! the rules of SPEC §6.
+//!
+//! - Connection failures (nothing sent) move to another server for any method.
+//! - A pooled connection that turns out closed before the request went out is
+//!   replaced by a new one to the same server; that is not a server failure.
+//! - After bytes were sent, only idempotent requests without a body are
+//!   retried, from a copy of their head taken before the first attempt.
+//! - No server is tried twice for one request; at most `retries` extra servers.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::body::{BodyTooLarge, RequestBody};
+use super::error::ProxyError;
+use crate::upstream::balancer::Tried;
+use crate::upstream::connect::{self, ConnectError, UpstreamSender};
+use crate::upstream::server::{InFlight, Server};
+use crate::upstream::Upstream;
+
+/// A response head from a server, with what the response body needs to finish.
+pub struct Forwarded {
+    pub response: Response<Incoming>,
+    pub sender: UpstreamSender,
+    pub in_flight: InFlight,
+}
+
+pub struct ForwardError {
+    pub error: ProxyError,
+    pub server: Option<Arc<Server>>,
+}
+
+pub async fn forward(upstream: &Upstream, request: Request<RequestBody>) -> Result<Forwarded, ForwardError> {
+    let replay = if upstream.retries > 0 && is_idempotent(request.method()) && request.body_is_empty() {
+        Some(copy_head(&request))
+    } else {
+        None
+    };
+    let mut pending = Some(request);
+    let mut tried = Tried::default();
+    let mut last: Option<ForwardError> = None;
+    for _attempt in 0..=upstream.retries {
+        let Some((index, server)) = upstream.pick(tried) else { break };
+        tried.insert(index);
+        let server = server.clone();
+        let request = match pending.take() {
+            Some(request) => request,
+            None => match &replay {
+                Some(head) => copy_head(head),
+                None => break,
+            },
+        };
+        match send(upstream, &server, request).await {
+            Ok(forwarded) => {
+                server.record_success();
+                return Ok(forwarded);
+            }
+            Err(failure) => {
+                if failure.counts_against_server {
+                    server.record_failure(failure.error.message().trim_end());
+                }
+                let retry_allowed = failure.unsent.is_some() || replay.is_some();
+                pending = failure.unsent;
+                last = Some(ForwardError { error: failure.error, server: Some(server) });
+                if !retry_allowed || failure.error == ProxyError::BodyTooLarge {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or(ForwardError { error: ProxyError::NoServer, server: None }))
+}
+
+struct Failure {
+    error: ProxyError,
+    /// The request, when it never left porter (safe to send elsewhere).
+    unsent: Option<Request<RequestBody>>,
+    counts_against_server: bool,
+}
+
+async fn send(upstream: &Upstream, server: &Arc<Server>, request: Request<RequestBody>) -> Result<Forwarded, Failure> {
+    let in_flight = InFlight::new(server.clone());
+    let mut request = request;
+    // One pooled connection may have been closed by the server while idle; then a fresh one.
+    let mut fresh_only = false;
+    loop {
+        let (mut sender, reused) = match checkout(server, fresh_only).await {
+            Some(sender) => (sender, true),
+            None => match connect::connect(server, upstream.connect_timeout).await {
+                Ok(sender) => (sender, false),
+                Err(e) => {
+                    tracing::debug!(server = %server.label, error = %e, "upstream connect failed");
+                    let error = match e {
+                        ConnectError::Timeout => ProxyError::ConnectTimeout,
+                        _ => ProxyError::ConnectFailed,
+                    };
+                    return Err(Failure { error, unsent: Some(request), counts_against_server: true });
+                }
+            },
+        };
+        let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(request)).await;
+        match sent {
+            Ok(Ok(response)) => return Ok(Forwarded { response, sender, in_flight }),
+            Err(_elapsed) => {
+                return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
+            }
+            Ok(Err(mut e)) => {
+                let unsent = e.take_message();
+                let error = e.into_error();
+                if is_body_too_large(&error) {
+                    return Err(Failure {
+                        error: ProxyError::BodyTooLarge,
+                        unsent: None,
+                        counts_against_server: false,
+                    });
+                }
+                match unsent {
+                    Some(back) if reused && !fresh_only => {
+                        request = back;
+                        fresh_only = true;
+                    }
+                    unsent => {
+                        tracing::debug!(server = %server.label, error = %error, "upstream request failed");
+                        return Err(Failure { error: ProxyError::UpstreamFailed, unsent, counts_against_server: true });
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn checkout(server: &Server, fresh_only: bool) -> Option<UpstreamSender> {
+    if fresh_only {
+        return None;
+    }
+    while let Some(mut sender) = server.pool.checkout() {
+        // A connection whose previous response just ended may need a moment to be ready.
+        if sender.ready().await.is_ok() {
+            return Some(sender);
+        }
+    }
+    None
+}
+
+fn is_body_too_large(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if e.is::<BodyTooLarge>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+}
+
+fn copy_head(request: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+trait BodyIsEmpty {
+    fn body_is_empty(&self) -> bool;
+}
+
+impl BodyIsEmpty for Request<RequestBody> {
+    fn body_is_empty(&self) -> bool {
+        http_body::Body::is_end_stream(self.body())
+    }
+}

@@ -1,0 +1,127 @@
+//! Header rules for a forwarded request and its response (SPEC §6).
+//!
+//! Hop-by-hop headers describe one connection and stop here; the forwarding
+//! headers tell the server who the client really is. Values that are the
+//! same for a whole connection (the client address) are made once per
+//! connection, so most requests add headers without formatting anything.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The fixed hop-by-hop set (RFC 9110 §7.6.1, plus the non-standard ones in use).
+fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Removes `Connection`, every header it names, and the fixed hop-by-hop set.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        // Allocates only when the rare Connection header is present.
+        let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        for value in &listed {
+            for name in value.to_str().unwrap_or("").split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in fixed_hop_by_hop() {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Per-connection facts that become request headers.
+#[derive(Debug, Clone)]
+pub struct ClientHeaders {
+    /// The client's IP as a header value (also X-Real-IP).
+    pub ip: HeaderValue,
+    pub https: bool,
+}
+
+impl ClientHeaders {
+    pub fn new(client: std::net::IpAddr, https: bool) -> ClientHeaders {
+        let ip = HeaderValue::try_from(client.to_string()).expect("an IP address is a valid header value");
+        ClientHeaders { ip, https }
+    }
+}
+
+pub static VIA_HTTP11: HeaderValue = HeaderValue::from_static("1.1 porter");
+pub static VIA_HTTP2: HeaderValue = HeaderValue::from_static("2.0 porter");
+
+/// Adds the forwarding headers. `host` is the client's Host (or :authority) value.
+pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientHeaders, host: &HeaderValue, via: &HeaderValue) {
+    match headers.get(&X_FORWARDED_FOR) {
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+        }
+        Some(_) => {
+            // Several incoming X-Forwarded-For lines are one list; join them, then append us.
+            let mut joined = Vec::with_capacity(64);
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(value.as_bytes());
+            }
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client.ip.as_bytes());
+            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                headers.insert(X_FORWARDED_FOR.clone(), value);
+            }
+        }
+    }
+    let proto = if client.https { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };
+    headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    headers.insert(X_REAL_IP.clone(), client.ip.clone());
+    headers.append(header::VIA, via.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), true);
+        add_forwarding(&mut h, &client, &HeaderValue::from_static("example.com"), &VIA_HTTP11);
+        assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "1.1.1.1, 2.2.2.2, 10.0.0.1");
+        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
+        assert_eq!(h.get(&X_REAL_IP).unwrap(), "10.0.0.1");
+        assert_eq!(h.get(header::VIA).unwrap(), "1.1 porter");
+    }
+}

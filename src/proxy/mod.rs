@@ -1,0 +1,163 @@
+//! The request pipeline, run once per request, top to bottom:
+//! host -> (421 check) -> route -> limits -> rewrite head -> forward ->
+//! rewrite response -> stream back, with the access-log record riding on the
+//! response body.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::access_log::AccessRecord;
+use crate::router::{self, normalize_host};
+use crate::runtime::Runtime;
+use crate::tls::LoadedCert;
+use body::{RequestBody, ResponseBody};
+use error::ProxyError;
+use headers::ClientHeaders;
+
+/// What the pipeline knows about the connection a request came on.
+#[derive(Debug)]
+pub struct ConnContext {
+    pub client: SocketAddr,
+    pub client_headers: ClientHeaders,
+    /// For TLS connections where the client's SNI selected a certificate by name:
+    /// that certificate, whose names decide the 421 rule.
+    pub sni_cert: Option<Arc<LoadedCert>>,
+}
+
+pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
+    let start = Instant::now();
+    let host = request_host(&request);
+    let mut record = AccessRecord {
+        start,
+        client: conn.client,
+        method: request.method().clone(),
+        host: host.clone(),
+        uri: request.uri().clone(),
+        status: 0,
+        upstream: None,
+        route: None,
+    };
+    let mut response = match proxy(request, host, conn, &runtime, &mut record).await {
+        Ok(response) => response,
+        Err(error) => error.to_response(),
+    };
+    if conn.client_headers.https {
+        if let Some(hsts) = &runtime.hsts {
+            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+    record.status = response.status().as_u16();
+    response.body_mut().set_record(record);
+    response
+}
+
+async fn proxy(
+    mut request: Request<Incoming>,
+    host: Option<HeaderValue>,
+    conn: &ConnContext,
+    runtime: &Runtime,
+    record: &mut AccessRecord,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let host = host.ok_or(ProxyError::MissingHost)?;
+    let mut host_buf = [0u8; 256];
+    let host_name = normalize_host(host.as_bytes(), &mut host_buf).ok_or(ProxyError::InvalidHost)?;
+
+    if let Some(cert) = &conn.sni_cert {
+        // 421 only when another certificate could serve this host: then a client
+        // retrying on a new connection with the right SNI will succeed.
+        if !cert.covers(host_name) && runtime.certs.store().by_sni(host_name).is_some() {
+            return Err(ProxyError::Misdirected);
+        }
+    }
+
+    let route = runtime.router.find(host_name, request.uri().path()).ok_or(ProxyError::NoRoute)?;
+    record.route = Some(route.clone());
+
+    let limit = runtime.limits.max_body_bytes;
+    if let Some(length) = content_length(request.headers()) {
+        if length > limit {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+
+    let upgrade = (request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(request.headers()))
+        .then(|| (hyper::upgrade::on(&mut request), request.headers().get(header::UPGRADE).cloned()));
+
+    let (mut parts, body) = request.into_parts();
+    let downstream_version = parts.version;
+    parts.uri = upstream_uri(&parts.uri, route)?;
+    parts.version = Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if downstream_version == Version::HTTP_2 || !parts.headers.contains_key(header::HOST) {
+        parts.headers.insert(header::HOST, host.clone());
+    }
+    let via = if downstream_version == Version::HTTP_2 { &headers::VIA_HTTP2 } else { &headers::VIA_HTTP11 };
+    headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
+    if let Some((_, Some(protocol))) = &upgrade {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    let upstream_request = Request::from_parts(parts, RequestBody::new(body, limit));
+
+    let forwarded = match forward::forward(&route.upstream, upstream_request).await {
+        Ok(forwarded) => forwarded,
+        Err(e) => {
+            record.upstream = e.server;
+            return Err(e.error);
+        }
+    };
+    record.upstream = Some(forwarded.in_flight.server().clone());
+
+    let (mut parts, body) = forwarded.response.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some((client_upgrade, _)) = upgrade {
+            let mut server_response = Response::from_parts(parts, body);
+            let server_upgrade = hyper::upgrade::on(&mut server_response);
+            let (parts, _) = server_response.into_parts();
+            upgrade::spawn_tunnel(client_upgrade, server_upgrade, forwarded.in_flight);
+            return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        }
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.sender, forwarded.in_flight)))
+}
+
+/// Host from `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target), else the Host header.
+fn request_host<B>(request: &Request<B>) -> Option<HeaderValue> {
+    if let Some(authority) = request.uri().authority() {
+        return HeaderValue::from_str(authority.as_str()).ok();
+    }
+    request.headers().get(header::HOST).cloned()
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The origin-form target sent upstream, with the route's prefix stripped if asked.
+fn upstream_uri(uri: &Uri, route: &router::Route) -> Result<Uri, ProxyError> {
+    let path_and_query = uri.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
+    if route.strip_prefix {
+        let stripped = router::strip(&route.prefix, path_and_query);
+        return Uri::try_from(stripped).map_err(|_| ProxyError::InvalidHost);
+    }
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return Ok(uri.clone());
+    }
+    match uri.path_and_query() {
+        Some(pq) => Ok(Uri::from(pq.clone())),
+        None => Ok(Uri::from_static("/")),
+    }
+}

@@ -1,0 +1,199 @@
+//! Host and path to route: the first decision for every request.
+//!
+//! Built once per configuration into plain tables, so matching is a hash
+//! lookup plus a short scan of prefixes, with no allocation. Precedence
+//! (SPEC §5): exact host, then the longest matching wildcard, then host-less
+//! routes; within a host the longest segment-boundary prefix wins. A host
+//! whose prefixes do not match the path falls through to the next tier, so a
+//! host-less `/` route works as a catch-all behind host-specific ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::RouteConfig;
+use crate::upstream::Upstream;
+
+/// One compiled route: where its requests go and how the path is rewritten.
+#[derive(Debug)]
+pub struct Route {
+    /// The route as the user wrote it, for logs and metrics ("example.com/api/").
+    pub label: Box<str>,
+    pub prefix: Box<str>,
+    pub strip_prefix: bool,
+    pub upstream: Arc<Upstream>,
+}
+
+/// Path prefixes of one host tier, longest first.
+#[derive(Debug, Default)]
+struct PathTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl PathTable {
+    fn insert(&mut self, route: Arc<Route>) {
+        self.routes.push(route);
+        self.routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    }
+
+    fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+/// `/api` matches `/api`, `/api/` and `/api/x`, not `/apix`; `/api/` matches `/api/x` and `/api`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let prefix_trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    match path.strip_prefix(prefix_trimmed) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        None => false,
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Router {
+    exact: HashMap<Box<str>, PathTable>,
+    /// Wildcard suffixes (".example.com" for "*.example.com"), longest first.
+    wildcard: Vec<(Box<str>, PathTable)>,
+    any_host: PathTable,
+}
+
+impl Router {
+    pub fn new(routes: &[RouteConfig], upstream_by_name: &HashMap<String, Arc<Upstream>>) -> Router {
+        let mut router = Router::default();
+        for cfg in routes {
+            let upstream = upstream_by_name
+                .get(&cfg.upstream)
+                .expect("config validation guarantees every route names an upstream")
+                .clone();
+            let label = format!("{}{}", cfg.host.as_deref().unwrap_or("*"), cfg.path);
+            let route = Arc::new(Route {
+                label: label.into(),
+                prefix: cfg.path.clone().into(),
+                strip_prefix: cfg.strip_prefix,
+                upstream,
+            });
+            match cfg.host.as_deref() {
+                None => router.any_host.insert(route),
+                Some(host) => match host.strip_prefix('*') {
+                    Some(suffix) => {
+                        let table = match router.wildcard.iter_mut().find(|(s, _)| **s == *suffix) {
+                            Some((_, table)) => table,
+                            None => {
+                                router.wildcard.push((suffix.into(), PathTable::default()));
+                                &mut router.wildcard.last_mut().unwrap().1
+                            }
+                        };
+                        table.insert(route);
+                    }
+                    None => router.exact.entry(host.into()).or_default().insert(route),
+                },
+            }
+        }
+        router.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        router
+    }
+
+    /// `host` must already be lower-case without a port (see [`normalize_host`]).
+    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        if let Some(route) = self.exact.get(host).and_then(|t| t.find(path)) {
+            return Some(route);
+        }
+        for (suffix, table) in &self.wildcard {
+            // "*.example.com" matches any depth of subdomain (as nginx does), never the bare domain.
+            if host.len() > suffix.len() && host.ends_with(&**suffix) {
+                if let Some(route) = table.find(path) {
+                    return Some(route);
+                }
+            }
+        }
+        self.any_host.find(path)
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.iter().map(|(_, t)| t))
+            .chain(std::iter::once(&self.any_host))
+            .flat_map(|t| t.routes.iter())
+    }
+}
+
+/// Lower-cases `raw` and drops a port into `buf`, returning the host; `None` if it is not a
+/// plausible host name (empty, too long, or with bytes a host cannot hold). Uses a caller
+/// buffer so the hot path does not allocate.
+pub fn normalize_host<'a>(raw: &[u8], buf: &'a mut [u8; 256]) -> Option<&'a str> {
+    let host = if raw.first() == Some(&b'[') {
+        // IPv6 literal: keep the brackets, drop ":port" after them.
+        let end = raw.iter().position(|&b| b == b']')?;
+        &raw[..=end]
+    } else {
+        match raw.iter().rposition(|&b| b == b':') {
+            Some(colon) => {
+                let port = &raw[colon + 1..];
+                if !port.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                &raw[..colon]
+            }
+            None => raw,
+        }
+    };
+    if host.is_empty() || host.len() > buf.len() {
+        return None;
+    }
+    for (dst, &src) in buf.iter_mut().zip(host) {
+        if !(src.is_ascii_alphanumeric() || matches!(src, b'.' | b'-' | b'_' | b'[' | b']' | b':')) {
+            return None;
+        }
+        *dst = src.to_ascii_lowercase();
+    }
+    std::str::from_utf8(&buf[..host.len()]).ok()
+}
+
+/// The path handed to the upstream when the route strips its prefix: `/api/users` -> `/users`.
+pub fn strip(prefix: &str, path: &str) -> String {
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    let rest = path.strip_prefix(trimmed).unwrap_or(path);
+    if rest.is_empty() || rest.starts_with('?') {
+        format!("/{rest}")
+    } else {
+        rest.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_boundaries() {
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/x"));
+        assert!(prefix_matches("/api/", "/api/x"));
+        assert!(prefix_matches("/api/", "/api"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(!prefix_matches("/api/", "/apix"));
+        assert!(prefix_matches("/", "/anything"));
+    }
+
+    #[test]
+    fn host_normalization() {
+        let mut buf = [0u8; 256];
+        assert_eq!(normalize_host(b"Example.COM:8443", &mut buf), Some("example.com"));
+        assert_eq!(normalize_host(b"[::1]:443", &mut buf), Some("[::1]"));
+        assert_eq!(normalize_host(b"a b", &mut buf), None);
+        assert_eq!(normalize_host(b"", &mut buf), None);
+        assert_eq!(normalize_host(b"host:x", &mut buf), None);
+    }
+
+    #[test]
+    fn strip_prefix_paths() {
+        assert_eq!(strip("/api/", "/api/users"), "/users");
+        assert_eq!(strip("/api", "/api/users?x=1"), "/users?x=1");
+        assert_eq!(strip("/api", "/api"), "/");
+        assert_eq!(strip("/api", "/api?q"), "/?q");
+    }
+}

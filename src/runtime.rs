@@ -1,0 +1,63 @@
+//! The compiled configuration that requests read: built once from a
+//! [`Config`], held behind one `ArcSwap`, swapped whole on reload. Requests
+//! load it with one atomic operation and never take a lock.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+
+use crate::config::{Config, Limits};
+use crate::router::Router;
+use crate::tls::CertResolver;
+use crate::upstream::Upstream;
+
+#[derive(Debug)]
+pub struct Runtime {
+    pub router: Router,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub limits: Limits,
+    pub hsts: Option<HeaderValue>,
+    pub certs: Arc<CertResolver>,
+    /// Plaintext listener: redirect to https (true) or serve routes (false).
+    pub redirect: bool,
+    /// Port that redirects point at; omitted from the URL when it is 443.
+    pub https_port: Option<u16>,
+    pub acme_webroot: Option<PathBuf>,
+}
+
+impl Runtime {
+    pub fn build(config: &Config, certs: Arc<CertResolver>, https_port: Option<u16>) -> Result<Runtime, String> {
+        let mut by_name = HashMap::new();
+        let mut upstreams = Vec::new();
+        for (name, cfg) in &config.upstreams {
+            let upstream = Arc::new(Upstream::new(name, cfg));
+            by_name.insert(name.clone(), upstream.clone());
+            upstreams.push(upstream);
+        }
+        let hsts = match &config.tls.hsts {
+            Some(value) => Some(
+                HeaderValue::from_str(value).map_err(|_| format!("tls.hsts: {value:?} is not a valid header value"))?,
+            ),
+            None => None,
+        };
+        Ok(Runtime {
+            router: Router::new(&config.routes, &by_name),
+            upstreams,
+            limits: config.limits.clone(),
+            hsts,
+            certs,
+            redirect: config.http.redirect,
+            https_port,
+            acme_webroot: config.http.acme_webroot.clone(),
+        })
+    }
+}
+
+/// What every connection shares: the current runtime snapshot.
+#[derive(Debug)]
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+}

@@ -1,0 +1,14 @@
+//! porter's integration tests: one module per SPEC area, one binary (one link
+//! step on a 2-core machine). Every test starts its own porter and backends on
+//! ephemeral 127.0.0.1 ports.
+
+mod harness;
+
+mod balancing;
+mod config;
+mod faults;
+mod forwarding;
+mod pooling;
+mod redirect;
+mod routing;
+mod tls;

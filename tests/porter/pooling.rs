@@ -1,0 +1,53 @@
+//! SPEC §6: upstream connections are pooled and kept alive.
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_thousand_sequential_requests_use_a_handful_of_connections() {
+    let b = Backend::start("a").await;
+    let yaml = format!(
+        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
+        listen_block(),
+        upstream_block("web", &[(&b, 1)])
+    );
+    let p = TestPorter::start(&yaml).await;
+    let c = plain_client();
+    for _ in 0..1000 {
+        let r = c.get(p.http_url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    assert_eq!(b.requests(), 1000);
+    assert!(b.accepts() <= 4, "{} upstream connections for 1000 requests", b.accepts());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_bursts_reuse_connections() {
+    let b = Backend::start("a").await;
+    let yaml = format!(
+        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
+        listen_block(),
+        upstream_block("web", &[(&b, 1)])
+    );
+    let p = TestPorter::start(&yaml).await;
+    for _round in 0..5 {
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let url = p.http_url("/");
+            tasks.push(tokio::spawn(async move {
+                let c = plain_client();
+                for _ in 0..20 {
+                    c.get(&url).send().await.unwrap().bytes().await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    assert_eq!(b.requests(), 1600);
+    // At most one connection per concurrent request, kept across rounds.
+    assert!(b.accepts() <= 20, "{} upstream connections for 1600 requests from 16 clients", b.accepts());
+    p.stop().await;
+}
