@@ -100,13 +100,20 @@ fn check(path: &Path, config: &Config) -> ExitCode {
     }
     println!("upstreams:");
     for (name, upstream) in &config.upstreams {
-        println!("  {name} ({:?}, retries {})", upstream.balance, upstream.retries);
+        println!("  {name} ({}, retries {})", upstream.balance, upstream.retries);
         for server in &upstream.servers {
             println!("    {} weight {}", server.url.original, server.weight);
         }
     }
-    let (store, problems) = porter::tls::CertStore::scan(&config.tls.certs, None);
     println!("certificates in {}:", config.tls.certs.display());
+    if !config.tls.certs.is_dir() {
+        // Not fatal: porter starts with a self-signed certificate, as it would with an empty folder.
+        println!(
+            "  WARNING: the folder does not exist; porter would start with a self-signed certificate for localhost"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let (store, problems) = porter::tls::CertStore::scan(&config.tls.certs, None);
     if store.is_empty() {
         println!("  none: porter would start with a self-signed certificate for localhost");
     }

@@ -32,7 +32,7 @@ struct PathTable {
 impl PathTable {
     fn insert(&mut self, route: Arc<Route>) {
         self.routes.push(route);
-        self.routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        self.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     }
 
     fn find(&self, path: &str) -> Option<&Arc<Route>> {
@@ -92,7 +92,7 @@ impl Router {
                 },
             }
         }
-        router.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        router.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         router
     }
 

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -255,10 +255,6 @@ pub async fn raw_http1(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<
     let response = sender.send_request(req).await.unwrap();
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
-}
-
-pub fn executor() -> TokioExecutor {
-    TokioExecutor::new()
 }
 
 /// Lines `name: value` of an echo-headers answer, lower-case names.

@@ -2,6 +2,8 @@
 //! step on a 2-core machine). Every test starts its own porter and backends on
 //! ephemeral 127.0.0.1 ports.
 
+// Not every test area uses every helper.
+#[allow(dead_code)]
 mod harness;
 
 mod balancing;
