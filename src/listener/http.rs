@@ -1,12 +1,14 @@
-//! The plaintext listener: ACME challenges and redirects to https, or, with
-//! `http.redirect: false`, the same routes as the TLS listener.
+//! The plaintext listener: ACME challenges first, then redirects to https,
+//! or, with `http.redirect: false`, the same routes as the TLS listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 
+use crate::access_log::AccessRecord;
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
@@ -18,11 +20,26 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, gra
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move {
-            if runtime.redirect {
-                super::redirect::respond(&request, &runtime)
-            } else {
-                proxy::handle(request, &conn, runtime).await
-            }
+            let local = match &runtime.acme_webroot {
+                Some(webroot) if request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX) => {
+                    Some(super::acme::respond(webroot, request.uri().path()).await)
+                }
+                _ if runtime.redirect => Some(super::redirect::respond(&request, &runtime)),
+                _ => None,
+            };
+            let Some(mut response) = local else { return proxy::handle(request, &conn, runtime).await };
+            let record = AccessRecord {
+                start: Instant::now(),
+                client: peer,
+                method: request.method().clone(),
+                host: request.headers().get(http::header::HOST).cloned(),
+                uri: request.uri().clone(),
+                status: response.status().as_u16(),
+                upstream: None,
+                route: None,
+            };
+            response.body_mut().set_record(record);
+            response
         }
     })
     .await;

@@ -3,6 +3,7 @@
 //! and hands each to its own task: a panic or error there ends that
 //! connection only. Shutdown stops accepting and lets connections finish.
 
+pub mod acme;
 pub mod http;
 pub mod https;
 pub mod redirect;
