@@ -55,6 +55,7 @@ const CERT_RESCAN: Duration = Duration::from_secs(1);
 const POOL_SWEEP: Duration = Duration::from_secs(5);
 
 pub async fn start(config: Config) -> Result<Porter, StartError> {
+    refuse_unsupported(&config)?;
     let (store, problems) = tls::load_or_fallback(&config.tls.certs);
     for problem in &problems {
         tracing::warn!("certificate skipped: {problem}");
@@ -150,6 +151,27 @@ impl Porter {
             tracing::warn!(?timeout, "shutdown timeout reached with connections still open");
         }
     }
+}
+
+/// Settings of SPEC §3 that this version parses but does not implement yet. Ones that
+/// change what is on the wire refuse to start; the rest warn, never pass silently.
+fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
+    if config.listen.proxy_protocol {
+        return Err(StartError(
+            "listen.proxy_protocol: true is not supported by this version of porter; \
+             remove it or set it to false (connections from an L4 balancer would otherwise be misread)"
+                .into(),
+        ));
+    }
+    if let Some(admin) = config.listen.admin {
+        tracing::warn!(%admin, "listen.admin is not implemented in this version: no admin listener is opened");
+    }
+    for (name, upstream) in &config.upstreams {
+        if upstream.http2 {
+            tracing::warn!(upstream = %name, "http2: true is not implemented in this version: HTTP/1.1 is used");
+        }
+    }
+    Ok(())
 }
 
 async fn bind(address: Option<SocketAddr>, what: &str) -> Result<Option<TcpListener>, StartError> {
