@@ -117,8 +117,30 @@ impl Backend {
     }
 }
 
-async fn answer(name: &str, req: Request<Incoming>, behaviour: &Mutex<Behaviour>) -> Response<BoxBody> {
+async fn answer(name: &str, mut req: Request<Incoming>, behaviour: &Mutex<Behaviour>) -> Response<BoxBody> {
     let behaviour = behaviour.lock().unwrap().clone();
+    if let Some(protocol) = req.headers().get("upgrade").cloned() {
+        // Switch protocols and echo every byte back, prefixed once with the backend's name.
+        let upgrade = hyper::upgrade::on(&mut req);
+        let greeting = format!("{name}:");
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = io.write_all(greeting.as_bytes()).await;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = Response::new(full(""));
+        *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert("upgrade", protocol);
+        r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+        return r;
+    }
     if let Some(delay) = behaviour.delay {
         tokio::time::sleep(delay).await;
     }

@@ -14,3 +14,4 @@ mod pooling;
 mod redirect;
 mod routing;
 mod tls;
+mod upgrade;
