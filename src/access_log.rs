@@ -25,11 +25,13 @@ pub struct AccessRecord {
     pub route: Option<Arc<crate::router::Route>>,
 }
 
+/// Whether access-log lines are wanted at all (RUST_LOG can turn them off).
+pub fn enabled() -> bool {
+    tracing::enabled!(target: TARGET, tracing::Level::INFO)
+}
+
 impl AccessRecord {
     pub fn write(&self, bytes: u64) {
-        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-            return;
-        }
         let host = self.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-");
         let upstream = self.upstream.as_ref().map(|s| &*s.label).unwrap_or("-");
         let route = self.route.as_ref().map(|r| &*r.label).unwrap_or("-");
@@ -43,7 +45,7 @@ impl AccessRecord {
             bytes,
             upstream,
             route,
-            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            duration_us = self.start.elapsed().as_micros() as u64,
             "request"
         );
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 
-use crate::access_log::AccessRecord;
+use crate::access_log::{self, AccessRecord};
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
@@ -28,6 +28,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, gra
                 _ => None,
             };
             let Some(mut response) = local else { return proxy::handle(request, &conn, runtime).await };
+            if !access_log::enabled() {
+                return response;
+            }
             let record = AccessRecord {
                 start: Instant::now(),
                 client: peer,

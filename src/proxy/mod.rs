@@ -18,7 +18,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::access_log::AccessRecord;
+use crate::access_log::{self, AccessRecord};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
@@ -37,10 +37,10 @@ pub struct ConnContext {
 }
 
 pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
-    let start = Instant::now();
     let host = request_host(&request);
-    let mut record = AccessRecord {
-        start,
+    // The record costs an allocation and a few clones: only when the access log is on.
+    let mut record = access_log::enabled().then(|| AccessRecord {
+        start: Instant::now(),
         client: conn.client,
         method: request.method().clone(),
         host: host.clone(),
@@ -48,7 +48,7 @@ pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc
         status: 0,
         upstream: None,
         route: None,
-    };
+    });
     let mut response = match proxy(request, host, conn, &runtime, &mut record).await {
         Ok(response) => response,
         Err(error) => error.to_response(),
@@ -58,8 +58,10 @@ pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
-    record.status = response.status().as_u16();
-    response.body_mut().set_record(record);
+    if let Some(mut record) = record {
+        record.status = response.status().as_u16();
+        response.body_mut().set_record(record);
+    }
     response
 }
 
@@ -68,7 +70,7 @@ async fn proxy(
     host: Option<HeaderValue>,
     conn: &ConnContext,
     runtime: &Runtime,
-    record: &mut AccessRecord,
+    record: &mut Option<AccessRecord>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let host = host.ok_or(ProxyError::MissingHost)?;
     let mut host_buf = [0u8; 256];
@@ -83,7 +85,9 @@ async fn proxy(
     }
 
     let route = runtime.router.find(host_name, request.uri().path()).ok_or(ProxyError::NoRoute)?;
-    record.route = Some(route.clone());
+    if let Some(record) = record {
+        record.route = Some(route.clone());
+    }
 
     let limit = runtime.limits.max_body_bytes;
     if let Some(length) = content_length(request.headers()) {
@@ -114,11 +118,15 @@ async fn proxy(
     let forwarded = match forward::forward(&route.upstream, upstream_request).await {
         Ok(forwarded) => forwarded,
         Err(e) => {
-            record.upstream = e.server;
+            if let Some(record) = record {
+                record.upstream = e.server;
+            }
             return Err(e.error);
         }
     };
-    record.upstream = Some(forwarded.in_flight.server().clone());
+    if let Some(record) = record {
+        record.upstream = Some(forwarded.in_flight.server().clone());
+    }
 
     let (mut parts, body) = forwarded.response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
