@@ -10,6 +10,7 @@ mod balancing;
 mod config;
 mod faults;
 mod forwarding;
+mod lifecycle;
 mod pooling;
 mod redirect;
 mod routing;

@@ -1,0 +1,136 @@
+//! SPEC §2: the real binary — SIGTERM lets a request in flight finish, refuses new
+//! connections, exits 0; SIGHUP reloads; a bad config at start exits 1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// Starts the binary and waits until it logs that it listens on plaintext.
+fn spawn_porter(config: &std::path::Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening for HTTP") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("porter did not start listening");
+    Running(child)
+}
+
+fn write_config(dir: &std::path::Path, port: u16, backend: &Backend, weight_line: &str) -> std::path::PathBuf {
+    let path = dir.join("porter.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen:\n  http: \"127.0.0.1:{port}\"\nhttp:\n  redirect: false\nshutdown_timeout: 10s\nupstreams:\n  web:\n    servers:\n      - url: \"{}\"\n{weight_line}routes:\n  - upstream: web\n",
+            backend.url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
+    let slow =
+        Backend::start_with("slow", Behaviour { delay: Some(Duration::from_millis(1500)), ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &slow, "");
+    let mut porter = spawn_porter(&config);
+
+    let url = format!("http://127.0.0.1:{port}/slow");
+    let in_flight = tokio::spawn(async move { plain_client().get(url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&porter.0, "TERM");
+
+    let status = in_flight.await.unwrap().expect("the request in flight was cut");
+    assert_eq!(status, 200);
+    // New connections are refused once porter stops accepting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "still accepting after SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = porter.0.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "porter did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_a_bad_reload_keeps_serving() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &a, "");
+    let porter = spawn_porter(&config);
+    let url = format!("http://127.0.0.1:{port}/");
+    let c = plain_client();
+    let who = |r: reqwest::Response| r.headers()["x-backend"].to_str().unwrap().to_string();
+    assert_eq!(who(c.get(&url).send().await.unwrap()), "a");
+
+    write_config(dir.path(), port, &b, "");
+    signal(&porter.0, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while who(c.get(&url).send().await.unwrap()) != "b" {
+        assert!(Instant::now() < deadline, "reload not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    std::fs::write(&config, "upstreams: [this is not valid\n").unwrap();
+    signal(&porter.0, "HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        assert_eq!(who(c.get(&url).send().await.unwrap()), "b", "a bad reload must keep the old config");
+    }
+}
+
+#[test]
+fn a_bad_config_at_start_exits_one_with_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("porter.yaml");
+    std::fs::write(
+        &path,
+        "listen:\n  http: \"127.0.0.1:0\"\nupstreams:\n  web:\n    servers: []\nroutes:\n  - upstream: web\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_porter")).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("porter.yaml:5:"), "{stderr}");
+    assert!(stderr.contains("upstreams.web.servers"), "{stderr}");
+}
