@@ -26,6 +26,8 @@ pub struct Runtime {
     /// Port that redirects point at; omitted from the URL when it is 443.
     pub https_port: Option<u16>,
     pub acme_webroot: Option<PathBuf>,
+    /// HTTP/1.1 + HTTP/2 server settings for client connections, made once per configuration.
+    pub connection_builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
 }
 
 impl Runtime {
@@ -52,6 +54,7 @@ impl Runtime {
             redirect: config.http.redirect,
             https_port,
             acme_webroot: config.http.acme_webroot.clone(),
+            connection_builder: Arc::new(crate::listener::connection_builder(&config.limits)),
         })
     }
 }

@@ -13,10 +13,10 @@ use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, graceful: Watcher) {
-    let builder = super::connection_builder(&shared.runtime.load().limits);
+    let builder = shared.runtime.load().connection_builder.clone();
     let conn =
         Arc::new(ConnContext { client: peer, client_headers: ClientHeaders::new(peer.ip(), false), sni_cert: None });
-    super::serve_connection(stream, &builder, graceful, move |request| {
+    Box::pin(super::serve_connection(stream, &builder, graceful, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move {
@@ -44,6 +44,6 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, gra
             response.body_mut().set_record(record);
             response
         }
-    })
+    }))
     .await;
 }

@@ -14,7 +14,9 @@ use crate::runtime::Shared;
 pub async fn serve(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>, graceful: Watcher) {
     let runtime = shared.runtime.load_full();
     // The handshake is bounded like slow headers are: a client that stalls it holds a slot.
-    let handshake = tokio::time::timeout(runtime.limits.header_read_timeout, acceptor.accept(stream)).await;
+    // Each phase is boxed so the task holds only the live one, not both side by side:
+    // that is kilobytes per idle connection.
+    let handshake = tokio::time::timeout(runtime.limits.header_read_timeout, Box::pin(acceptor.accept(stream))).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -29,12 +31,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, s
     let sni_cert =
         tls.get_ref().1.server_name().and_then(|sni| runtime.certs.store().by_sni(&sni.to_ascii_lowercase()).cloned());
     let conn = Arc::new(ConnContext { client: peer, client_headers: ClientHeaders::new(peer.ip(), true), sni_cert });
-    let builder = super::connection_builder(&runtime.limits);
+    let builder = runtime.connection_builder.clone();
     drop(runtime);
-    super::serve_connection(tls, &builder, graceful, move |request| {
+    Box::pin(super::serve_connection(tls, &builder, graceful, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move { proxy::handle(request, &conn, runtime).await }
-    })
+    }))
     .await;
 }
