@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod acme;
 mod balancing;
 mod config;
 mod faults;
@@ -15,4 +16,5 @@ mod pooling;
 mod redirect;
 mod routing;
 mod tls;
+mod tls_edge;
 mod upgrade;
