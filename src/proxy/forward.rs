@@ -8,7 +8,14 @@
 //! - After bytes were sent, only idempotent requests without a body are
 //!   retried, from a copy of their head taken before the first attempt.
 //! - No server is tried twice for one request; at most `retries` extra servers.
+//! - Every retry is drawn from the upstream's retry budget (`upstream/budget.rs`:
+//!   at most 20% of its requests over 10 s, with a floor of 3/s): when the
+//!   whole fleet fails, it sees at most 1.2x its load, not (1 + retries)x.
+//!
+//! Passive health rides along: a connect error, reset or timeout counts
+//! against the server (ejecting it after `max_failures`), an answer resets it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response};
@@ -33,8 +40,18 @@ pub struct ForwardError {
     pub server: Option<Arc<Server>>,
 }
 
-pub async fn forward(upstream: &Upstream, request: Request<RequestBody>) -> Result<Forwarded, ForwardError> {
-    let replay = if upstream.retries > 0 && is_idempotent(request.method()) && request.body_is_empty() {
+/// Sends `request` to a server of `upstream`; `client` is the address hashed
+/// by `consistent_hash` when the request lacks its header or cookie.
+pub async fn forward(
+    upstream: &Upstream,
+    request: Request<RequestBody>,
+    client: IpAddr,
+) -> Result<Forwarded, ForwardError> {
+    upstream.budget.note_request();
+    let key = upstream.key(request.headers(), client);
+    // The head is copied (an allocation) only when a replay could go somewhere.
+    let can_retry = upstream.retries > 0 && upstream.servers.len() > 1;
+    let replay = if can_retry && is_idempotent(request.method()) && request.body_is_empty() {
         Some(copy_head(&request))
     } else {
         None
@@ -42,8 +59,12 @@ pub async fn forward(upstream: &Upstream, request: Request<RequestBody>) -> Resu
     let mut pending = Some(request);
     let mut tried = Tried::default();
     let mut last: Option<ForwardError> = None;
-    for _attempt in 0..=upstream.retries {
-        let Some((index, server)) = upstream.pick(tried) else { break };
+    for attempt in 0..=upstream.retries {
+        let Some((index, server)) = upstream.pick(tried, key) else { break };
+        if attempt > 0 && !upstream.budget.try_retry() {
+            tracing::debug!(upstream = %upstream.name, "retry budget spent: not retrying");
+            break;
+        }
         tried.insert(index);
         let server = server.clone();
         let request = match pending.take() {
@@ -137,6 +158,10 @@ async fn checkout(server: &Server, fresh_only: bool) -> Option<UpstreamSender> {
         return None;
     }
     while let Some(mut sender) = server.pool.checkout() {
+        if !server.is_current(sender.addr) {
+            // DNS no longer lists its address: let it go (drain).
+            continue;
+        }
         // A connection whose previous response just ended may need a moment to be ready.
         if sender.ready().await.is_ok() {
             return Some(sender);

@@ -115,7 +115,7 @@ async fn proxy(
     }
     let upstream_request = Request::from_parts(parts, RequestBody::new(body, limit));
 
-    let forwarded = match forward::forward(&route.upstream, upstream_request).await {
+    let forwarded = match forward::forward(&route.upstream, upstream_request, conn.client.ip()).await {
         Ok(forwarded) => forwarded,
         Err(e) => {
             if let Some(record) = record {

@@ -1,7 +1,14 @@
 //! Opening a new connection to a server: TCP (plus TLS for `https://`
 //! servers), then an HTTP/1.1 handshake whose connection task runs on its own.
+//!
+//! The TCP connect goes to the server's addresses in turn, starting one
+//! further along for each new connection, so a name that resolves to several
+//! addresses spreads its connections over them, and an address that refuses
+//! hands over to the next. The whole of it — every address tried, TLS and the
+//! HTTP handshake — is bounded by the `connect` timeout.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +22,26 @@ use crate::proxy::body::RequestBody;
 
 use super::server::Server;
 
-pub type UpstreamSender = http1::SendRequest<RequestBody>;
+/// An HTTP/1.1 connection to a server, and the address it went to (so the
+/// pool can drop connections to addresses that DNS no longer returns).
+#[derive(Debug)]
+pub struct UpstreamSender {
+    sender: http1::SendRequest<RequestBody>,
+    pub addr: SocketAddr,
+}
+
+impl Deref for UpstreamSender {
+    type Target = http1::SendRequest<RequestBody>;
+    fn deref(&self) -> &Self::Target {
+        &self.sender
+    }
+}
+
+impl DerefMut for UpstreamSender {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.sender
+    }
+}
 
 #[derive(Debug)]
 pub enum ConnectError {
@@ -44,10 +70,20 @@ pub async fn connect(server: &Server, timeout: Duration) -> Result<UpstreamSende
 }
 
 async fn connect_inner(server: &Server) -> Result<UpstreamSender, ConnectError> {
-    let tcp = open_tcp(&server.url.host, server.url.port).await.map_err(ConnectError::Io)?;
+    let mut addrs = server.addrs();
+    if addrs.is_empty() {
+        // A DNS name not resolved yet (the resolver task starts with the snapshot).
+        super::dns::refresh(server).await;
+        addrs = server.addrs();
+        if addrs.is_empty() {
+            let msg = format!("{} does not resolve to any address", server.url.host);
+            return Err(ConnectError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, msg)));
+        }
+    }
+    let (tcp, addr) = open_tcp(&addrs, server.next_addr_index()).await.map_err(ConnectError::Io)?;
     server.pool.note_connect();
     match server.url.scheme {
-        Scheme::Http => handshake(tcp).await,
+        Scheme::Http => handshake(tcp, addr).await,
         Scheme::Https => {
             let name = ServerName::try_from(server.url.host.clone())
                 .map_err(|e| ConnectError::Tls(std::io::Error::other(e)))?;
@@ -55,22 +91,29 @@ async fn connect_inner(server: &Server) -> Result<UpstreamSender, ConnectError> 
                 .connect(name, tcp)
                 .await
                 .map_err(ConnectError::Tls)?;
-            handshake(tls).await
+            handshake(tls, addr).await
         }
     }
 }
 
-async fn open_tcp(host: &str, port: u16) -> std::io::Result<TcpStream> {
-    let stream = match host.parse::<IpAddr>() {
-        Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await?,
-        Err(_) => TcpStream::connect((host, port)).await?,
-    };
-    // Requests and responses are written whole; Nagle would only add latency.
-    stream.set_nodelay(true)?;
-    Ok(stream)
+/// Connects to the first address that accepts, trying them in turn from `start`.
+async fn open_tcp(addrs: &[SocketAddr], start: usize) -> std::io::Result<(TcpStream, SocketAddr)> {
+    let mut last = None;
+    for i in 0..addrs.len() {
+        let addr = addrs[(start + i) % addrs.len()];
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Requests and responses are written whole; Nagle would only add latency.
+                stream.set_nodelay(true)?;
+                return Ok((stream, addr));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")))
 }
 
-async fn handshake<IO>(io: IO) -> Result<UpstreamSender, ConnectError>
+async fn handshake<IO>(io: IO, addr: SocketAddr) -> Result<UpstreamSender, ConnectError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -80,7 +123,7 @@ where
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
-    Ok(sender)
+    Ok(UpstreamSender { sender, addr })
 }
 
 /// Servers behind `https://` are verified against the Mozilla roots.

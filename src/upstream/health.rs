@@ -9,32 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{header, Request};
-use tokio::task::JoinHandle;
 
 use super::connect;
 use super::server::Server;
 use crate::config::HealthCheckConfig;
 use crate::proxy::body::RequestBody;
 
-/// The checker tasks of one runtime snapshot; dropped with it, which stops them.
-#[derive(Debug, Default)]
-pub struct HealthCheckers(Vec<JoinHandle<()>>);
-
-impl HealthCheckers {
-    pub fn spawn(&mut self, server: Arc<Server>, config: HealthCheckConfig, connect_timeout: Duration) {
-        self.0.push(tokio::spawn(check_loop(server, config, connect_timeout)));
-    }
-}
-
-impl Drop for HealthCheckers {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
-}
-
-async fn check_loop(server: Arc<Server>, config: HealthCheckConfig, connect_timeout: Duration) {
+/// Checks `server` every `interval` until aborted (the upstream owns the task).
+pub async fn check_loop(server: Arc<Server>, config: HealthCheckConfig, connect_timeout: Duration) {
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut successes, mut failures) = (0u32, 0u32);
@@ -45,7 +27,12 @@ async fn check_loop(server: Arc<Server>, config: HealthCheckConfig, connect_time
                 successes += 1;
                 failures = 0;
                 if successes >= config.healthy_after && !server.is_healthy() && server.set_healthy(true) {
-                    tracing::info!(server = %server.label, successes, "server healthy again: back in rotation");
+                    tracing::info!(
+                        server = %server.label,
+                        successes,
+                        reason = "active health checks pass",
+                        "server healthy again: back in rotation"
+                    );
                 }
             }
             Ok(Err(reason)) => note_failure(&server, &config, &mut successes, &mut failures, &reason),

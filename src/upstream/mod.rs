@@ -1,18 +1,30 @@
 //! Upstreams: named pools of servers, the balancer that picks among them,
 //! and the per-server state and connections that requests use.
+//!
+//! An upstream also owns its background tasks — one active health checker
+//! per server when `health_check` is set, one DNS resolver per server named
+//! by a host name — which live as long as the runtime snapshot that holds
+//! the upstream and stop when it is dropped.
 
 pub mod balancer;
+pub mod budget;
 pub mod connect;
+pub mod dns;
 pub mod health;
 pub mod pool;
 pub mod server;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::UpstreamConfig;
+use http::HeaderMap;
+use tokio::task::JoinHandle;
+
+use crate::config::{Balance, UpstreamConfig};
 
 use balancer::{Balancer, Tried};
+use budget::RetryBudget;
 use server::Server;
 
 #[derive(Debug)]
@@ -23,32 +35,60 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub response_header_timeout: Duration,
     pub retries: u32,
-    _health: health::HealthCheckers,
+    pub budget: RetryBudget,
+    _tasks: Tasks,
 }
 
 impl Upstream {
+    /// Builds the upstream and starts its background tasks (needs a tokio runtime).
     pub fn new(name: &str, cfg: &UpstreamConfig) -> Upstream {
         let servers: Vec<Arc<Server>> =
             cfg.servers.iter().map(|s| Arc::new(Server::new(s, &cfg.passive, &cfg.pool))).collect();
-        let mut checkers = health::HealthCheckers::default();
-        if let Some(check) = &cfg.health_check {
-            for server in &servers {
-                checkers.spawn(server.clone(), check.clone(), cfg.timeouts.connect);
+        let mut tasks = Tasks::default();
+        for server in &servers {
+            if server.needs_resolution() {
+                tasks.0.push(tokio::spawn(dns::resolve_loop(server.clone(), dns::REFRESH)));
+            }
+            if let Some(check) = &cfg.health_check {
+                tasks.0.push(tokio::spawn(health::check_loop(server.clone(), check.clone(), cfg.timeouts.connect)));
             }
         }
         Upstream {
-            _health: checkers,
+            _tasks: tasks,
             name: name.into(),
-            balancer: Balancer::new(&cfg.balance, &servers),
+            balancer: Balancer::new(cfg.balance, cfg.hash_on.as_ref(), &servers),
             servers,
             connect_timeout: cfg.timeouts.connect,
             response_header_timeout: cfg.timeouts.response_header,
             retries: cfg.retries,
+            budget: RetryBudget::default(),
         }
     }
 
-    pub fn pick(&self, tried: Tried) -> Option<(usize, &Arc<Server>)> {
-        let index = self.balancer.pick(&self.servers, tried)?;
+    pub fn balance(&self) -> Balance {
+        self.balancer.kind()
+    }
+
+    /// The balancing key of a request (see [`Balancer::key`]); computed once per request.
+    #[inline]
+    pub fn key(&self, headers: &HeaderMap, client: IpAddr) -> u64 {
+        self.balancer.key(headers, client)
+    }
+
+    pub fn pick(&self, tried: Tried, key: u64) -> Option<(usize, &Arc<Server>)> {
+        let index = self.balancer.pick(&self.servers, tried, key)?;
         Some((index, &self.servers[index]))
+    }
+}
+
+/// Background tasks owned by an upstream; aborted when it is dropped.
+#[derive(Debug, Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! `idle_timeout` — are dropped when met. The lock is held only to push or
 //! pop one entry.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,6 +67,16 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let timeout = self.idle_timeout;
         idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() <= timeout);
+    }
+
+    /// Drops idle connections to addresses not in `addrs` (after DNS stopped
+    /// returning them); connections busy with a request finish it and are not
+    /// pooled again. Returns how many were dropped.
+    pub fn drain_except(&self, addrs: &[SocketAddr]) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before = idle.len();
+        idle.retain(|e| addrs.contains(&e.sender.addr));
+        before - idle.len()
     }
 
     pub fn note_connect(&self) {

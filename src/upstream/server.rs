@@ -1,13 +1,27 @@
 //! One upstream server: its address, weight, live state and connection pool.
 //!
-//! Live state is atomics only, read on every pick without a lock. Passive
-//! ejection (SPEC §3 `passive`) lives here: consecutive failures take the
-//! server out for `cooldown`, after which it is tried again and ejected again
-//! at the first failure if it still fails.
+//! Live state is atomics only, read on every pick without a lock. A server
+//! takes requests when it has weight, active checks have not failed it, and
+//! passive ejection has not taken it out.
+//!
+//! Passive ejection (SPEC §3 `passive`): `max_failures` consecutive failures
+//! (connect error, reset, timeout) eject the server for `cooldown`. When the
+//! cooldown is over the server gets traffic again but stays on probation: its
+//! first success readmits it for good, its first failure ejects it again at
+//! once. Each change is logged once, with the reason, by whichever request
+//! makes it (a compare-and-swap decides, so concurrent requests never log a
+//! change twice). An active check that brings a server back also ends any
+//! passive ejection: the checker has just seen it answer.
+//!
+//! Servers named by a DNS name keep the addresses last resolved for them
+//! (see `dns.rs`); new connections go round-robin over those addresses.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use crate::config::{PassiveConfig, PoolConfig, ServerConfig};
 
@@ -21,48 +35,86 @@ pub struct Server {
     pub label: Box<str>,
     pub pool: Pool,
     passive: PassiveConfig,
+    /// Addresses to connect to: the IP itself, or what the host name last
+    /// resolved to (empty until the first resolution).
+    addrs: ArcSwap<Vec<SocketAddr>>,
+    next_addr: AtomicUsize,
+    /// The host is a DNS name (re-resolved), not an IP literal.
+    by_name: bool,
     /// Set by active health checks; true until a check says otherwise.
     healthy: AtomicBool,
     consecutive_failures: AtomicU32,
-    /// Milliseconds since [`epoch`] until which the server is ejected; 0 = not ejected.
+    /// Milliseconds since [`epoch`] until which the server is ejected; 0 = not
+    /// ejected. A value in the past means "on probation" (see the module doc).
     ejected_until_ms: AtomicU64,
     pub in_flight: AtomicU32,
     pub requests_total: AtomicU64,
     pub failures_total: AtomicU64,
+    pub ejections_total: AtomicU64,
 }
 
-fn epoch() -> Instant {
+/// The process-wide reference instant that the millisecond clocks count from.
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64
+}
+
+/// What the server's state is, for logs, /status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Taking requests.
+    Up,
+    /// Weight 0: no new requests.
+    Drained,
+    /// Failed its active health checks.
+    Unhealthy,
+    /// Out for its passive cooldown.
+    Ejected,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Drained => "drained",
+            State::Unhealthy => "unhealthy",
+            State::Ejected => "ejected",
+        }
+    }
 }
 
 impl Server {
     pub fn new(cfg: &ServerConfig, passive: &PassiveConfig, pool: &PoolConfig) -> Server {
-        let label = if cfg.url.host.contains(':') {
-            format!("[{}]:{}", cfg.url.host, cfg.url.port)
-        } else {
-            format!("{}:{}", cfg.url.host, cfg.url.port)
+        let addrs = match cfg.url.host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, cfg.url.port)],
+            Err(_) => Vec::new(),
         };
+        let by_name = addrs.is_empty();
         Server {
             url: cfg.url.clone(),
             weight: cfg.weight,
-            label: label.into(),
+            label: cfg.url.authority().into(),
             pool: Pool::new(pool.max_idle_per_server, pool.idle_timeout),
             passive: passive.clone(),
+            addrs: ArcSwap::from_pointee(addrs),
+            next_addr: AtomicUsize::new(0),
+            by_name,
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             requests_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
+            ejections_total: AtomicU64::new(0),
         }
     }
 
     /// Can take a new request: weight above zero, not failed by active checks, not ejected.
+    #[inline]
     pub fn is_available(&self) -> bool {
         if self.weight == 0 || !self.healthy.load(Ordering::Relaxed) {
             return false;
@@ -71,26 +123,78 @@ impl Server {
         until == 0 || now_ms() >= until
     }
 
+    pub fn state(&self) -> State {
+        if self.weight == 0 {
+            State::Drained
+        } else if !self.is_healthy() {
+            State::Unhealthy
+        } else if self.is_ejected() {
+            State::Ejected
+        } else {
+            State::Up
+        }
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Out for a passive cooldown right now.
     pub fn is_ejected(&self) -> bool {
         let until = self.ejected_until_ms.load(Ordering::Relaxed);
         until != 0 && now_ms() < until
     }
 
+    /// Records an active-check verdict; true if it changed the server's health.
+    /// Coming back healthy also ends a passive ejection.
     pub fn set_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::Relaxed) != healthy
+        let changed = self.healthy.swap(healthy, Ordering::Relaxed) != healthy;
+        if changed && healthy {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.ejected_until_ms.store(0, Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// The addresses new connections go to.
+    pub fn addrs(&self) -> Arc<Vec<SocketAddr>> {
+        self.addrs.load_full()
+    }
+
+    /// Where a new connection starts in [`Server::addrs`], turning round-robin.
+    pub(crate) fn next_addr_index(&self) -> usize {
+        self.next_addr.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// True if the host is a DNS name that needs resolving (not an IP literal).
+    pub fn needs_resolution(&self) -> bool {
+        self.by_name
+    }
+
+    /// Whether a connection to `addr` may still be reused: always for an IP
+    /// literal; for a DNS name, while the name still resolves to it.
+    #[inline]
+    pub fn is_current(&self, addr: SocketAddr) -> bool {
+        !self.by_name || self.addrs.load().contains(&addr)
+    }
+
+    /// Replaces the resolved addresses (sorted, deduplicated by the caller).
+    pub(crate) fn set_addrs(&self, addrs: Vec<SocketAddr>) {
+        self.addrs.store(Arc::new(addrs));
     }
 
     pub fn record_success(&self) {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
-        if self.ejected_until_ms.load(Ordering::Relaxed) != 0 {
-            self.ejected_until_ms.store(0, Ordering::Relaxed);
-            tracing::info!(server = %self.label, "server answers again after passive ejection");
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        // Only a success after the cooldown readmits; a success from a request
+        // that started before the ejection does not cut the cooldown short.
+        if until != 0
+            && now_ms() >= until
+            && self.ejected_until_ms.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::info!(server = %self.label, reason = "answered after its cooldown", "server back in rotation");
         }
     }
 
@@ -101,15 +205,39 @@ impl Server {
         if max == 0 {
             return false;
         }
-        let ejected_before = self.ejected_until_ms.load(Ordering::Relaxed) != 0;
-        // A server back from cooldown is ejected again at its first failure.
+        let now = now_ms();
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let cooldown = duration_ms(self.passive.cooldown);
+        if until != 0 {
+            if now < until {
+                // Already out: a request that started before the ejection.
+                return false;
+            }
+            // On probation after the cooldown: out again at the first failure.
+            let again = (now + cooldown).max(1);
+            if self.ejected_until_ms.compare_exchange(until, again, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                self.ejections_total.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    server = %self.label,
+                    cooldown = ?self.passive.cooldown,
+                    reason,
+                    "server still failing after its cooldown: ejected again"
+                );
+                return true;
+            }
+            return false;
+        }
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= max || ejected_before {
+        if failures < max {
+            return false;
+        }
+        let out = (now + cooldown).max(1);
+        if self.ejected_until_ms.compare_exchange(0, out, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             self.consecutive_failures.store(0, Ordering::Relaxed);
-            let until = now_ms() + duration_ms(self.passive.cooldown).max(1);
-            self.ejected_until_ms.store(until, Ordering::Relaxed);
+            self.ejections_total.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 server = %self.label,
+                failures,
                 cooldown = ?self.passive.cooldown,
                 reason,
                 "server ejected after consecutive failures"
@@ -121,20 +249,20 @@ impl Server {
 }
 
 fn duration_ms(d: Duration) -> u64 {
-    d.as_millis().min(u128::from(u64::MAX)) as u64
+    d.as_millis().min(u128::from(u64::MAX / 2)) as u64
 }
 
 /// Counts a request in flight on a server for as long as it lives.
 #[derive(Debug)]
-pub struct InFlight(std::sync::Arc<Server>);
+pub struct InFlight(Arc<Server>);
 
 impl InFlight {
-    pub fn new(server: std::sync::Arc<Server>) -> InFlight {
+    pub fn new(server: Arc<Server>) -> InFlight {
         server.in_flight.fetch_add(1, Ordering::Relaxed);
         server.requests_total.fetch_add(1, Ordering::Relaxed);
         InFlight(server)
     }
-    pub fn server(&self) -> &std::sync::Arc<Server> {
+    pub fn server(&self) -> &Arc<Server> {
         &self.0
     }
 }
@@ -142,5 +270,98 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A server for unit tests: `http://HOST_PORT` with a weight.
+#[cfg(test)]
+pub(crate) fn test_server(host_port: &str, weight: u32, passive: PassiveConfig) -> Arc<Server> {
+    let (host, port) = host_port.rsplit_once(':').expect("host:port");
+    let url = crate::config::ServerUrl {
+        original: format!("http://{host_port}"),
+        scheme: crate::config::Scheme::Http,
+        host: host.to_string(),
+        port: port.parse().expect("port"),
+    };
+    Arc::new(Server::new(&ServerConfig { url, weight }, &passive, &PoolConfig::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passive(max_failures: u32, cooldown_ms: u64) -> PassiveConfig {
+        PassiveConfig { max_failures, cooldown: Duration::from_millis(cooldown_ms) }
+    }
+
+    #[test]
+    fn ejected_after_max_failures_then_back_after_cooldown() {
+        let s = test_server("127.0.0.1:1", 1, passive(3, 50));
+        assert!(!s.record_failure("reset"));
+        assert!(!s.record_failure("reset"));
+        assert!(s.is_available());
+        assert!(s.record_failure("reset"));
+        assert!(!s.is_available());
+        assert_eq!(s.state(), State::Ejected);
+        // More failures from requests already under way change nothing.
+        assert!(!s.record_failure("reset"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(s.is_available(), "cooldown over");
+        // Probation: the first failure ejects again at once.
+        assert!(s.record_failure("reset"));
+        assert!(!s.is_available());
+        assert_eq!(s.ejections_total.load(Ordering::Relaxed), 2);
+        std::thread::sleep(Duration::from_millis(60));
+        s.record_success();
+        // Readmitted for good: it takes max_failures again to eject.
+        assert!(!s.record_failure("reset"));
+        assert!(!s.record_failure("reset"));
+        assert!(s.is_available());
+    }
+
+    #[test]
+    fn success_resets_the_count() {
+        let s = test_server("127.0.0.1:1", 1, passive(2, 10_000));
+        assert!(!s.record_failure("reset"));
+        s.record_success();
+        assert!(!s.record_failure("reset"));
+        assert!(s.is_available());
+    }
+
+    #[test]
+    fn success_inside_the_cooldown_does_not_readmit() {
+        let s = test_server("127.0.0.1:1", 1, passive(1, 10_000));
+        assert!(s.record_failure("reset"));
+        s.record_success();
+        assert!(!s.is_available());
+    }
+
+    #[test]
+    fn active_recovery_ends_passive_ejection() {
+        let s = test_server("127.0.0.1:1", 1, passive(1, 10_000));
+        assert!(s.set_healthy(false));
+        assert!(s.record_failure("reset"));
+        assert_eq!(s.state(), State::Unhealthy);
+        assert!(s.set_healthy(true));
+        assert!(s.is_available());
+        assert!(!s.set_healthy(true), "no change, nothing to log");
+    }
+
+    #[test]
+    fn passive_off_never_ejects() {
+        let s = test_server("127.0.0.1:1", 1, passive(0, 0));
+        for _ in 0..100 {
+            assert!(!s.record_failure("reset"));
+        }
+        assert!(s.is_available());
+    }
+
+    #[test]
+    fn ip_literals_need_no_resolution() {
+        assert!(!test_server("127.0.0.1:80", 1, passive(3, 1)).needs_resolution());
+        assert_eq!(*test_server("127.0.0.1:80", 1, passive(3, 1)).addrs(), ["127.0.0.1:80".parse().unwrap()]);
+        let named = test_server("localhost:80", 1, passive(3, 1));
+        assert!(named.needs_resolution());
+        assert!(named.addrs().is_empty());
     }
 }

@@ -7,6 +7,7 @@
 mod harness;
 
 mod acme;
+mod balancers;
 mod balancing;
 mod config;
 mod faults;
@@ -14,6 +15,7 @@ mod forwarding;
 mod lifecycle;
 mod pooling;
 mod redirect;
+mod resilience;
 mod routing;
 mod tls;
 mod tls_edge;

@@ -1,13 +1,35 @@
 //! Choosing a server for a request. Every algorithm sits behind [`Balancer`]:
 //! adding one is a new file and a new arm here, nothing else.
+//!
+//! | `balance` | picks | choose it when |
+//! |---|---|---|
+//! | `weighted_round_robin` | in turn, smoothly by weight (nginx's order) | requests cost about the same |
+//! | `least_connections` | fewest in flight per weight | request durations vary a lot |
+//! | `power_of_two` | better of two weighted random draws | large pools, several proxies in front |
+//! | `consistent_hash` | by `hash_on` key on a ring | per-client affinity (caches, sessions) |
+//!
+//! Every algorithm skips servers that are down (weight 0, failed active
+//! checks, passively ejected) and those already tried by the request, and
+//! keeps its hot path free of locks and allocation.
 
+mod consistent_hash;
+pub mod key;
+mod least_connections;
+mod power_of_two;
 mod smooth_wrr;
 
+pub use consistent_hash::ConsistentHash;
+pub use least_connections::LeastConnections;
+pub use power_of_two::PowerOfTwo;
 pub use smooth_wrr::SmoothWeightedRoundRobin;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderMap;
+
 use super::server::Server;
+use crate::config::{Balance, HashOn};
 
 /// Servers already tried for this request, so a retry never returns to one.
 /// Indices into the upstream's server list; upstreams of more than 64 servers
@@ -32,20 +54,51 @@ impl Tried {
 #[derive(Debug)]
 pub enum Balancer {
     WeightedRoundRobin(SmoothWeightedRoundRobin),
+    LeastConnections(LeastConnections),
+    PowerOfTwo(PowerOfTwo),
+    ConsistentHash(ConsistentHash),
 }
 
 impl Balancer {
-    pub fn new(kind: &crate::config::Balance, servers: &[Arc<Server>]) -> Balancer {
-        // The other algorithms arrive with the resilience work; until then they
-        // fall back to smooth weighted round robin, which honours the same weights.
-        let _ = kind;
-        Balancer::WeightedRoundRobin(SmoothWeightedRoundRobin::new(servers))
+    pub fn new(kind: Balance, hash_on: Option<&HashOn>, servers: &[Arc<Server>]) -> Balancer {
+        match kind {
+            Balance::WeightedRoundRobin => Balancer::WeightedRoundRobin(SmoothWeightedRoundRobin::new(servers)),
+            Balance::LeastConnections => Balancer::LeastConnections(LeastConnections),
+            Balance::PowerOfTwo => Balancer::PowerOfTwo(PowerOfTwo::new(servers)),
+            // Validation guarantees hash_on with consistent_hash; client_ip is the safe default.
+            Balance::ConsistentHash => {
+                Balancer::ConsistentHash(ConsistentHash::new(hash_on.cloned().unwrap_or(HashOn::ClientIp), servers))
+            }
+        }
+    }
+
+    /// The request's hash key for balancers that use one (0 for the others,
+    /// which then skip looking at the request).
+    #[inline]
+    pub fn key(&self, headers: &HeaderMap, client: IpAddr) -> u64 {
+        match self {
+            Balancer::ConsistentHash(ch) => key::request_key(&ch.hash_on, headers, client),
+            _ => 0,
+        }
     }
 
     /// An index into `servers` of an available server not yet tried, or None.
-    pub fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
+    #[inline]
+    pub fn pick(&self, servers: &[Arc<Server>], tried: Tried, key: u64) -> Option<usize> {
         match self {
             Balancer::WeightedRoundRobin(b) => b.pick(servers, tried),
+            Balancer::LeastConnections(b) => b.pick(servers, tried),
+            Balancer::PowerOfTwo(b) => b.pick(servers, tried),
+            Balancer::ConsistentHash(b) => b.pick(servers, tried, key),
+        }
+    }
+
+    pub fn kind(&self) -> Balance {
+        match self {
+            Balancer::WeightedRoundRobin(_) => Balance::WeightedRoundRobin,
+            Balancer::LeastConnections(_) => Balance::LeastConnections,
+            Balancer::PowerOfTwo(_) => Balance::PowerOfTwo,
+            Balancer::ConsistentHash(_) => Balance::ConsistentHash,
         }
     }
 }
