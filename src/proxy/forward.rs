@@ -110,7 +110,9 @@ async fn send(upstream: &Upstream, server: &Arc<Server>, request: Request<Reques
     loop {
         let (mut sender, reused) = match checkout(server, fresh_only).await {
             Some(sender) => (sender, true),
-            None => match connect::connect(server, upstream.connect_timeout).await {
+            // Boxed: the connect future (TCP + TLS) is large and rare; keeping it out of line
+            // keeps every request's future small.
+            None => match Box::pin(connect::connect(server, upstream.connect_timeout)).await {
                 Ok(sender) => (sender, false),
                 Err(e) => {
                     tracing::debug!(server = %server.label, error = %e, "upstream connect failed");

@@ -115,7 +115,9 @@ async fn proxy(
     }
     let upstream_request = Request::from_parts(parts, RequestBody::new(body, limit));
 
-    let forwarded = match forward::forward(&route.upstream, upstream_request, conn.client.ip()).await {
+    // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
+    // future by value, so keeping this out of line saves more than the allocation costs.
+    let forwarded = match Box::pin(forward::forward(&route.upstream, upstream_request, conn.client.ip())).await {
         Ok(forwarded) => forwarded,
         Err(e) => {
             if let Some(record) = record {
