@@ -70,7 +70,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     let https_addr = https_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
     let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
 
-    let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port())).map_err(StartError)?;
+    let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
     let (stop, stop_rx) = watch::channel(false);
     let graceful = Arc::new(listener::new_graceful());
@@ -125,8 +125,9 @@ impl Porter {
     /// Listener addresses are fixed at start; changes to them need a restart.
     pub fn reload(&self, config: &Config) -> Result<(), StartError> {
         tls::reload_now(&self.certs_dir, &self.certs);
-        let runtime =
-            Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port())).map_err(StartError)?;
+        let previous = self.shared.runtime.load_full();
+        let runtime = Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
+            .map_err(StartError)?;
         self.shared.runtime.store(Arc::new(runtime));
         Ok(())
     }

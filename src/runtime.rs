@@ -31,11 +31,19 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn build(config: &Config, certs: Arc<CertResolver>, https_port: Option<u16>) -> Result<Runtime, String> {
+    /// `previous` is the snapshot being replaced on reload: servers whose settings are
+    /// unchanged carry over with their connections and health state.
+    pub fn build(
+        config: &Config,
+        certs: Arc<CertResolver>,
+        https_port: Option<u16>,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, String> {
         let mut by_name = HashMap::new();
         let mut upstreams = Vec::new();
         for (name, cfg) in &config.upstreams {
-            let upstream = Arc::new(Upstream::new(name, cfg));
+            let before = previous.and_then(|p| p.upstreams.iter().find(|u| *u.name == **name));
+            let upstream = Arc::new(Upstream::new(name, cfg, before.map(|u| &**u)));
             by_name.insert(name.clone(), upstream.clone());
             upstreams.push(upstream);
         }

@@ -41,9 +41,19 @@ pub struct Upstream {
 
 impl Upstream {
     /// Builds the upstream and starts its background tasks (needs a tokio runtime).
-    pub fn new(name: &str, cfg: &UpstreamConfig) -> Upstream {
-        let servers: Vec<Arc<Server>> =
-            cfg.servers.iter().map(|s| Arc::new(Server::new(s, &cfg.passive, &cfg.pool))).collect();
+    /// Servers of `previous` (the same upstream before a reload) whose settings did not
+    /// change are kept, with their pooled connections, health and counters.
+    pub fn new(name: &str, cfg: &UpstreamConfig, previous: Option<&Upstream>) -> Upstream {
+        let servers: Vec<Arc<Server>> = cfg
+            .servers
+            .iter()
+            .map(|s| {
+                previous
+                    .and_then(|p| p.servers.iter().find(|old| old.has_settings(s, &cfg.passive, &cfg.pool)))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Server::new(s, &cfg.passive, &cfg.pool)))
+            })
+            .collect();
         let mut tasks = Tasks::default();
         for server in &servers {
             if server.needs_resolution() {

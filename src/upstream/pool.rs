@@ -34,6 +34,10 @@ impl Pool {
     }
 
     /// The most recently used live connection (warm, least likely to have been closed).
+    pub fn has_settings(&self, cfg: &crate::config::PoolConfig) -> bool {
+        self.max_idle == cfg.max_idle_per_server && self.idle_timeout == cfg.idle_timeout
+    }
+
     pub fn checkout(&self) -> Option<UpstreamSender> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(entry) = idle.pop() {

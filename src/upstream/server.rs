@@ -113,6 +113,11 @@ impl Server {
         }
     }
 
+    /// Whether this server was built from exactly these settings (so a reload can keep it).
+    pub fn has_settings(&self, cfg: &ServerConfig, passive: &PassiveConfig, pool: &PoolConfig) -> bool {
+        self.url == cfg.url && self.weight == cfg.weight && self.passive == *passive && self.pool.has_settings(pool)
+    }
+
     /// Can take a new request: weight above zero, not failed by active checks, not ejected.
     #[inline]
     pub fn is_available(&self) -> bool {

@@ -51,3 +51,32 @@ async fn concurrent_bursts_reuse_connections() {
     assert!(b.accepts() <= 20, "{} upstream connections for 1600 requests from 16 clients", b.accepts());
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_pool_of_unchanged_servers() {
+    let b = Backend::start("a").await;
+    let other = Backend::start("other").await;
+    let yaml = format!(
+        "{}http:\n  redirect: false\nupstreams:\n{}{}routes:\n  - upstream: web\n",
+        listen_block(),
+        upstream_block("web", &[(&b, 1)]),
+        upstream_block("spare", &[(&other, 1)])
+    );
+    let p = TestPorter::start(&yaml).await;
+    let c = plain_client();
+    for _ in 0..20 {
+        c.get(p.http_url("/")).send().await.unwrap().bytes().await.unwrap();
+    }
+    let before = b.accepts();
+    // A reload that changes another upstream leaves this server, and its connections, alone.
+    let changed = yaml.replace("  spare:\n", "  spare2:\n");
+    std::fs::write(p.dir.path().join("porter.yaml"), &changed).unwrap();
+    let config = porter::Config::load(&p.dir.path().join("porter.yaml")).unwrap();
+    p.porter.as_ref().unwrap().reload(&config).unwrap();
+    for _ in 0..20 {
+        c.get(p.http_url("/")).send().await.unwrap().bytes().await.unwrap();
+    }
+    assert_eq!(b.requests(), 40);
+    assert_eq!(b.accepts(), before, "the reload opened new upstream connections");
+    p.stop().await;
+}
