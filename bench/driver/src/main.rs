@@ -1,0 +1,437 @@
+//! Load driver for porter's benchmark harness (`bench/bench.py`), for the two
+//! jobs that wrk and h2load cannot do with the control the harness needs:
+//!
+//! * `connect`: closed-loop load where every request is made on a new
+//!   connection (`Connection: close`, read to EOF), over TLS (rustls, ring)
+//!   or plain TCP. Session resumption is explicit: without `--resume` the
+//!   client keeps no session at all (every handshake is a full TLS 1.3
+//!   handshake); with `--resume` it keeps rustls' in-memory session cache, so
+//!   after the first handshake each new connection offers a ticket / session
+//!   id and the server may resume. The number of handshakes actually resumed
+//!   is counted and reported.
+//! * `idle`: opens N keep-alive connections (plain or TLS), makes one
+//!   request on each, then holds them open and idle; prints `READY {json}`
+//!   and waits for a line on stdin (or `--hold` seconds), then closes all.
+//!
+//! The client never checks the server's certificate or signatures (like wrk
+//! and h2load): it is a load generator for a machine-local benchmark.
+//! Output is one JSON object per run on stdout.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, HandshakeKind, SignatureScheme};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Parser)]
+#[command(about = "porter bench load driver")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// Server address, e.g. 127.0.0.1:18443.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Speak TLS (with this SNI name) instead of plain TCP.
+    #[arg(long)]
+    sni: Option<String>,
+    /// Host header value (default: the SNI name, else the address).
+    #[arg(long)]
+    host: Option<String>,
+    /// Request path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Per-request (connect + handshake + response) timeout in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// New connection per request, closed loop, for a fixed duration.
+    Connect {
+        #[command(flatten)]
+        target: Target,
+        /// Concurrent connections in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Keep and offer TLS sessions (resumption); default: none.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Open N keep-alive connections, one request each, hold them idle.
+    Idle {
+        #[command(flatten)]
+        target: Target,
+        /// Connections to open.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Connections being opened at once.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Longest time to hold them (seconds) if stdin stays open.
+        #[arg(long, default_value_t = 120.0)]
+        hold: f64,
+    },
+}
+
+/// Accepts any certificate and signature: load generator only.
+#[derive(Debug)]
+struct NoVerify(Vec<SignatureScheme>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.clone()
+    }
+}
+
+fn tls_connector(resume: bool) -> io::Result<TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let schemes = provider.signature_verification_algorithms.supported_schemes();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(schemes)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = if resume { Resumption::in_memory_sessions(1024) } else { Resumption::disabled() };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects (and handshakes); returns the stream and whether TLS resumed.
+async fn open(target: &Target, tls: Option<&(TlsConnector, ServerName<'static>)>) -> io::Result<(Box<dyn Io>, bool)> {
+    let tcp = TcpStream::connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    match tls {
+        None => Ok((Box::new(tcp), false)),
+        Some((connector, name)) => {
+            let stream = connector.connect(name.clone(), tcp).await?;
+            let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+            Ok((Box::new(stream), resumed))
+        }
+    }
+}
+
+fn request_bytes(target: &Target, close: bool) -> Vec<u8> {
+    let host = target
+        .host
+        .clone()
+        .or_else(|| target.sni.clone().map(|s| format!("{s}:{}", target.addr.port())))
+        .unwrap_or_else(|| target.addr.to_string());
+    let conn = if close { "close" } else { "keep-alive" };
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: porter-bench-driver\r\nConnection: {conn}\r\n\r\n",
+        target.path
+    )
+    .into_bytes()
+}
+
+fn tls_parts(target: &Target, resume: bool) -> io::Result<Option<(TlsConnector, ServerName<'static>)>> {
+    match &target.sni {
+        None => Ok(None),
+        Some(sni) => {
+            let name = ServerName::try_from(sni.clone()).map_err(io::Error::other)?;
+            Ok(Some((tls_connector(resume)?, name)))
+        }
+    }
+}
+
+fn is_200(head: &[u8]) -> bool {
+    head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200")
+}
+
+/// One request on a new connection, read to EOF.
+async fn one_closed(
+    target: &Target,
+    tls: Option<&(TlsConnector, ServerName<'static>)>,
+    req: &[u8],
+    buf: &mut Vec<u8>,
+) -> io::Result<(bool, bool)> {
+    let (mut stream, resumed) = open(target, tls).await?;
+    stream.write_all(req).await?;
+    buf.clear();
+    match stream.read_to_end(buf).await {
+        Ok(_) => {}
+        // A server that closes TCP without close_notify after a complete
+        // response is fine for this purpose.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok((is_200(buf), resumed))
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    non200: u64,
+    errors: u64,
+    resumed: u64,
+    lat_us: Vec<u32>,
+    first_error: Option<String>,
+}
+
+async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: bool) -> io::Result<()> {
+    let tls = Arc::new(tls_parts(&target, resume)?);
+    let req: Arc<[u8]> = request_bytes(&target, true).into();
+    let target = Arc::new(target);
+    let timeout = Duration::from_secs_f64(target.timeout);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(duration);
+    let mut handles = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        // With resumption, each worker has its own session cache, so it
+        // resumes with the ticket from its own previous connection (as wrk
+        // does with SSL_clear); one shared cache holds only a few tickets per
+        // server name and would fall back to full handshakes under concurrency.
+        let tls = if resume { Arc::new(tls_parts(&target, true)?) } else { tls.clone() };
+        let (req, target) = (req.clone(), target.clone());
+        handles.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            let mut buf = Vec::with_capacity(4096);
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match tokio::time::timeout(timeout, one_closed(&target, tls.as_ref().as_ref(), &req, &mut buf)).await {
+                    Ok(Ok((ok, resumed))) => {
+                        if ok {
+                            t.ok += 1;
+                            t.lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        } else {
+                            t.non200 += 1;
+                        }
+                        t.resumed += resumed as u64;
+                    }
+                    Ok(Err(e)) => {
+                        t.errors += 1;
+                        t.first_error.get_or_insert_with(|| e.to_string());
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(_) => {
+                        t.errors += 1;
+                        t.first_error.get_or_insert_with(|| "timeout".into());
+                    }
+                }
+            }
+            t
+        }));
+    }
+    let mut all = Tally::default();
+    for h in handles {
+        let t = h.await.map_err(io::Error::other)?;
+        all.ok += t.ok;
+        all.non200 += t.non200;
+        all.errors += t.errors;
+        all.resumed += t.resumed;
+        all.lat_us.extend(t.lat_us);
+        if all.first_error.is_none() {
+            all.first_error = t.first_error;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.lat_us.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if all.lat_us.is_empty() {
+            return 0;
+        }
+        let i = ((all.lat_us.len() as f64 - 1.0) * p).round() as usize;
+        all.lat_us[i]
+    };
+    let mean = if all.lat_us.is_empty() {
+        0.0
+    } else {
+        all.lat_us.iter().map(|&v| v as f64).sum::<f64>() / all.lat_us.len() as f64
+    };
+    println!(
+        "{{\"requests\":{},\"non200\":{},\"errors\":{},\"resumed\":{},\"elapsed_s\":{:.3},\"rps\":{:.1},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{:.1},\"first_error\":{}}}",
+        all.ok,
+        all.non200,
+        all.errors,
+        all.resumed,
+        elapsed,
+        all.ok as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        mean,
+        json_str(all.first_error.as_deref()),
+    );
+    Ok(())
+}
+
+fn json_str(s: Option<&str>) -> String {
+    match s {
+        None => "null".into(),
+        Some(s) => {
+            let esc: String = s
+                .chars()
+                .map(|c| match c {
+                    '"' | '\\' => format!("\\{c}"),
+                    c if (c as u32) < 0x20 => " ".into(),
+                    c => c.to_string(),
+                })
+                .collect();
+            format!("\"{esc}\"")
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 response (Content-Length or chunked) and leaves the
+/// connection open.
+async fn read_one_response(stream: &mut BufReader<Box<dyn Io>>) -> io::Result<bool> {
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let ok = is_200(line.as_bytes());
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            let k = k.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().ok();
+            } else if k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            }
+        }
+    }
+    if chunked {
+        loop {
+            line.clear();
+            stream.read_line(&mut line).await?;
+            let size =
+                usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).map_err(io::Error::other)?;
+            let mut skip = vec![0u8; size + 2];
+            stream.read_exact(&mut skip).await?;
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(n) = content_length {
+        let mut skip = vec![0u8; n];
+        stream.read_exact(&mut skip).await?;
+    }
+    Ok(ok)
+}
+
+async fn run_idle(target: Target, count: usize, concurrency: usize, hold: f64) -> io::Result<()> {
+    let tls = Arc::new(tls_parts(&target, false)?);
+    let req: Arc<[u8]> = request_bytes(&target, false).into();
+    let target = Arc::new(target);
+    let timeout = Duration::from_secs_f64(target.timeout);
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(count);
+    for _ in 0..count {
+        let permit = sem.clone().acquire_owned().await.map_err(io::Error::other)?;
+        let (tls, req, target) = (tls.clone(), req.clone(), target.clone());
+        handles.push(tokio::spawn(async move {
+            let r = tokio::time::timeout(timeout, async {
+                let (mut stream, _) = open(&target, tls.as_ref().as_ref()).await?;
+                stream.write_all(&req).await?;
+                let mut reader = BufReader::with_capacity(1024, stream);
+                let ok = read_one_response(&mut reader).await?;
+                Ok::<_, io::Error>((reader, ok))
+            })
+            .await;
+            drop(permit);
+            match r {
+                Ok(Ok((s, true))) => Ok(s),
+                Ok(Ok((_, false))) => Err("non-200".to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timeout".to_string()),
+            }
+        }));
+    }
+    let mut held = Vec::with_capacity(count);
+    let mut errors = 0u64;
+    let mut first_error = None;
+    for h in handles {
+        match h.await.map_err(io::Error::other)? {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    println!(
+        "READY {{\"open\":{},\"errors\":{},\"open_s\":{:.3},\"first_error\":{}}}",
+        held.len(),
+        errors,
+        start.elapsed().as_secs_f64(),
+        json_str(first_error.as_deref())
+    );
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs_f64(hold), stdin.read_line(&mut line)).await;
+    drop(held);
+    println!("DONE");
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let r = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Connect { target, concurrency, duration, resume } => {
+                run_connect(target, concurrency, duration, resume).await
+            }
+            Cmd::Idle { target, count, concurrency, hold } => run_idle(target, count, concurrency, hold).await,
+        }
+    });
+    if let Err(e) = r {
+        eprintln!("porter-bench-driver: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,1 @@
+"""porter benchmark harness modules; bench/bench.py is the entry point."""
