@@ -36,7 +36,7 @@ pub struct Porter {
     stop: watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
-    graceful: Arc<hyper_util::server::graceful::GracefulShutdown>,
+    drain: Arc<listener::Drain>,
 }
 
 #[derive(Debug)]
@@ -73,33 +73,31 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
     let (stop, stop_rx) = watch::channel(false);
-    let graceful = Arc::new(listener::new_graceful());
+    let drain = Arc::new(listener::Drain::new());
     let max_connections = config.limits.max_connections;
     let mut accept_tasks = Vec::new();
 
     if let Some(listener) = https_listener {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone(), config.tls.min_version));
         let shared = shared.clone();
-        let graceful = graceful.clone();
+        let drain = drain.clone();
         tracing::info!(address = %https_addr.unwrap(), "listening for HTTPS");
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             listener,
             max_connections,
             stop_rx.clone(),
-            move |stream, peer| {
-                listener::https::serve(stream, peer, acceptor.clone(), shared.clone(), graceful.watcher())
-            },
+            move |stream, peer| listener::https::serve(stream, peer, acceptor.clone(), shared.clone(), drain.watch()),
         )));
     }
     if let Some(listener) = http_listener {
         let shared = shared.clone();
-        let graceful = graceful.clone();
+        let drain = drain.clone();
         tracing::info!(address = %http_addr.unwrap(), redirect = config.http.redirect, "listening for HTTP");
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             listener,
             max_connections,
             stop_rx.clone(),
-            move |stream, peer| listener::http::serve(stream, peer, shared.clone(), graceful.watcher()),
+            move |stream, peer| listener::http::serve(stream, peer, shared.clone(), drain.watch()),
         )));
     }
 
@@ -116,7 +114,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         stop,
         accept_tasks,
         background,
-        graceful,
+        drain,
     })
 }
 
@@ -146,9 +144,7 @@ impl Porter {
         for task in self.background {
             task.abort();
         }
-        // The accept loops (the only other owners) have ended, so this is the last reference.
-        let Ok(graceful) = Arc::try_unwrap(self.graceful) else { return };
-        if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(timeout, self.drain.drain()).await.is_err() {
             tracing::warn!(?timeout, "shutdown timeout reached with connections still open");
         }
     }

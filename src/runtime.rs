@@ -27,7 +27,7 @@ pub struct Runtime {
     pub https_port: Option<u16>,
     pub acme_webroot: Option<PathBuf>,
     /// HTTP/1.1 + HTTP/2 server settings for client connections, made once per configuration.
-    pub connection_builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    pub connection_builders: Arc<crate::listener::ConnectionBuilders>,
 }
 
 impl Runtime {
@@ -62,7 +62,7 @@ impl Runtime {
             redirect: config.http.redirect,
             https_port,
             acme_webroot: config.http.acme_webroot.clone(),
-            connection_builder: Arc::new(crate::listener::connection_builder(&config.limits)),
+            connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(&config.limits)),
         })
     }
 }

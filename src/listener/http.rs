@@ -5,18 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 
 use crate::access_log::{self, AccessRecord};
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, graceful: Watcher) {
-    let builder = shared.runtime.load().connection_builder.clone();
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: super::DrainWatch) {
+    let builders = shared.runtime.load().connection_builders.clone();
     let conn =
         Arc::new(ConnContext { client: peer, client_headers: ClientHeaders::new(peer.ip(), false), sni_cert: None });
-    Box::pin(super::serve_connection(stream, &builder, graceful, move |request| {
+    Box::pin(super::serve_connection(stream, super::Protocol::Http1, &builders, drain, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move {

@@ -4,14 +4,19 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>, graceful: Watcher) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    drain: super::DrainWatch,
+) {
     let runtime = shared.runtime.load_full();
     // The handshake is bounded like slow headers are: a client that stalls it holds a slot.
     // Each phase is boxed so the task holds only the live one, not both side by side:
@@ -31,9 +36,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, s
     let sni_cert =
         tls.get_ref().1.server_name().and_then(|sni| runtime.certs.store().by_sni(&sni.to_ascii_lowercase()).cloned());
     let conn = Arc::new(ConnContext { client: peer, client_headers: ClientHeaders::new(peer.ip(), true), sni_cert });
-    let builder = runtime.connection_builder.clone();
+    let builders = runtime.connection_builders.clone();
+    let protocol = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => super::Protocol::Http2,
+        _ => super::Protocol::Http1,
+    };
     drop(runtime);
-    Box::pin(super::serve_connection(tls, &builder, graceful, move |request| {
+    Box::pin(super::serve_connection(tls, protocol, &builders, drain, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move { proxy::handle(request, &conn, runtime).await }

@@ -16,38 +16,81 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::Limits;
 use crate::proxy::body::ResponseBody;
 
-/// The HTTP/1.1 + HTTP/2 connection builder with the configured limits.
-pub fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(header_bytes as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(None);
-    builder
+/// Which HTTP a client connection speaks: TLS connections say so by ALPN; the
+/// plaintext listener speaks HTTP/1.1 (no h2c, as nginx and Caddy by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
 }
 
-/// Runs a hyper connection with `handler` as its service, tracked for graceful shutdown.
+/// HTTP/1.1 and HTTP/2 server settings with the configured limits, made once per
+/// configuration. Choosing the protocol before building the connection (rather than
+/// hyper-util's auto builder sniffing it) keeps each idle connection to the state of
+/// the one protocol it speaks.
+#[derive(Debug)]
+pub struct ConnectionBuilders {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl ConnectionBuilders {
+    pub fn new(limits: &Limits) -> ConnectionBuilders {
+        let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(header_bytes);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(header_bytes as u32)
+            .max_concurrent_streams(256)
+            .keep_alive_interval(None);
+        ConnectionBuilders { http1, http2 }
+    }
+}
+
+/// Tells connections to finish and waits until they have: each connection holds a
+/// [`DrainWatch`]; [`Drain::drain`] signals them all, then waits for every watch to drop.
+#[derive(Debug)]
+pub struct Drain(watch::Sender<()>);
+
+#[derive(Debug)]
+pub struct DrainWatch(watch::Receiver<()>);
+
+impl Drain {
+    pub fn new() -> Drain {
+        Drain(watch::channel(()).0)
+    }
+
+    pub fn watch(&self) -> DrainWatch {
+        DrainWatch(self.0.subscribe())
+    }
+
+    pub async fn drain(&self) {
+        let _ = self.0.send(());
+        self.0.closed().await;
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain::new()
+    }
+}
+
+/// Runs a client connection with `handler` as its service until it ends or, after a
+/// drain signal, until its requests in flight have finished.
 pub async fn serve_connection<IO, F, Fut>(
     io: IO,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: hyper_util::server::graceful::Watcher,
+    protocol: Protocol,
+    builders: &ConnectionBuilders,
+    drain: DrainWatch,
     handler: F,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -58,9 +101,38 @@ pub async fn serve_connection<IO, F, Fut>(
         let response = handler(request);
         async move { Ok::<_, Infallible>(response.await) }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = graceful.watch(connection).await {
+    let io = TokioIo::new(io);
+    // Each arm is boxed so the task holds only the protocol in use.
+    let result = match protocol {
+        Protocol::Http1 => {
+            let conn = builders.http1.serve_connection(io, service).with_upgrades();
+            Box::pin(until_drained(conn, drain, |c| c.graceful_shutdown())).await
+        }
+        Protocol::Http2 => {
+            let conn = builders.http2.serve_connection(io, service);
+            Box::pin(until_drained(conn, drain, |c| c.graceful_shutdown())).await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+async fn until_drained<C>(
+    conn: C,
+    mut drain: DrainWatch,
+    graceful_shutdown: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        _ = drain.0.changed() => {
+            graceful_shutdown(conn.as_mut());
+            conn.await
+        }
     }
 }
 
@@ -100,9 +172,4 @@ pub async fn accept_loop<F, Fut>(
             }
         }
     }
-}
-
-/// Tracks every connection of every listener so shutdown can wait for them.
-pub fn new_graceful() -> GracefulShutdown {
-    GracefulShutdown::new()
 }
