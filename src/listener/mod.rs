@@ -97,8 +97,10 @@ pub async fn serve_connection<IO, F, Fut>(
     F: Fn(hyper::Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
+    // The request's future is boxed: hyper keeps a slot the size of the service future
+    // in every connection, idle or not, and moves the future into it per request.
     let service = service_fn(move |request| {
-        let response = handler(request);
+        let response = Box::pin(handler(request));
         async move { Ok::<_, Infallible>(response.await) }
     });
     let io = TokioIo::new(io);
