@@ -61,7 +61,11 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         tracing::warn!("certificate skipped: {problem}");
     }
     for cert in store.certs() {
-        tracing::info!("certificate: {}", tls::describe(cert));
+        if cert.days_left() < 14 && !cert.self_signed_fallback {
+            tracing::warn!("certificate expires soon: {}", tls::describe(cert));
+        } else {
+            tracing::info!("certificate: {}", tls::describe(cert));
+        }
     }
     let certs = CertResolver::new(store);
 

@@ -13,8 +13,12 @@ use crate::runtime::Shared;
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: super::DrainWatch) {
     let builders = shared.runtime.load().connection_builders.clone();
-    let conn =
-        Arc::new(ConnContext { client: peer, client_headers: ClientHeaders::new(peer.ip(), false), sni_cert: None });
+    let conn = Arc::new(ConnContext {
+        client: peer,
+        client_headers: ClientHeaders::new(peer.ip(), false),
+        sni_cert: None,
+        drain: drain.clone(),
+    });
     Box::pin(super::serve_connection(stream, super::Protocol::Http1, &builders, drain, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();

@@ -35,7 +35,12 @@ pub async fn serve(
     };
     let sni_cert =
         tls.get_ref().1.server_name().and_then(|sni| runtime.certs.store().by_sni(&sni.to_ascii_lowercase()).cloned());
-    let conn = Arc::new(ConnContext { client: peer, client_headers: ClientHeaders::new(peer.ip(), true), sni_cert });
+    let conn = Arc::new(ConnContext {
+        client: peer,
+        client_headers: ClientHeaders::new(peer.ip(), true),
+        sni_cert,
+        drain: drain.clone(),
+    });
     let builders = runtime.connection_builders.clone();
     let protocol = match tls.get_ref().1.alpn_protocol() {
         Some(b"h2") => super::Protocol::Http2,

@@ -60,7 +60,7 @@ impl ConnectionBuilders {
 #[derive(Debug)]
 pub struct Drain(watch::Sender<()>);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DrainWatch(watch::Receiver<()>);
 
 impl Drain {

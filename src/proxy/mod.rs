@@ -34,6 +34,8 @@ pub struct ConnContext {
     /// For TLS connections where the client's SNI selected a certificate by name:
     /// that certificate, whose names decide the 421 rule.
     pub sni_cert: Option<Arc<LoadedCert>>,
+    /// Held by upgraded tunnels so shutdown waits for them (up to `shutdown_timeout`).
+    pub drain: crate::listener::DrainWatch,
 }
 
 pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
@@ -136,7 +138,7 @@ async fn proxy(
             let mut server_response = Response::from_parts(parts, body);
             let server_upgrade = hyper::upgrade::on(&mut server_response);
             let (parts, _) = server_response.into_parts();
-            upgrade::spawn_tunnel(client_upgrade, server_upgrade, forwarded.in_flight);
+            upgrade::spawn_tunnel(client_upgrade, server_upgrade, forwarded.in_flight, conn.drain.clone());
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
     }

@@ -4,6 +4,7 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::listener::DrainWatch;
 use crate::upstream::server::InFlight;
 
 /// True when the client asks to switch protocols (`Connection: upgrade` + `Upgrade`).
@@ -16,8 +17,9 @@ pub fn is_upgrade_request(headers: &http::HeaderMap) -> bool {
 }
 
 /// Joins the two upgraded connections until either side closes. The server
-/// stays counted as in flight for the tunnel's life.
-pub fn spawn_tunnel(client: OnUpgrade, server: OnUpgrade, in_flight: InFlight) {
+/// stays counted as in flight, and shutdown waits for the tunnel (the drain
+/// watch), for the tunnel's life.
+pub fn spawn_tunnel(client: OnUpgrade, server: OnUpgrade, in_flight: InFlight, drain: DrainWatch) {
     tokio::spawn(async move {
         let (client, server) = match tokio::try_join!(client, server) {
             Ok(pair) => pair,
@@ -33,5 +35,6 @@ pub fn spawn_tunnel(client: OnUpgrade, server: OnUpgrade, in_flight: InFlight) {
             Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
         }
         drop(in_flight);
+        drop(drain);
     });
 }

@@ -134,3 +134,49 @@ fn a_bad_config_at_start_exits_one_with_the_position() {
     assert!(stderr.contains("porter.yaml:5:"), "{stderr}");
     assert!(stderr.contains("upstreams.web.servers"), "{stderr}");
 }
+
+#[tokio::test]
+async fn sigterm_waits_for_an_open_websocket_tunnel() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ws = Backend::start("ws").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &ws, "");
+    let mut porter = spawn_porter(&config);
+
+    let mut tunnel = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tunnel
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"ws:") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+
+    signal(&porter.0, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still running, and the tunnel still carries bytes both ways.
+    assert!(porter.0.try_wait().unwrap().is_none(), "porter exited with a tunnel open");
+    tunnel.write_all(b"after sigterm").await.unwrap();
+    let mut echoed = Vec::new();
+    while !echoed.ends_with(b"after sigterm") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0);
+        echoed.extend_from_slice(&buf[..n]);
+    }
+    // Closing the tunnel lets porter finish.
+    drop(tunnel);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = porter.0.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "porter did not exit after the tunnel closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0));
+}

@@ -50,5 +50,7 @@ async fn upgrade_is_tunnelled_both_ways() {
     porter.reload(&config).unwrap();
     stream.write_all(b"after reload").await.unwrap();
     read_until(&mut stream, b"after reload").await;
+    // Shutdown waits for open tunnels; close ours first.
+    drop(stream);
     p.stop().await;
 }
