@@ -44,7 +44,11 @@ impl ConnectionBuilders {
     pub fn new(limits: &Limits) -> ConnectionBuilders {
         let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
         let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(header_bytes);
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(header_bytes)
+            .writev(false);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())

@@ -117,7 +117,8 @@ async fn handshake<IO>(io: IO, addr: SocketAddr) -> Result<UpstreamSender, Conne
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await.map_err(ConnectError::Handshake)?;
+    let (sender, conn) =
+        http1::Builder::new().writev(false).handshake(TokioIo::new(io)).await.map_err(ConnectError::Handshake)?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
