@@ -291,6 +291,15 @@ pub(crate) fn test_server(host_port: &str, weight: u32, passive: PassiveConfig) 
     Arc::new(Server::new(&ServerConfig { url, weight }, &passive, &PoolConfig::default()))
 }
 
+/// Servers for unit tests, one per weight, on consecutive ports from `first_port`.
+#[cfg(test)]
+pub(crate) fn test_servers(weights: &[u32], first_port: u16) -> Vec<Arc<Server>> {
+    (0u16..)
+        .zip(weights)
+        .map(|(i, &w)| test_server(&format!("127.0.0.1:{}", first_port + i), w, PassiveConfig::default()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

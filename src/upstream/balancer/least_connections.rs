@@ -56,15 +56,10 @@ impl LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PassiveConfig;
-    use crate::upstream::server::test_server;
+    use crate::upstream::server::test_servers;
 
     fn servers(weights: &[u32]) -> Vec<Arc<Server>> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| test_server(&format!("127.0.0.1:{}", 9000 + i), w, PassiveConfig::default()))
-            .collect()
+        test_servers(weights, 9000)
     }
 
     #[test]

@@ -88,16 +88,11 @@ impl PowerOfTwo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PassiveConfig;
-    use crate::upstream::server::{test_server, InFlight};
+    use crate::upstream::server::{test_servers, InFlight};
     use std::collections::VecDeque;
 
     fn servers(weights: &[u32]) -> Vec<Arc<Server>> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| test_server(&format!("127.0.0.1:{}", 9100 + i), w, PassiveConfig::default()))
-            .collect()
+        test_servers(weights, 9100)
     }
 
     fn shares(counts: &[u32]) -> Vec<f64> {
