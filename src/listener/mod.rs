@@ -6,6 +6,7 @@
 pub mod acme;
 pub mod http;
 pub mod https;
+pub mod idle;
 pub mod redirect;
 
 use std::convert::Infallible;
@@ -38,6 +39,7 @@ pub enum Protocol {
 pub struct ConnectionBuilders {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    idle_timeout: std::time::Duration,
 }
 
 impl ConnectionBuilders {
@@ -55,7 +57,7 @@ impl ConnectionBuilders {
             .max_header_list_size(header_bytes as u32)
             .max_concurrent_streams(256)
             .keep_alive_interval(None);
-        ConnectionBuilders { http1, http2 }
+        ConnectionBuilders { http1, http2, idle_timeout: limits.idle_timeout }
     }
 }
 
@@ -107,16 +109,18 @@ pub async fn serve_connection<IO, F, Fut>(
         let response = Box::pin(handler(request));
         async move { Ok::<_, Infallible>(response.await) }
     });
-    let io = TokioIo::new(io);
+    let activity = idle::Activity::new();
+    let io = TokioIo::new(idle::IdleIo::new(io, activity.clone()));
+    let idle = Idle { activity, timeout: builders.idle_timeout };
     // Each arm is boxed so the task holds only the protocol in use.
     let result = match protocol {
         Protocol::Http1 => {
             let conn = builders.http1.serve_connection(io, service).with_upgrades();
-            Box::pin(until_drained(conn, drain, |c| c.graceful_shutdown())).await
+            Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await
         }
         Protocol::Http2 => {
             let conn = builders.http2.serve_connection(io, service);
-            Box::pin(until_drained(conn, drain, |c| c.graceful_shutdown())).await
+            Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await
         }
     };
     if let Err(e) = result {
@@ -124,9 +128,17 @@ pub async fn serve_connection<IO, F, Fut>(
     }
 }
 
+struct Idle {
+    activity: std::sync::Arc<idle::Activity>,
+    timeout: std::time::Duration,
+}
+
+/// Runs `conn` to its end; a drain signal or `idle_timeout` without traffic starts its
+/// graceful shutdown (requests in flight finish, keep-alive ends).
 async fn until_drained<C>(
     conn: C,
     mut drain: DrainWatch,
+    idle: Idle,
     graceful_shutdown: impl FnOnce(std::pin::Pin<&mut C>),
 ) -> Result<(), hyper::Error>
 where
@@ -136,6 +148,10 @@ where
     tokio::select! {
         result = conn.as_mut() => result,
         _ = drain.0.changed() => {
+            graceful_shutdown(conn.as_mut());
+            conn.await
+        }
+        _ = idle.activity.expired(idle.timeout) => {
             graceful_shutdown(conn.as_mut());
             conn.await
         }

@@ -13,6 +13,7 @@ mod config;
 mod faults;
 mod forwarding;
 mod lifecycle;
+mod limits;
 mod pooling;
 mod redirect;
 mod resilience;
