@@ -32,11 +32,17 @@ pub struct Porter {
     pub http_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     certs: Arc<CertResolver>,
-    certs_dir: std::path::PathBuf,
+    /// The certificate folder and the task rescanning it; a reload may point elsewhere.
+    cert_watch: std::sync::Mutex<CertWatch>,
     stop: watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     drain: Arc<listener::Drain>,
+}
+
+struct CertWatch {
+    dir: std::path::PathBuf,
+    task: JoinHandle<()>,
 }
 
 #[derive(Debug)]
@@ -105,16 +111,17 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         )));
     }
 
-    let background = vec![
-        tls::spawn_watcher(config.tls.certs.clone(), certs.clone(), CERT_RESCAN),
-        spawn_pool_sweeper(shared.clone()),
-    ];
+    let cert_watch = CertWatch {
+        dir: config.tls.certs.clone(),
+        task: tls::spawn_watcher(config.tls.certs.clone(), certs.clone(), CERT_RESCAN),
+    };
+    let background = vec![spawn_pool_sweeper(shared.clone())];
     Ok(Porter {
         https_addr,
         http_addr,
         shared,
         certs,
-        certs_dir: config.tls.certs.clone(),
+        cert_watch: std::sync::Mutex::new(cert_watch),
         stop,
         accept_tasks,
         background,
@@ -126,7 +133,16 @@ impl Porter {
     /// Swaps in a new configuration: requests already running finish on the old one.
     /// Listener addresses are fixed at start; changes to them need a restart.
     pub fn reload(&self, config: &Config) -> Result<(), StartError> {
-        tls::reload_now(&self.certs_dir, &self.certs);
+        {
+            let mut watch = self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if watch.dir != config.tls.certs {
+                tracing::info!(from = %watch.dir.display(), to = %config.tls.certs.display(), "certificate folder changed");
+                watch.task.abort();
+                watch.dir = config.tls.certs.clone();
+                watch.task = tls::spawn_watcher(watch.dir.clone(), self.certs.clone(), CERT_RESCAN);
+            }
+            tls::reload_now(&watch.dir, &self.certs);
+        }
         let previous = self.shared.runtime.load_full();
         let runtime = Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
             .map_err(StartError)?;
@@ -145,6 +161,7 @@ impl Porter {
         for task in self.accept_tasks {
             let _ = task.await;
         }
+        self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).task.abort();
         for task in self.background {
             task.abort();
         }

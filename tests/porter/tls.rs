@@ -87,3 +87,24 @@ async fn misdirected_request_is_421_only_across_certificates() {
     assert_eq!(ok.status(), 200);
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_can_point_at_another_certificate_folder() {
+    let (p, _b, a_der, _) = two_certs().await;
+    let other = p.dir.path().join("other-certs");
+    let new_der = write_cert(&other, "a.example.com", &["a.example.com"]);
+    let yaml = std::fs::read_to_string(p.dir.path().join("porter.yaml"))
+        .unwrap()
+        .replace("certs: certs", "certs: other-certs");
+    std::fs::write(p.dir.path().join("porter.yaml"), yaml).unwrap();
+    let config = porter::Config::load(&p.dir.path().join("porter.yaml")).unwrap();
+    p.porter.as_ref().unwrap().reload(&config).unwrap();
+
+    let port = p.https.unwrap().port();
+    // A new client: no resumed session, so the handshake shows the certificate chosen now.
+    let c = client_for(p.https.unwrap(), &["a.example.com"]);
+    let (_, der, _) = served_cert(&c, format!("https://a.example.com:{port}/")).await;
+    assert_eq!(der, new_der, "the reload kept serving the old folder");
+    assert_ne!(der, a_der);
+    p.stop().await;
+}
