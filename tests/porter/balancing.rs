@@ -5,11 +5,7 @@ use crate::harness::*;
 async fn three(weights: [u32; 3]) -> (TestPorter, Vec<Backend>) {
     let backends = vec![Backend::start("a").await, Backend::start("b").await, Backend::start("c").await];
     let servers: Vec<(&Backend, u32)> = backends.iter().zip(weights).collect();
-    let yaml = format!(
-        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &servers)
-    );
+    let yaml = proxy_yaml(&servers);
     (TestPorter::start(&yaml).await, backends)
 }
 

@@ -7,11 +7,7 @@ use crate::harness::*;
 
 async fn one_backend() -> (TestPorter, Backend) {
     let b = Backend::start("echo").await;
-    let yaml = format!(
-        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &[(&b, 1)])
-    );
+    let yaml = proxy_yaml(&[(&b, 1)]);
     (TestPorter::start(&yaml).await, b)
 }
 

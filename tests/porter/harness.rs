@@ -229,6 +229,16 @@ pub fn listen_block() -> &'static str {
     "listen:\n  https: \"127.0.0.1:0\"\n  http: \"127.0.0.1:0\"\ntls:\n  certs: certs\n"
 }
 
+/// The most common test config: both listeners, plaintext serving routes (no redirect),
+/// one upstream `web` over `servers`, and a catch-all route to it.
+pub fn proxy_yaml(servers: &[(&Backend, u32)]) -> String {
+    format!(
+        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
+        listen_block(),
+        upstream_block("web", servers)
+    )
+}
+
 /// One upstream named `name` over `backends` with the given weights.
 pub fn upstream_block(name: &str, servers: &[(&Backend, u32)]) -> String {
     let mut s = format!("  {name}:\n    servers:\n");

@@ -5,11 +5,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn a_thousand_sequential_requests_use_a_handful_of_connections() {
     let b = Backend::start("a").await;
-    let yaml = format!(
-        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &[(&b, 1)])
-    );
+    let yaml = proxy_yaml(&[(&b, 1)]);
     let p = TestPorter::start(&yaml).await;
     let c = plain_client();
     for _ in 0..1000 {
@@ -25,11 +21,7 @@ async fn a_thousand_sequential_requests_use_a_handful_of_connections() {
 #[tokio::test]
 async fn concurrent_bursts_reuse_connections() {
     let b = Backend::start("a").await;
-    let yaml = format!(
-        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &[(&b, 1)])
-    );
+    let yaml = proxy_yaml(&[(&b, 1)]);
     let p = TestPorter::start(&yaml).await;
     for _round in 0..5 {
         let mut tasks = Vec::new();

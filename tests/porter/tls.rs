@@ -8,11 +8,7 @@ async fn two_certs() -> (TestPorter, Backend, Vec<u8>, Vec<u8>) {
     let certs = dir.path().join("certs");
     let a_der = write_cert(&certs, "default", &["a.example.com"]);
     let b_der = write_cert(&certs, "b.example.com", &["b.example.com", "*.b.example.com"]);
-    let yaml = format!(
-        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &[(&b, 1)])
-    );
+    let yaml = proxy_yaml(&[(&b, 1)]);
     (TestPorter::start_in(dir, &yaml).await, b, a_der, b_der)
 }
 

@@ -20,11 +20,7 @@ async fn read_until(stream: &mut (impl AsyncReadExt + Unpin), needle: &[u8]) -> 
 #[tokio::test]
 async fn upgrade_is_tunnelled_both_ways() {
     let b = Backend::start("ws").await;
-    let yaml = format!(
-        "{}http:\n  redirect: false\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &[(&b, 1)])
-    );
+    let yaml = proxy_yaml(&[(&b, 1)]);
     let p = TestPorter::start(&yaml).await;
     let mut stream = tokio::net::TcpStream::connect(p.http.unwrap()).await.unwrap();
     stream
