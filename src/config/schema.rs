@@ -93,7 +93,7 @@ pub struct UpstreamConfig {
     pub balance: Balance,
     /// Set exactly when `balance` is `ConsistentHash`.
     pub hash_on: Option<HashOn>,
-    /// Never empty; at least one has weight > 0.
+    /// Never empty; all weights 0 means the upstream is drained (503).
     pub servers: Vec<ServerConfig>,
     pub health_check: Option<HealthCheckConfig>,
     pub passive: PassiveConfig,

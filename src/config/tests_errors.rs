@@ -156,13 +156,6 @@ fn weight_of_the_wrong_type() {
 }
 
 #[test]
-fn all_servers_drained() {
-    let err = fail(&BASE.replace("8080\n", "8080\n        weight: 0\n"));
-    assert_at(&err, 4, 7, "upstreams.web.servers");
-    assert_message(&err, "at least one needs a weight above 0");
-}
-
-#[test]
 fn consistent_hash_without_hash_on() {
     let err = fail(&BASE.replace("    servers:", "    balance: consistent_hash\n    servers:"));
     assert_at(&err, 3, 14, "upstreams.web.balance");

@@ -89,10 +89,7 @@ fn servers(check: &Checker, prefix: &str, raw: &S<Vec<S<RawServer>>>) -> Result<
         };
         servers.push(ServerConfig { url, weight });
     }
-    if servers.iter().all(|s| s.weight == 0) {
-        let msg = "every server has weight 0 (drained): at least one needs a weight above 0";
-        return Err(check.err(raw.referenced, prefix, msg));
-    }
+    // Every weight 0 is valid: the whole upstream is drained (SPEC §6), its requests get 503.
     Ok(servers)
 }
 

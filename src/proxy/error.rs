@@ -14,6 +14,8 @@ pub enum ProxyError {
     Misdirected,
     BodyTooLarge,
     NoServer,
+    /// Every server of the upstream has weight 0 (SPEC §6: drained for maintenance).
+    Drained,
     ConnectFailed,
     ConnectTimeout,
     UpstreamFailed,
@@ -27,7 +29,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::NoServer => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoServer | ProxyError::Drained => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -43,6 +45,7 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge => "413 Payload Too Large: request body exceeds the limit\n",
             ProxyError::NoServer => "503 Service Unavailable: no healthy upstream server\n",
+            ProxyError::Drained => "503 Service Unavailable: every upstream server is drained (weight 0)\n",
             ProxyError::ConnectFailed => "502 Bad Gateway: could not connect to an upstream server\n",
             ProxyError::ConnectTimeout => "504 Gateway Timeout: connecting to the upstream server timed out\n",
             ProxyError::UpstreamFailed => "502 Bad Gateway: upstream server closed or reset the connection\n",

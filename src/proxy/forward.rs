@@ -47,6 +47,9 @@ pub async fn forward(
     request: Request<RequestBody>,
     client: IpAddr,
 ) -> Result<Forwarded, ForwardError> {
+    if upstream.drained {
+        return Err(ForwardError { error: ProxyError::Drained, server: None });
+    }
     upstream.budget.note_request();
     let key = upstream.key(request.headers(), client);
     // The head is copied (an allocation) only when a replay could go somewhere.

@@ -36,6 +36,8 @@ pub struct Upstream {
     pub response_header_timeout: Duration,
     pub retries: u32,
     pub budget: RetryBudget,
+    /// Every server has weight 0: requests get 503 without a pick.
+    pub drained: bool,
     _tasks: Tasks,
 }
 
@@ -72,6 +74,7 @@ impl Upstream {
             response_header_timeout: cfg.timeouts.response_header,
             retries: cfg.retries,
             budget: RetryBudget::default(),
+            drained: cfg.servers.iter().all(|s| s.weight == 0),
         }
     }
 

@@ -63,3 +63,21 @@ async fn weight_zero_receives_nothing() {
     assert_eq!(seen.iter().filter(|s| *s == "c").count(), 40);
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_wholly_drained_upstream_is_503_until_a_reload_gives_weight_back() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let p = TestPorter::start(&proxy_yaml(&[(&a, 0), (&b, 0)])).await;
+    let c = plain_client();
+    let r = c.get(p.http_url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("drained"));
+    assert_eq!(a.requests() + b.requests(), 0, "a drained server gets nothing");
+
+    p.reload(&proxy_yaml(&[(&a, 0), (&b, 1)]));
+    let r = c.get(p.http_url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-backend"], "b");
+    assert_eq!(a.requests(), 0);
+    p.stop().await;
+}

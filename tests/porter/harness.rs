@@ -205,6 +205,14 @@ impl TestPorter {
         TestPorter { https: porter.https_addr, http: porter.http_addr, porter: Some(porter), dir }
     }
 
+    /// Rewrites the config file with `yaml` and reloads porter from it, as SIGHUP does.
+    pub fn reload(&self, yaml: &str) {
+        let path = self.dir.path().join("porter.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = porter::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        self.porter.as_ref().unwrap().reload(&config).unwrap();
+    }
+
     pub fn certs_dir(&self) -> PathBuf {
         self.dir.path().join("certs")
     }
