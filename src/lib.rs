@@ -5,11 +5,13 @@
 //! signals, and the tests start porter in-process the same way.
 
 pub mod access_log;
+pub mod body;
 pub mod config;
 pub mod listener;
 pub mod proxy;
 pub mod router;
 pub mod runtime;
+pub mod shutdown;
 pub mod tls;
 pub mod upstream;
 
@@ -37,7 +39,7 @@ pub struct Porter {
     stop: watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
-    drain: Arc<listener::Drain>,
+    drain: Arc<shutdown::Drain>,
 }
 
 struct CertWatch {
@@ -83,7 +85,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
     let (stop, stop_rx) = watch::channel(false);
-    let drain = Arc::new(listener::Drain::new());
+    let drain = Arc::new(shutdown::Drain::new());
     let max_connections = config.limits.max_connections;
     let mut accept_tasks = Vec::new();
 
@@ -147,6 +149,9 @@ impl Porter {
         let runtime = Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
             .map_err(StartError)?;
         self.shared.runtime.store(Arc::new(runtime));
+        // The old snapshot's health checks and DNS refresh stop now, even while old
+        // streams still hold its upstreams.
+        previous.cancel.cancel();
         Ok(())
     }
 
@@ -155,8 +160,15 @@ impl Porter {
         self.shared.runtime.load_full()
     }
 
+    /// The drain shared by every connection: [`shutdown::Drain::is_draining`] tells
+    /// whether a stop has begun.
+    pub fn drain(&self) -> Arc<shutdown::Drain> {
+        self.drain.clone()
+    }
+
     /// Stops accepting, lets open connections finish their requests for up to `timeout`, then returns.
     pub async fn shutdown(self, timeout: Duration) {
+        self.drain.begin();
         let _ = self.stop.send(true);
         for task in self.accept_tasks {
             let _ = task.await;
@@ -165,6 +177,7 @@ impl Porter {
         for task in self.background {
             task.abort();
         }
+        self.shared.runtime.load().cancel.cancel();
         if tokio::time::timeout(timeout, self.drain.drain()).await.is_err() {
             tracing::warn!(?timeout, "shutdown timeout reached with connections still open");
         }

@@ -1,6 +1,10 @@
 //! The compiled configuration that requests read: built once from a
 //! [`Config`], held behind one `ArcSwap`, swapped whole on reload. Requests
 //! load it with one atomic operation and never take a lock.
+//!
+//! Each snapshot carries a cancellation token: the background work it started
+//! (health checks, DNS refresh) runs until the snapshot is replaced, not until
+//! the last request or tunnel that holds a piece of it ends.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,6 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Limits};
 use crate::router::Router;
@@ -28,6 +33,8 @@ pub struct Runtime {
     pub acme_webroot: Option<PathBuf>,
     /// HTTP/1.1 + HTTP/2 server settings for client connections, made once per configuration.
     pub connection_builders: Arc<crate::listener::ConnectionBuilders>,
+    /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
+    pub cancel: CancellationToken,
 }
 
 impl Runtime {
@@ -39,11 +46,14 @@ impl Runtime {
         https_port: Option<u16>,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, String> {
+        let cancel = CancellationToken::new();
+        // A build that fails half-way drops what it made; the guard ends the tasks already started.
+        let guard = cancel.clone().drop_guard();
         let mut by_name = HashMap::new();
         let mut upstreams = Vec::new();
         for (name, cfg) in &config.upstreams {
             let before = previous.and_then(|p| p.upstreams.iter().find(|u| *u.name == **name));
-            let upstream = Arc::new(Upstream::new(name, cfg, before.map(|u| &**u)));
+            let upstream = Arc::new(Upstream::new(name, cfg, before.map(|u| &**u), &cancel));
             by_name.insert(name.clone(), upstream.clone());
             upstreams.push(upstream);
         }
@@ -53,6 +63,7 @@ impl Runtime {
             ),
             None => None,
         };
+        guard.disarm();
         Ok(Runtime {
             router: Router::new(&config.routes, &by_name),
             upstreams,
@@ -63,7 +74,14 @@ impl Runtime {
             https_port,
             acme_webroot: config.http.acme_webroot.clone(),
             connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(&config.limits)),
+            cancel,
         })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.cancel.cancel();
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::proxy::body::ResponseBody;
+use crate::body::ResponseBody;
 
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 

@@ -11,7 +11,7 @@ use crate::access_log::{self, AccessRecord};
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: super::DrainWatch) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: crate::shutdown::DrainWatch) {
     let builders = shared.runtime.load().connection_builders.clone();
     let conn = Arc::new(ConnContext {
         client: peer,

@@ -15,7 +15,7 @@ pub async fn serve(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    drain: super::DrainWatch,
+    drain: crate::shutdown::DrainWatch,
 ) {
     let runtime = shared.runtime.load_full();
     // The handshake is bounded like slow headers are: a client that stalls it holds a slot.

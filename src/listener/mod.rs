@@ -20,8 +20,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::body::ResponseBody;
 use crate::config::Limits;
-use crate::proxy::body::ResponseBody;
+use crate::shutdown::DrainWatch;
 
 /// Which HTTP a client connection speaks: TLS connections say so by ALPN; the
 /// plaintext listener speaks HTTP/1.1 (no h2c, as nginx and Caddy by default).
@@ -58,35 +59,6 @@ impl ConnectionBuilders {
             .max_concurrent_streams(256)
             .keep_alive_interval(None);
         ConnectionBuilders { http1, http2, idle_timeout: limits.idle_timeout }
-    }
-}
-
-/// Tells connections to finish and waits until they have: each connection holds a
-/// [`DrainWatch`]; [`Drain::drain`] signals them all, then waits for every watch to drop.
-#[derive(Debug)]
-pub struct Drain(watch::Sender<()>);
-
-#[derive(Debug, Clone)]
-pub struct DrainWatch(watch::Receiver<()>);
-
-impl Drain {
-    pub fn new() -> Drain {
-        Drain(watch::channel(()).0)
-    }
-
-    pub fn watch(&self) -> DrainWatch {
-        DrainWatch(self.0.subscribe())
-    }
-
-    pub async fn drain(&self) {
-        let _ = self.0.send(());
-        self.0.closed().await;
-    }
-}
-
-impl Default for Drain {
-    fn default() -> Self {
-        Drain::new()
     }
 }
 
@@ -147,7 +119,7 @@ where
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => result,
-        _ = drain.0.changed() => {
+        _ = drain.signalled() => {
             graceful_shutdown(conn.as_mut());
             conn.await
         }

@@ -4,7 +4,7 @@
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::proxy::body::ResponseBody;
+use crate::body::ResponseBody;
 use crate::proxy::error::ProxyError;
 use crate::router::normalize_host;
 use crate::runtime::Runtime;

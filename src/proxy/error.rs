@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::body::ResponseBody;
+use crate::body::ResponseBody;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyError {

@@ -21,18 +21,17 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::body::{BodyTooLarge, RequestBody};
 use super::error::ProxyError;
+use crate::body::{BodyTooLarge, RequestBody};
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError, UpstreamSender};
 use crate::upstream::server::{InFlight, Server};
-use crate::upstream::Upstream;
+use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
 pub struct Forwarded {
     pub response: Response<Incoming>,
-    pub sender: UpstreamSender,
-    pub in_flight: InFlight,
+    pub lease: Lease,
 }
 
 pub struct ForwardError {
@@ -129,7 +128,7 @@ async fn send(upstream: &Upstream, server: &Arc<Server>, request: Request<Reques
         };
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(request)).await;
         match sent {
-            Ok(Ok(response)) => return Ok(Forwarded { response, sender, in_flight }),
+            Ok(Ok(response)) => return Ok(Forwarded { response, lease: Lease::new(sender, in_flight) }),
             Err(_elapsed) => {
                 return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
             }

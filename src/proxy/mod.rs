@@ -3,7 +3,6 @@
 //! rewrite response -> stream back, with the access-log record riding on the
 //! response body.
 
-pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
@@ -19,10 +18,10 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessRecord};
+use crate::body::{RequestBody, ResponseBody};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
-use body::{RequestBody, ResponseBody};
 use error::ProxyError;
 use headers::ClientHeaders;
 
@@ -35,7 +34,7 @@ pub struct ConnContext {
     /// that certificate, whose names decide the 421 rule.
     pub sni_cert: Option<Arc<LoadedCert>>,
     /// Held by upgraded tunnels so shutdown waits for them (up to `shutdown_timeout`).
-    pub drain: crate::listener::DrainWatch,
+    pub drain: crate::shutdown::DrainWatch,
 }
 
 pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
@@ -129,7 +128,7 @@ async fn proxy(
         }
     };
     if let Some(record) = record {
-        record.upstream = Some(forwarded.in_flight.server().clone());
+        record.upstream = Some(forwarded.lease.server().clone());
     }
 
     let (mut parts, body) = forwarded.response.into_parts();
@@ -138,12 +137,12 @@ async fn proxy(
             let mut server_response = Response::from_parts(parts, body);
             let server_upgrade = hyper::upgrade::on(&mut server_response);
             let (parts, _) = server_response.into_parts();
-            upgrade::spawn_tunnel(client_upgrade, server_upgrade, forwarded.in_flight, conn.drain.clone());
+            upgrade::spawn_tunnel(client_upgrade, server_upgrade, forwarded.lease.into_in_flight(), conn.drain.clone());
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.sender, forwarded.in_flight)))
+    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease)))
 }
 
 /// Host from `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target), else the Host header.

@@ -4,7 +4,7 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::listener::DrainWatch;
+use crate::shutdown::DrainWatch;
 use crate::upstream::server::InFlight;
 
 /// True when the client asks to switch protocols (`Connection: upgrade` + `Upgrade`).

@@ -17,8 +17,8 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
+use crate::body::RequestBody;
 use crate::config::Scheme;
-use crate::proxy::body::RequestBody;
 
 use super::server::Server;
 

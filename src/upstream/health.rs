@@ -12,8 +12,8 @@ use http::{header, Request};
 
 use super::connect;
 use super::server::Server;
+use crate::body::RequestBody;
 use crate::config::HealthCheckConfig;
-use crate::proxy::body::RequestBody;
 
 /// Checks `server` every `interval` until aborted (the upstream owns the task).
 pub async fn check_loop(server: Arc<Server>, config: HealthCheckConfig, connect_timeout: Duration) {

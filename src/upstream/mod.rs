@@ -3,16 +3,21 @@
 //!
 //! An upstream also owns its background tasks — one active health checker
 //! per server when `health_check` is set, one DNS resolver per server named
-//! by a host name — which live as long as the runtime snapshot that holds
-//! the upstream and stop when it is dropped.
+//! by a host name. They run until the configuration snapshot that built the
+//! upstream is replaced (its cancellation token), even when an old stream (a
+//! WebSocket) still holds the upstream, so two generations of checkers never
+//! write one server's health; dropping the upstream stops them too.
 
 pub mod balancer;
 pub mod budget;
 pub mod connect;
 pub mod dns;
 pub mod health;
+pub mod lease;
 pub mod pool;
 pub mod server;
+
+pub use lease::Lease;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Balance, UpstreamConfig};
 
@@ -42,10 +48,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the upstream and starts its background tasks (needs a tokio runtime).
+    /// Builds the upstream and starts its background tasks (needs a tokio runtime),
+    /// which stop when `cancel` (the snapshot's token) is cancelled.
     /// Servers of `previous` (the same upstream before a reload) whose settings did not
     /// change are kept, with their pooled connections, health and counters.
-    pub fn new(name: &str, cfg: &UpstreamConfig, previous: Option<&Upstream>) -> Upstream {
+    pub fn new(name: &str, cfg: &UpstreamConfig, previous: Option<&Upstream>, cancel: &CancellationToken) -> Upstream {
         let servers: Vec<Arc<Server>> = cfg
             .servers
             .iter()
@@ -59,10 +66,10 @@ impl Upstream {
         let mut tasks = Tasks::default();
         for server in &servers {
             if server.needs_resolution() {
-                tasks.0.push(tokio::spawn(dns::resolve_loop(server.clone(), dns::REFRESH)));
+                tasks.spawn(cancel, dns::resolve_loop(server.clone(), dns::REFRESH));
             }
             if let Some(check) = &cfg.health_check {
-                tasks.0.push(tokio::spawn(health::check_loop(server.clone(), check.clone(), cfg.timeouts.connect)));
+                tasks.spawn(cancel, health::check_loop(server.clone(), check.clone(), cfg.timeouts.connect));
             }
         }
         Upstream {
@@ -94,9 +101,22 @@ impl Upstream {
     }
 }
 
-/// Background tasks owned by an upstream; aborted when it is dropped.
+/// Background tasks owned by an upstream; they end when the snapshot's token is
+/// cancelled, and are aborted when the upstream is dropped.
 #[derive(Debug, Default)]
 struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, cancel: &CancellationToken, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = cancel.clone();
+        self.0.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = task => {}
+            }
+        }));
+    }
+}
 
 impl Drop for Tasks {
     fn drop(&mut self) {

@@ -1,7 +1,7 @@
 //! Idle keep-alive connections to one server.
 //!
 //! A connection goes back to the pool when the response body it carried has
-//! been read to the end (see `proxy::body`), and is taken out by the next
+//! been read to the end (see `upstream::lease`), and is taken out by the next
 //! request. Stale entries — closed by the server, or idle past
 //! `idle_timeout` — are dropped when met. The lock is held only to push or
 //! pop one entry.

@@ -39,6 +39,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     accepts: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
+    /// Requests per path, for tests that count probes.
+    paths: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     pub behaviour: Arc<Mutex<Behaviour>>,
@@ -65,8 +67,10 @@ impl Backend {
         let accepts = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(AtomicU64::new(0));
         let behaviour = Arc::new(Mutex::new(behaviour));
+        let paths = Arc::new(Mutex::new(std::collections::HashMap::new()));
         let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
         let (a, r, b, n) = (accepts.clone(), requests.clone(), behaviour.clone(), name.to_string());
+        let p = paths.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -75,10 +79,11 @@ impl Backend {
                     _ = stop_rx.changed() => break,
                 };
                 a.fetch_add(1, Ordering::SeqCst);
-                let (r, b, n) = (r.clone(), b.clone(), n.clone());
+                let (r, b, n, p) = (r.clone(), b.clone(), n.clone(), p.clone());
                 conns.spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |req: Request<Incoming>| {
                         let (r, b, n) = (r.clone(), b.clone(), n.clone());
+                        *p.lock().unwrap().entry(req.uri().path().to_string()).or_default() += 1;
                         async move {
                             r.fetch_add(1, Ordering::SeqCst);
                             Ok::<_, std::convert::Infallible>(answer(&n, req, &b).await)
@@ -93,7 +98,7 @@ impl Backend {
             // Dropping the set aborts every open connection: the server is gone.
             conns.abort_all();
         });
-        Backend { name: name.to_string(), addr, accepts, requests, stop, task, behaviour }
+        Backend { name: name.to_string(), addr, accepts, requests, paths, stop, task, behaviour }
     }
 
     pub fn url(&self) -> String {
@@ -107,6 +112,11 @@ impl Backend {
 
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests received for exactly `path` so far.
+    pub fn requests_to(&self, path: &str) -> u64 {
+        self.paths.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     /// Closes the listener and every open connection.

@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod pooling;
 mod redirect;
+mod reload;
 mod resilience;
 mod routing;
 mod tls;

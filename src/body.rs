@@ -3,8 +3,11 @@
 //! [`RequestBody`] carries the client's body to the server and enforces
 //! `max_body_bytes` as it goes, so a chunked upload that grows past the limit
 //! is stopped mid-stream. [`ResponseBody`] carries the server's body (or a
-//! short local one) back; when it is finished it hands the upstream
-//! connection back to the pool and writes the access-log line.
+//! short local one) back; when it is finished it releases the upstream
+//! connection's lease (back to the pool) and writes the access-log line.
+//!
+//! These types sit below the listeners, the proxy pipeline and the upstream
+//! client, which all pass them around.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,8 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::access_log::AccessRecord;
-use crate::upstream::connect::UpstreamSender;
-use crate::upstream::server::InFlight;
+use crate::upstream::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -92,8 +94,7 @@ pub struct ResponseBody {
     bytes: u64,
     /// The upstream connection, given back to its server's pool once the
     /// response has been read to the end.
-    sender: Option<UpstreamSender>,
-    in_flight: Option<InFlight>,
+    lease: Option<Lease>,
     record: Option<Box<AccessRecord>>,
 }
 
@@ -106,19 +107,12 @@ impl ResponseBody {
         ResponseBody::new(Inner::Local(None))
     }
 
-    pub fn upstream(body: Incoming, sender: UpstreamSender, in_flight: InFlight) -> ResponseBody {
-        ResponseBody {
-            inner: Inner::Upstream(body),
-            finished: false,
-            bytes: 0,
-            sender: Some(sender),
-            in_flight: Some(in_flight),
-            record: None,
-        }
+    pub fn upstream(body: Incoming, lease: Lease) -> ResponseBody {
+        ResponseBody { inner: Inner::Upstream(body), finished: false, bytes: 0, lease: Some(lease), record: None }
     }
 
     fn new(inner: Inner) -> ResponseBody {
-        ResponseBody { inner, finished: false, bytes: 0, sender: None, in_flight: None, record: None }
+        ResponseBody { inner, finished: false, bytes: 0, lease: None, record: None }
     }
 
     pub fn set_record(&mut self, record: AccessRecord) {
@@ -168,8 +162,8 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         let complete = self.finished || self.is_end_stream();
         // A body abandoned half-way leaves the connection mid-response: never reuse it.
-        if let (true, Some(sender), Some(in_flight)) = (complete, self.sender.take(), &self.in_flight) {
-            in_flight.server().pool.checkin(sender);
+        if let (true, Some(lease)) = (complete, self.lease.take()) {
+            lease.release();
         }
         if let Some(record) = &self.record {
             record.write(self.bytes);
