@@ -75,7 +75,7 @@ fn try_load(pair: &Pair) -> Result<Option<LoadedCert>, CertProblem> {
     let facts =
         cert_facts(&chain[0]).map_err(|e| CertProblem::new(cert_path, format!("cannot parse certificate: {e}")))?;
 
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| CertProblem::new(key_path, format!("unusable private key: {e}")))?;
     let certified_key = CertifiedKey::new(chain, signing_key);
     match certified_key.keys_match() {

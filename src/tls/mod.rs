@@ -6,12 +6,14 @@
 //! - `layouts`: which files pair with which (flat, certbot, lego).
 //! - `load`: PEM parsing, key matching, certificate facts.
 //! - `store`: the immutable index and the (incremental) scan.
+//! - `provider`: the aws-lc-rs crypto provider, post-quantum kx first.
 //! - `resolver`: rustls `ResolvesServerCert` and the `ServerConfig`.
 //! - `watch`: periodic rescan, SIGHUP reload, change logging.
 //! - `self_signed`: the in-memory localhost fallback.
 
 mod layouts;
 mod load;
+mod provider;
 mod resolver;
 mod self_signed;
 mod store;
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use provider::{provider, KX_GROUPS};
 pub use resolver::{server_config, CertResolver};
 pub use store::CertStore;
 pub use watch::{reload_now, spawn_watcher};

@@ -75,7 +75,7 @@ fn resumption() -> &'static Resumption {
         // 256 entries: rustls' own default for the stateful cache (TLS 1.2
         // clients without ticket support).
         let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(256);
-        let ticketer = match rustls::crypto::ring::Ticketer::new() {
+        let ticketer = match rustls::crypto::aws_lc_rs::Ticketer::new() {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!("TLS session tickets disabled: {e}");
@@ -86,8 +86,8 @@ fn resumption() -> &'static Resumption {
     })
 }
 
-/// rustls server config over `resolver`: ring provider (never a process
-/// default), TLS 1.2+1.3 or 1.3 only, safe default suites, ALPN h2 then
+/// rustls server config over `resolver`: porter's aws-lc-rs provider with
+/// X25519MLKEM768 first (never a process default), TLS 1.2+1.3 or 1.3 only, safe default suites, ALPN h2 then
 /// http/1.1, stateful session cache plus stateless tickets.
 pub fn server_config(resolver: Arc<CertResolver>, min_version: TlsVersion) -> Arc<ServerConfig> {
     static BOTH: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
@@ -96,10 +96,9 @@ pub fn server_config(resolver: Arc<CertResolver>, min_version: TlsVersion) -> Ar
         TlsVersion::V1_2 => &BOTH,
         TlsVersion::V1_3 => &TLS13_ONLY,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(super::provider())
         .with_protocol_versions(versions)
-        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -142,7 +141,7 @@ mod tests {
     }
 
     fn client(versions: &[&'static SupportedProtocolVersion]) -> Arc<ClientConfig> {
-        let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let mut c = ClientConfig::builder_with_provider(crate::tls::provider())
             .with_protocol_versions(versions)
             .unwrap()
             .dangerous()

@@ -50,7 +50,7 @@ fn generate() -> Result<LoadedCert, String> {
     let der = cert.der().clone();
     let facts = cert_facts(&der)?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
+    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
     Ok(LoadedCert {
         name: "localhost".to_string(),
         dns_names: facts.dns_names,

@@ -137,7 +137,7 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
         rustls::crypto::verify_tls12_signature(message, cert, dss, &algs)
     }
 
@@ -147,12 +147,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
         rustls::crypto::verify_tls13_signature(message, cert, dss, &algs)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -133,12 +133,11 @@ fn client_tls_config() -> Arc<rustls::ClientConfig> {
     CONFIG
         .get_or_init(|| {
             let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let mut config =
-                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .expect("ring supports the default protocol versions")
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+            let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("aws-lc-rs supports the default protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             Arc::new(config)
         })

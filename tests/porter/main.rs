@@ -15,6 +15,7 @@ mod forwarding;
 mod lifecycle;
 mod limits;
 mod pooling;
+mod post_quantum;
 mod redirect;
 mod reload;
 mod resilience;
