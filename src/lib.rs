@@ -5,6 +5,7 @@
 //! signals, and the tests start porter in-process the same way.
 
 pub mod access_log;
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod listener;
@@ -12,6 +13,7 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod shutdown;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 
@@ -26,13 +28,16 @@ use tokio::task::JoinHandle;
 
 pub use config::Config;
 use runtime::{Runtime, Shared};
+use stats::{ListenerStats, ReloadStats};
 use tls::CertResolver;
 
 /// A running porter: its bound addresses and the handles to stop or reload it.
 pub struct Porter {
     pub https_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    reloads: Arc<ReloadStats>,
     certs: Arc<CertResolver>,
     /// The certificate folder and the task rescanning it; a reload may point elsewhere.
     cert_watch: std::sync::Mutex<CertWatch>,
@@ -40,6 +45,8 @@ pub struct Porter {
     accept_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     drain: Arc<shutdown::Drain>,
+    /// Outlives the drain (so /healthz can answer 503 during it); aborted last.
+    admin_task: Option<JoinHandle<()>>,
 }
 
 struct CertWatch {
@@ -79,8 +86,10 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
 
     let https_listener = bind(config.listen.https, "https").await?;
     let http_listener = bind(config.listen.http, "http").await?;
+    let admin_listener = bind(config.listen.admin, "admin").await?;
     let https_addr = https_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
     let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
 
     let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
@@ -88,30 +97,51 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     let drain = Arc::new(shutdown::Drain::new());
     let max_connections = config.limits.max_connections;
     let mut accept_tasks = Vec::new();
+    let mut listener_stats = Vec::new();
 
     if let Some(listener) = https_listener {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone(), config.tls.min_version));
         let shared = shared.clone();
         let drain = drain.clone();
+        let stats = Arc::new(ListenerStats::new("https", true));
+        listener_stats.push(stats.clone());
         tracing::info!(address = %https_addr.unwrap(), "listening for HTTPS");
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             listener,
             max_connections,
+            stats.clone(),
             stop_rx.clone(),
-            move |stream, peer| listener::https::serve(stream, peer, acceptor.clone(), shared.clone(), drain.watch()),
+            move |stream, peer| {
+                listener::https::serve(stream, peer, acceptor.clone(), shared.clone(), drain.watch(), stats.clone())
+            },
         )));
     }
     if let Some(listener) = http_listener {
         let shared = shared.clone();
         let drain = drain.clone();
+        let stats = Arc::new(ListenerStats::new("http", false));
+        listener_stats.push(stats.clone());
         tracing::info!(address = %http_addr.unwrap(), redirect = config.http.redirect, "listening for HTTP");
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             listener,
             max_connections,
+            stats,
             stop_rx.clone(),
             move |stream, peer| listener::http::serve(stream, peer, shared.clone(), drain.watch()),
         )));
     }
+    let reloads = Arc::new(ReloadStats::started());
+    let admin_task = admin_listener.map(|listener| {
+        tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /)");
+        let sources = admin::Sources {
+            shared: shared.clone(),
+            listeners: listener_stats,
+            reloads: reloads.clone(),
+            drain: drain.clone(),
+            started: std::time::SystemTime::now(),
+        };
+        tokio::spawn(admin::serve(listener, Arc::new(sources)))
+    });
 
     let cert_watch = CertWatch {
         dir: config.tls.certs.clone(),
@@ -121,20 +151,38 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     Ok(Porter {
         https_addr,
         http_addr,
+        admin_addr,
         shared,
+        reloads,
         certs,
         cert_watch: std::sync::Mutex::new(cert_watch),
         stop,
         accept_tasks,
         background,
         drain,
+        admin_task,
     })
 }
 
 impl Porter {
     /// Swaps in a new configuration: requests already running finish on the old one.
     /// Listener addresses are fixed at start; changes to them need a restart.
+    /// The outcome is counted for /metrics and /status.
     pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let result = self.apply(config);
+        match &result {
+            Ok(()) => self.reloads.applied(),
+            Err(e) => self.reloads.refused(&e.0),
+        }
+        result
+    }
+
+    /// Counts a reload refused before it reached [`Porter::reload`] (the file did not load).
+    pub fn reload_refused(&self, error: &str) {
+        self.reloads.refused(error);
+    }
+
+    fn apply(&self, config: &Config) -> Result<(), StartError> {
         {
             let mut watch = self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if watch.dir != config.tls.certs {
@@ -168,6 +216,7 @@ impl Porter {
 
     /// Stops accepting, lets open connections finish their requests for up to `timeout`, then returns.
     pub async fn shutdown(self, timeout: Duration) {
+        // /healthz answers 503 from here on, while the admin listener keeps serving.
         self.drain.begin();
         let _ = self.stop.send(true);
         for task in self.accept_tasks {
@@ -181,6 +230,9 @@ impl Porter {
         if tokio::time::timeout(timeout, self.drain.drain()).await.is_err() {
             tracing::warn!(?timeout, "shutdown timeout reached with connections still open");
         }
+        if let Some(task) = self.admin_task {
+            task.abort();
+        }
     }
 }
 
@@ -193,9 +245,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
              remove it or set it to false (connections from an L4 balancer would otherwise be misread)"
                 .into(),
         ));
-    }
-    if let Some(admin) = config.listen.admin {
-        tracing::warn!(%admin, "listen.admin is not implemented in this version: no admin listener is opened");
     }
     for (name, upstream) in &config.upstreams {
         if upstream.http2 {

@@ -174,7 +174,10 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
                     Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
                     Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
                 },
-                Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+                Err(e) => {
+                    tracing::error!("reload failed, keeping the running configuration: {e}");
+                    porter.reload_refused(&e.to_string());
+                }
             },
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::RouteConfig;
+use crate::stats::StatusCounts;
 use crate::upstream::Upstream;
 
 /// One compiled route: where its requests go and how the path is rewritten.
@@ -21,6 +22,17 @@ pub struct Route {
     pub prefix: Box<str>,
     pub strip_prefix: bool,
     pub upstream: Arc<Upstream>,
+    /// Responses by status class; carried over a reload while the route and its upstream stay.
+    pub responses: Arc<StatusCounts>,
+}
+
+impl Route {
+    /// Counts one answered request: its status on the route, its latency on the upstream.
+    #[inline]
+    pub fn record(&self, status: u16, elapsed: std::time::Duration) {
+        self.responses.record(status);
+        self.upstream.stats.latency.record(elapsed);
+    }
 }
 
 /// Path prefixes of one host tier, longest first.
@@ -61,7 +73,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(routes: &[RouteConfig], upstream_by_name: &HashMap<String, Arc<Upstream>>) -> Router {
+    /// `previous` is the router being replaced on reload, whose counters carry over.
+    pub fn new(
+        routes: &[RouteConfig],
+        upstream_by_name: &HashMap<String, Arc<Upstream>>,
+        previous: Option<&Router>,
+    ) -> Router {
         let mut router = Router::default();
         for cfg in routes {
             let upstream = upstream_by_name
@@ -69,11 +86,16 @@ impl Router {
                 .expect("config validation guarantees every route names an upstream")
                 .clone();
             let label = format!("{}{}", cfg.host.as_deref().unwrap_or("*"), cfg.path);
+            let responses = previous
+                .and_then(|p| p.routes().find(|r| *r.label == *label && r.upstream.name == upstream.name))
+                .map(|r| r.responses.clone())
+                .unwrap_or_default();
             let route = Arc::new(Route {
                 label: label.into(),
                 prefix: cfg.path.clone().into(),
                 strip_prefix: cfg.strip_prefix,
                 upstream,
+                responses,
             });
             match cfg.host.as_deref() {
                 None => router.any_host.insert(route),

@@ -22,6 +22,8 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct Runtime {
     pub router: Router,
+    /// Answers given without a route (no match, bad Host, 421, local answers on port 80).
+    pub unrouted: Arc<crate::stats::StatusCounts>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub limits: Limits,
     pub hsts: Option<HeaderValue>,
@@ -65,7 +67,8 @@ impl Runtime {
         };
         guard.disarm();
         Ok(Runtime {
-            router: Router::new(&config.routes, &by_name),
+            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router)),
+            unrouted: previous.map(|p| p.unrouted.clone()).unwrap_or_default(),
             upstreams,
             limits: config.limits.clone(),
             hsts,

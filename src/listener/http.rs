@@ -31,6 +31,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
                 _ => None,
             };
             let Some(mut response) = local else { return proxy::handle(request, &conn, runtime).await };
+            runtime.unrouted.record(response.status().as_u16());
             if !access_log::enabled() {
                 return response;
             }

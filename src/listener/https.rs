@@ -2,6 +2,7 @@
 //! or HTTP/1.1 by ALPN into the proxy pipeline.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -9,6 +10,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
+use crate::stats::ListenerStats;
 
 pub async fn serve(
     stream: TcpStream,
@@ -16,6 +18,7 @@ pub async fn serve(
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     drain: crate::shutdown::DrainWatch,
+    stats: Arc<ListenerStats>,
 ) {
     let runtime = shared.runtime.load_full();
     // The handshake is bounded like slow headers are: a client that stalls it holds a slot.
@@ -23,12 +26,17 @@ pub async fn serve(
     // that is kilobytes per idle connection.
     let handshake = tokio::time::timeout(runtime.limits.header_read_timeout, Box::pin(acceptor.accept(stream))).await;
     let tls = match handshake {
-        Ok(Ok(tls)) => tls,
+        Ok(Ok(tls)) => {
+            stats.tls_handshakes_total.fetch_add(1, Ordering::Relaxed);
+            tls
+        }
         Ok(Err(e)) => {
+            stats.tls_handshake_failures_total.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            stats.tls_handshake_failures_total.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(client = %peer, "TLS handshake timed out");
             return;
         }

@@ -23,6 +23,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::body::ResponseBody;
 use crate::config::Limits;
 use crate::shutdown::DrainWatch;
+use crate::stats::{ListenerStats, OpenConnection};
 
 /// Which HTTP a client connection speaks: TLS connections say so by ALPN; the
 /// plaintext listener speaks HTTP/1.1 (no h2c, as nginx and Caddy by default).
@@ -130,10 +131,12 @@ where
     }
 }
 
-/// Accepts until `stop` flips, giving each connection to `on_connection` in its own task.
+/// Accepts until `stop` flips, giving each connection to `on_connection` in its own task;
+/// `stats` counts the connections accepted and open.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     max_connections: usize,
+    stats: Arc<ListenerStats>,
     mut stop: watch::Receiver<bool>,
     on_connection: F,
 ) where
@@ -154,9 +157,10 @@ pub async fn accept_loop<F, Fut>(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let task = on_connection(stream, peer);
+                let open = OpenConnection::new(stats.clone());
                 tokio::spawn(async move {
                     task.await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
             Err(e) => {

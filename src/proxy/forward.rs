@@ -63,9 +63,12 @@ pub async fn forward(
     let mut last: Option<ForwardError> = None;
     for attempt in 0..=upstream.retries {
         let Some((index, server)) = upstream.pick(tried, key) else { break };
-        if attempt > 0 && !upstream.budget.try_retry() {
-            tracing::debug!(upstream = %upstream.name, "retry budget spent: not retrying");
-            break;
+        if attempt > 0 {
+            if !upstream.budget.try_retry() {
+                tracing::debug!(upstream = %upstream.name, "retry budget spent: not retrying");
+                break;
+            }
+            upstream.stats.retries_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         tried.insert(index);
         let server = server.clone();

@@ -38,10 +38,11 @@ pub struct ConnContext {
 }
 
 pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
+    let start = Instant::now();
     let host = request_host(&request);
     // The record costs an allocation and a few clones: only when the access log is on.
     let mut record = access_log::enabled().then(|| AccessRecord {
-        start: Instant::now(),
+        start,
         client: conn.client,
         method: request.method().clone(),
         host: host.clone(),
@@ -50,10 +51,16 @@ pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc
         upstream: None,
         route: None,
     });
-    let mut response = match proxy(request, host, conn, &runtime, &mut record).await {
+    let mut route = None;
+    let mut response = match proxy(request, host, conn, &runtime, &mut route, &mut record).await {
         Ok(response) => response,
         Err(error) => error.to_response(),
     };
+    // Metrics: counted once the head is ready, on slots the route already holds.
+    match route {
+        Some(route) => route.record(response.status().as_u16(), start.elapsed()),
+        None => runtime.unrouted.record(response.status().as_u16()),
+    }
     if conn.client_headers.https {
         if let Some(hsts) = &runtime.hsts {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -66,11 +73,12 @@ pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc
     response
 }
 
-async fn proxy(
+async fn proxy<'r>(
     mut request: Request<Incoming>,
     host: Option<HeaderValue>,
     conn: &ConnContext,
-    runtime: &Runtime,
+    runtime: &'r Runtime,
+    matched: &mut Option<&'r router::Route>,
     record: &mut Option<AccessRecord>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let host = host.ok_or(ProxyError::MissingHost)?;
@@ -86,6 +94,7 @@ async fn proxy(
     }
 
     let route = runtime.router.find(host_name, request.uri().path()).ok_or(ProxyError::NoRoute)?;
+    *matched = Some(route.as_ref());
     if let Some(record) = record {
         record.route = Some(route.clone());
     }

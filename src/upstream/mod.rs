@@ -20,6 +20,7 @@ pub mod server;
 pub use lease::Lease;
 
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Balance, UpstreamConfig};
+use crate::stats::Latency;
 
 use balancer::{Balancer, Tried};
 use budget::RetryBudget;
@@ -44,7 +46,18 @@ pub struct Upstream {
     pub budget: RetryBudget,
     /// Every server has weight 0: requests get 503 without a pick.
     pub drained: bool,
+    /// Carried over a reload while the upstream keeps its name.
+    pub stats: Arc<UpstreamStats>,
     _tasks: Tasks,
+}
+
+/// What an upstream's requests record (SPEC §7); read by the admin listener.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    /// Time from the request's arrival to the response head (or error) sent back.
+    pub latency: Latency,
+    /// Requests sent to another server after a failure.
+    pub retries_total: AtomicU64,
 }
 
 impl Upstream {
@@ -82,6 +95,7 @@ impl Upstream {
             retries: cfg.retries,
             budget: RetryBudget::default(),
             drained: cfg.servers.iter().all(|s| s.weight == 0),
+            stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
         }
     }
 

@@ -235,6 +235,12 @@ impl TestPorter {
         format!("http://localhost:{}{}", self.http.unwrap().port(), path)
     }
 
+    /// A URL on the admin listener (`listen.admin` must be set).
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.porter.as_ref().and_then(|p| p.admin_addr).expect("listen.admin is set");
+        format!("http://{admin}{path}")
+    }
+
     pub async fn stop(mut self) {
         if let Some(porter) = self.porter.take() {
             porter.shutdown(Duration::from_secs(5)).await;

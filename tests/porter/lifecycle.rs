@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-struct Running(std::process::Child);
+pub(crate) struct Running(pub std::process::Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -20,13 +20,13 @@ impl Drop for Running {
     }
 }
 
-fn signal(child: &std::process::Child, name: &str) {
+pub(crate) fn signal(child: &std::process::Child, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
 
 /// Starts the binary and waits until it logs that it listens on plaintext.
-fn spawn_porter(config: &std::path::Path) -> Running {
+pub(crate) fn spawn_porter(config: &std::path::Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
         .arg("--config")
         .arg(config)

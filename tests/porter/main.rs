@@ -7,6 +7,8 @@
 mod harness;
 
 mod acme;
+mod admin;
+mod admin_dashboard;
 mod balancers;
 mod balancing;
 mod config;

@@ -1,0 +1,244 @@
+//! `GET /metrics`: every series of SPEC §7 in the Prometheus text format,
+//! encoded by `prometheus-client`. A [`Collector`] walks the runtime snapshot
+//! at scrape time and reads the atomics the routes, upstreams, servers and
+//! listeners keep, so nothing is registered per label and the request path
+//! never touches the registry. The README lists every series.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::Sources;
+use crate::stats::STATUS_CLASSES;
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The registry, holding one collector over the live state.
+pub struct Metrics(Registry);
+
+impl Metrics {
+    pub fn new(sources: Arc<Sources>) -> Metrics {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Snapshot(sources)));
+        Metrics(registry)
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail; an error here would be a bug in an encoder.
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.0) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        text
+    }
+}
+
+#[derive(Debug)]
+struct Snapshot(Arc<Sources>);
+
+type Result = std::result::Result<(), std::fmt::Error>;
+
+fn counter(m: &mut MetricEncoder, labels: &impl EncodeLabelSet, value: u64) -> Result {
+    ConstCounter::new(value).encode(m.encode_family(labels)?)
+}
+
+fn gauge(m: &mut MetricEncoder, labels: &impl EncodeLabelSet, value: i64) -> Result {
+    ConstGauge::new(value).encode(m.encode_family(labels)?)
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result {
+        let sources = &*self.0;
+        let runtime = sources.shared.runtime.load_full();
+        let counter_type = MetricType::Counter;
+
+        let mut m = e.encode_descriptor(
+            "porter_requests",
+            "Requests answered, by route, upstream and status class (route and upstream \"none\": no route matched)",
+            None,
+            counter_type,
+        )?;
+        for route in runtime.router.routes() {
+            for (class, n) in STATUS_CLASSES.iter().zip(route.responses.get()) {
+                counter(
+                    &mut m,
+                    &[("route", &*route.label), ("upstream", &*route.upstream.name), ("status_class", class)],
+                    n,
+                )?;
+            }
+        }
+        for (class, n) in STATUS_CLASSES.iter().zip(runtime.unrouted.get()) {
+            counter(&mut m, &[("route", "none"), ("upstream", "none"), ("status_class", class)], n)?;
+        }
+
+        let mut m = e.encode_descriptor(
+            "porter_request_duration_seconds",
+            "Time from a request's arrival to its response head, by upstream",
+            None,
+            MetricType::Histogram,
+        )?;
+        for upstream in &runtime.upstreams {
+            let latency = upstream.stats.latency.snapshot();
+            m.encode_family(&[("upstream", &*upstream.name)])?.encode_histogram::<NoLabelSet>(
+                latency.sum_seconds,
+                latency.count,
+                &latency.buckets,
+                None,
+            )?;
+        }
+
+        let mut m = e.encode_descriptor(
+            "porter_upstream_retries",
+            "Requests sent to another server after a failure",
+            None,
+            counter_type,
+        )?;
+        for upstream in &runtime.upstreams {
+            counter(&mut m, &[("upstream", &*upstream.name)], upstream.stats.retries_total.load(RELAXED))?;
+        }
+
+        self.encode_servers(&mut e, &runtime)?;
+        self.encode_listeners(&mut e)?;
+
+        let reloads = &sources.reloads;
+        let attempts =
+            e.encode_descriptor("porter_config_reloads", "Configuration reloads attempted", None, counter_type)?;
+        ConstCounter::new(reloads.reloads_total()).encode(attempts)?;
+        let refused = e.encode_descriptor(
+            "porter_config_reload_failures",
+            "Configuration reloads refused (the running configuration was kept)",
+            None,
+            counter_type,
+        )?;
+        ConstCounter::new(reloads.failures_total()).encode(refused)?;
+        let generation = e.encode_descriptor(
+            "porter_config_generation",
+            "Configuration generation: 1 at start, +1 per applied reload",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(reloads.generation() as i64).encode(generation)?;
+
+        let mut m = e.encode_descriptor(
+            "porter_certificate_expiry_timestamp_seconds",
+            "When each loaded certificate expires (Unix time)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for cert in runtime.certs.store().certs() {
+            let expiry = cert.not_after.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            gauge(&mut m, &[("certificate", cert.name.as_str())], expiry)?;
+        }
+
+        let draining = e.encode_descriptor(
+            "porter_draining",
+            "1 once a graceful stop has begun (also /healthz answers 503)",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(sources.drain.is_draining())).encode(draining)
+    }
+}
+
+const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+impl Snapshot {
+    fn encode_servers(&self, e: &mut DescriptorEncoder, runtime: &crate::runtime::Runtime) -> Result {
+        type Read = fn(&crate::upstream::server::Server) -> i64;
+        let series: [(&str, &str, MetricType, Read); 8] = [
+            (
+                "porter_upstream_server_healthy",
+                "1 if the server may take requests (active checks pass, not passively ejected), else 0",
+                MetricType::Gauge,
+                |s| i64::from(s.is_healthy() && !s.is_ejected()),
+            ),
+            ("porter_upstream_server_weight", "Configured weight (0 = drained)", MetricType::Gauge, |s| {
+                i64::from(s.weight)
+            }),
+            ("porter_upstream_server_in_flight", "Requests in flight on the server", MetricType::Gauge, |s| {
+                i64::from(s.in_flight.load(RELAXED))
+            }),
+            (
+                "porter_upstream_server_idle_connections",
+                "Idle keep-alive connections in the server's pool",
+                MetricType::Gauge,
+                |s| s.pool.idle_count() as i64,
+            ),
+            ("porter_upstream_server_requests", "Requests sent to the server", MetricType::Counter, |s| {
+                s.requests_total.load(RELAXED) as i64
+            }),
+            (
+                "porter_upstream_server_failures",
+                "Connect errors, resets and timeouts of the server",
+                MetricType::Counter,
+                |s| s.failures_total.load(RELAXED) as i64,
+            ),
+            (
+                "porter_upstream_server_ejections",
+                "Times passive health checks took the server out",
+                MetricType::Counter,
+                |s| s.ejections_total.load(RELAXED) as i64,
+            ),
+            ("porter_upstream_server_connects", "New connections opened to the server", MetricType::Counter, |s| {
+                s.pool.connects_total.load(RELAXED) as i64
+            }),
+        ];
+        for (name, help, kind, read) in series {
+            let mut m = e.encode_descriptor(name, help, None, kind)?;
+            for upstream in &runtime.upstreams {
+                for server in &upstream.servers {
+                    let labels = [("upstream", &*upstream.name), ("server", server.url.original.as_str())];
+                    let value = read(server);
+                    match kind {
+                        MetricType::Counter => counter(&mut m, &labels, value as u64)?,
+                        _ => gauge(&mut m, &labels, value)?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_listeners(&self, e: &mut DescriptorEncoder) -> Result {
+        let listeners = &self.0.listeners;
+        let mut m = e.encode_descriptor(
+            "porter_open_connections",
+            "Client connections open, by listener",
+            None,
+            MetricType::Gauge,
+        )?;
+        for l in listeners {
+            gauge(&mut m, &[("listener", l.name)], l.open_connections.load(RELAXED))?;
+        }
+        let mut m = e.encode_descriptor(
+            "porter_connections_accepted",
+            "Client connections accepted, by listener",
+            None,
+            MetricType::Counter,
+        )?;
+        for l in listeners {
+            counter(&mut m, &[("listener", l.name)], l.accepted_total.load(RELAXED))?;
+        }
+        let tls: Vec<_> = listeners.iter().filter(|l| l.tls).collect();
+        let mut m =
+            e.encode_descriptor("porter_tls_handshakes", "TLS handshakes completed", None, MetricType::Counter)?;
+        for l in &tls {
+            counter(&mut m, &[("listener", l.name)], l.tls_handshakes_total.load(RELAXED))?;
+        }
+        let mut m = e.encode_descriptor(
+            "porter_tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            None,
+            MetricType::Counter,
+        )?;
+        for l in &tls {
+            counter(&mut m, &[("listener", l.name)], l.tls_handshake_failures_total.load(RELAXED))?;
+        }
+        Ok(())
+    }
+}
