@@ -9,6 +9,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod listener;
+pub mod probe;
 pub mod proxy;
 pub mod router;
 pub mod runtime;

@@ -1,22 +1,36 @@
 //! The `porter` command: run the proxy, or `check` a configuration; signals
-//! for reload (SIGHUP) and graceful stop (SIGTERM, SIGINT).
+//! for reload (SIGHUP) and graceful stop (SIGTERM, SIGINT). Also the small
+//! tools a deployment needs from the binary itself: `probe` (the container's
+//! health check), `completions` and `man` (generated from this definition).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use porter::config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
-#[command(name = "porter", version, about = "HTTP/HTTPS edge reverse proxy and load balancer")]
+#[command(
+    name = "porter",
+    version,
+    about = "HTTP/HTTPS edge reverse proxy and load balancer",
+    after_long_help = "Environment: PORTER_WORKERS=N worker threads (as --workers); RUST_LOG log level \
+                       (default info; warn turns the access log off).\n\
+                       Signals: SIGHUP reloads the configuration and certificates; SIGTERM and SIGINT stop \
+                       accepting, finish requests in flight (shutdown_timeout), then exit 0."
+)]
 struct Cli {
     /// Configuration file (default: porter.yaml, then /etc/porter/porter.yaml)
-    #[arg(long, global = true)]
+    #[arg(short = 'c', long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log line format
+    /// Log line format (stderr); the level comes from RUST_LOG (default info)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Worker threads [default: one per core]
+    #[arg(long, env = "PORTER_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -25,6 +39,21 @@ struct Cli {
 enum Command {
     /// Validate the configuration and certificates, print a summary, exit 0 or 1
     Check,
+    /// GET an http:// URL, exit 0 on a 2xx answer and 1 otherwise (the container's health check)
+    Probe {
+        /// e.g. http://127.0.0.1:9901/healthz
+        url: String,
+        /// Seconds to wait for the answer
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout: u64,
+    },
+    /// Print a shell completion script to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout
+    Man,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -35,6 +64,27 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The tools that need neither a configuration nor logging.
+    match cli.command {
+        Some(Command::Probe { url, timeout }) => return probe(&url, Duration::from_secs(timeout)),
+        Some(Command::Completions { shell }) => {
+            // Into a buffer first: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "porter", &mut script);
+            return print(&script);
+        }
+        Some(Command::Man) => {
+            let mut page = Vec::new();
+            return match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => print(&page),
+                Err(e) => {
+                    eprintln!("porter: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Some(Command::Check) | None => {}
+    }
     let _log_guard = init_logging(cli.log_format);
     let path = match config_path(cli.config) {
         Ok(path) => path,
@@ -52,7 +102,35 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => check(&path, &config),
-        None => run(path, config),
+        _ => run(path, config, cli.workers),
+    }
+}
+
+fn print(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+fn probe(url: &str, timeout: Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("porter probe: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(porter::probe::probe(url, timeout)) {
+        Ok(status) => {
+            println!("{status}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("porter probe: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -131,12 +209,8 @@ fn check(path: &Path, config: &Config) -> ExitCode {
     }
 }
 
-fn run(path: PathBuf, config: Config) -> ExitCode {
-    let workers = std::env::var("PORTER_WORKERS")
-        .ok()
-        .and_then(|w| w.parse::<usize>().ok())
-        .filter(|&w| w > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+fn run(path: PathBuf, config: Config, workers: Option<u16>) -> ExitCode {
+    let workers = workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {

@@ -30,7 +30,8 @@ pub struct Runtime {
     pub certs: Arc<CertResolver>,
     /// Plaintext listener: redirect to https (true) or serve routes (false).
     pub redirect: bool,
-    /// Port that redirects point at; omitted from the URL when it is 443.
+    /// Port that redirects point at (`http.redirect_port`, else the https
+    /// listener's); omitted from the URL when it is 443.
     pub https_port: Option<u16>,
     pub acme_webroot: Option<PathBuf>,
     /// HTTP/1.1 + HTTP/2 server settings for client connections, made once per configuration.
@@ -74,7 +75,7 @@ impl Runtime {
             hsts,
             certs,
             redirect: config.http.redirect,
-            https_port,
+            https_port: config.http.redirect_port.or(https_port),
             acme_webroot: config.http.acme_webroot.clone(),
             connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(&config.limits)),
             cancel,

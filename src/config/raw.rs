@@ -48,6 +48,8 @@ pub(crate) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttp {
     pub redirect: Option<S<bool>>,
+    // Wider than u16, so 70000 gets the range message rather than a type error.
+    pub redirect_port: Option<S<u64>>,
     pub acme_webroot: Option<S<String>>,
 }
 

@@ -63,6 +63,9 @@ pub struct HttpConfig {
     /// listener exists and to false otherwise (there would be nothing to
     /// redirect to); `true` without an https listener is a config error.
     pub redirect: bool,
+    /// The https port clients use, when it is not the listener's own (Docker's
+    /// `-p 443:8443`, an L4 balancer). `None`: the https listener's port.
+    pub redirect_port: Option<u16>,
     /// ACME HTTP-01 webroot, already joined to the config file's directory.
     pub acme_webroot: Option<PathBuf>,
 }

@@ -146,7 +146,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!((config.listen.admin, config.listen.proxy_protocol), (None, false));
     let tls = TlsConfig { certs: PathBuf::from("./certs"), min_version: TlsVersion::V1_2, hsts: None };
     assert_eq!(config.tls, tls);
-    assert_eq!(config.http, HttpConfig { redirect: true, acme_webroot: None });
+    assert_eq!(config.http, HttpConfig { redirect: true, redirect_port: None, acme_webroot: None });
     let limits = Limits {
         max_header_bytes: 65_536,
         max_body_bytes: 100_000_000,
@@ -212,7 +212,7 @@ fn every_value_can_be_set() {
     let yaml = "\
 listen: {https: \"127.0.0.1:8443\", proxy_protocol: true}
 tls: {certs: /srv/certs, min_version: 1.3, hsts: max-age=60}
-http: {redirect: false, acme_webroot: acme}
+http: {redirect: false, redirect_port: 8443, acme_webroot: acme}
 limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10}
 shutdown_timeout: 0s
 upstreams:
@@ -237,7 +237,14 @@ routes:
     assert_eq!((c.listen.https, c.listen.http, c.listen.proxy_protocol), (addr("127.0.0.1:8443"), None, true));
     assert_eq!(c.tls.certs, Path::new("/srv/certs"));
     assert_eq!(c.tls.min_version, TlsVersion::V1_3);
-    assert_eq!(c.http, HttpConfig { redirect: false, acme_webroot: Some(PathBuf::from("/etc/porter/acme")) });
+    assert_eq!(
+        c.http,
+        HttpConfig {
+            redirect: false,
+            redirect_port: Some(8443),
+            acme_webroot: Some(PathBuf::from("/etc/porter/acme"))
+        }
+    );
     let limits = Limits {
         max_header_bytes: 16 * 1024,
         max_body_bytes: 10_000_000,

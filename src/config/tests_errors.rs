@@ -304,6 +304,15 @@ fn redirect_without_https_listener() {
 }
 
 #[test]
+fn redirect_port_out_of_range() {
+    for port in ["0", "65536"] {
+        let err = fail(&format!("http:\n  redirect_port: {port}\n{BASE}"));
+        assert_at(&err, 2, 18, "http.redirect_port");
+        assert_message(&err, "use 1 to 65535");
+    }
+}
+
+#[test]
 fn bad_tls_settings() {
     let err = fail(&format!("tls:\n  min_version: 1.1\n{BASE}"));
     assert_at(&err, 2, 16, "tls.min_version");

@@ -165,7 +165,17 @@ fn http(check: &Checker, raw: Option<&RawHttp>, listen: &Listen, base_dir: &Path
         Some(dir) => Some(resolve(check, dir, "http.acme_webroot", base_dir)?),
         None => None,
     };
-    Ok(HttpConfig { redirect, acme_webroot })
+    let redirect_port = match raw.and_then(|h| h.redirect_port.as_ref()) {
+        Some(port) => match u16::try_from(port.value) {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                let msg = format!("{} is not a port: use 1 to 65535, like 443", port.value);
+                return Err(check.err(port.referenced, "http.redirect_port", msg));
+            }
+        },
+        None => None,
+    };
+    Ok(HttpConfig { redirect, redirect_port, acme_webroot })
 }
 
 /// A directory setting, relative to the config file's directory.

@@ -11,6 +11,7 @@ mod admin;
 mod admin_dashboard;
 mod balancers;
 mod balancing;
+mod cli;
 mod config;
 mod faults;
 mod forwarding;

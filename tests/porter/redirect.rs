@@ -45,3 +45,24 @@ async fn missing_host_is_400() {
     assert_eq!(response.status(), 400);
     p.stop().await;
 }
+
+/// Behind `-p 443:8443` or an L4 balancer the listener's own port is not the one clients use.
+#[tokio::test]
+async fn redirect_port_is_the_port_clients_use() {
+    let b = Backend::start("a").await;
+    for (redirect_port, authority) in [(443, "shop.example.com"), (8443, "shop.example.com:8443")] {
+        let yaml = format!(
+            "{}http:\n  redirect_port: {redirect_port}\nupstreams:\n{}routes:\n  - upstream: web\n",
+            listen_block(),
+            upstream_block("web", &[(&b, 1)])
+        );
+        let p = TestPorter::start(&yaml).await;
+        assert_ne!(p.https.unwrap().port(), redirect_port, "the listener is on an ephemeral port");
+        let c = client_for(p.http.unwrap(), &["shop.example.com"]);
+        let base = format!("http://shop.example.com:{}", p.http.unwrap().port());
+        let r = c.get(format!("{base}/a?b=1")).send().await.unwrap();
+        assert_eq!(r.status(), 301);
+        assert_eq!(r.headers()["location"], format!("https://{authority}/a?b=1"));
+        p.stop().await;
+    }
+}
