@@ -68,18 +68,30 @@ fn route_to_missing_upstream_names_it() {
     assert!(stderr.contains("\"api\""), "{stderr}");
 }
 
+/// Issue 13: one commented, checked example per common deployment.
 #[test]
 fn examples_check_out() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for entry in std::fs::read_dir(examples).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let out =
-                Command::new(env!("CARGO_BIN_EXE_porter")).arg("check").arg("--config").arg(&path).output().unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_porter")).arg("check").arg("-c").arg(&path).output().unwrap();
             assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-            checked += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.starts_with("# "), "{} opens with a comment saying what it is for", path.display());
+            checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
         }
     }
-    assert!(checked >= 1);
+    checked.sort();
+    let expected = [
+        "api-static-split.yaml",
+        "behind-l4-balancer.yaml",
+        "porter.yaml",
+        "quickstart.yaml",
+        "sticky-sessions.yaml",
+        "websocket.yaml",
+        "wildcard-sites.yaml",
+    ];
+    assert_eq!(checked, expected);
 }

@@ -13,6 +13,8 @@ mod balancers;
 mod balancing;
 mod cli;
 mod config;
+mod deploy_files;
+mod deploy_image;
 mod faults;
 mod forwarding;
 mod lifecycle;
