@@ -1,7 +1,7 @@
 //! Issue 13: the deployment files in the repository are real and consistent.
 //! The compose file validates with Debian's `docker-compose` and its porter
-//! config runs (end to end, against three local backends: weighted split and
-//! redirect port); the systemd unit passes `systemd-analyze verify`; the
+//! config runs (end to end, against three local backends: weighted split,
+//! redirect port, and the image's health check command on its admin listener); the systemd unit passes `systemd-analyze verify`; the
 //! Kubernetes manifests parse and their ConfigMap's porter.yaml passes
 //! `porter check`; `rust-version` covers every locked dependency.
 //!
@@ -122,6 +122,12 @@ async fn compose_config_end_to_end_weighted_split_and_redirect_port() {
     let r = c.get(format!("http://app.example:{}/cart?x=1", p.http.unwrap().port())).send().await.unwrap();
     assert_eq!(r.status(), 301);
     assert_eq!(r.headers()["location"], "https://app.example/cart?x=1", "port 443 is left out");
+
+    // The image's HEALTHCHECK command against this config's admin listener.
+    let healthz = p.admin_url("/healthz");
+    let probe = move || Command::new(env!("CARGO_BIN_EXE_porter")).args(["probe", &healthz]).output().unwrap();
+    let out = tokio::task::spawn_blocking(probe).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
     p.stop().await;
 }
 
