@@ -48,6 +48,10 @@ pub struct Porter {
     drain: Arc<shutdown::Drain>,
     /// Outlives the drain (so /healthz can answer 503 during it); aborted last.
     admin_task: Option<JoinHandle<()>>,
+    /// Each listener's connection slots (`limits.max_connections` per listener).
+    slots: Vec<Arc<listener::Slots>>,
+    /// The listener settings of the running configuration (addresses fixed at start).
+    listen: std::sync::Mutex<config::Listen>,
 }
 
 struct CertWatch {
@@ -71,7 +75,9 @@ const CERT_RESCAN: Duration = Duration::from_secs(1);
 const POOL_SWEEP: Duration = Duration::from_secs(5);
 
 pub async fn start(config: Config) -> Result<Porter, StartError> {
-    refuse_unsupported(&config)?;
+    for warning in validate(&config)? {
+        tracing::warn!("{warning}");
+    }
     let (store, problems) = tls::load_or_fallback(&config.tls.certs);
     for problem in &problems {
         tracing::warn!("certificate skipped: {problem}");
@@ -96,12 +102,11 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
     let (stop, stop_rx) = watch::channel(false);
     let drain = Arc::new(shutdown::Drain::new());
-    let max_connections = config.limits.max_connections;
     let mut accept_tasks = Vec::new();
     let mut listener_stats = Vec::new();
+    let mut slots = Vec::new();
 
     if let Some(listener) = https_listener {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone(), config.tls.min_version));
         let shared = shared.clone();
         let drain = drain.clone();
         let stats = Arc::new(ListenerStats::new("https", true));
@@ -109,12 +114,10 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         tracing::info!(address = %https_addr.unwrap(), "listening for HTTPS");
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             listener,
-            max_connections,
+            slots_for(&mut slots, config.limits.max_connections),
             stats.clone(),
             stop_rx.clone(),
-            move |stream, peer| {
-                listener::https::serve(stream, peer, acceptor.clone(), shared.clone(), drain.watch(), stats.clone())
-            },
+            move |stream, peer| listener::https::serve(stream, peer, shared.clone(), drain.watch(), stats.clone()),
         )));
     }
     if let Some(listener) = http_listener {
@@ -125,7 +128,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         tracing::info!(address = %http_addr.unwrap(), redirect = config.http.redirect, "listening for HTTP");
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             listener,
-            max_connections,
+            slots_for(&mut slots, config.limits.max_connections),
             stats,
             stop_rx.clone(),
             move |stream, peer| listener::http::serve(stream, peer, shared.clone(), drain.watch()),
@@ -162,12 +165,16 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         background,
         drain,
         admin_task,
+        slots,
+        listen: std::sync::Mutex::new(config.listen.clone()),
     })
 }
 
 impl Porter {
-    /// Swaps in a new configuration: requests already running finish on the old one.
-    /// Listener addresses are fixed at start; changes to them need a restart.
+    /// Swaps in a new configuration: requests already running finish on the old one,
+    /// new connections and requests get everything else the file says (routes,
+    /// upstreams, TLS settings, limits, PROXY protocol, trusted proxies). Listener
+    /// addresses are fixed at start: a change to one is named in a warning.
     /// The outcome is counted for /metrics and /status.
     pub fn reload(&self, config: &Config) -> Result<(), StartError> {
         let result = self.apply(config);
@@ -184,6 +191,18 @@ impl Porter {
     }
 
     fn apply(&self, config: &Config) -> Result<(), StartError> {
+        for warning in validate(config)? {
+            tracing::warn!("{warning}");
+        }
+        {
+            let mut listen = self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for warning in restart_needed(&listen, &config.listen) {
+                tracing::warn!("{warning}");
+            }
+            // Addresses stay what is bound; the rest of the section is applied.
+            *listen =
+                config::Listen { https: listen.https, http: listen.http, admin: listen.admin, ..config.listen.clone() };
+        }
         {
             let mut watch = self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if watch.dir != config.tls.certs {
@@ -198,6 +217,9 @@ impl Porter {
         let runtime = Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
             .map_err(StartError)?;
         self.shared.runtime.store(Arc::new(runtime));
+        for slots in &self.slots {
+            slots.resize(config.limits.max_connections);
+        }
         // The old snapshot's health checks and DNS refresh stop now, even while old
         // streams still hold its upstreams.
         previous.cancel.cancel();
@@ -237,22 +259,36 @@ impl Porter {
     }
 }
 
-/// Settings of SPEC §3 that this version parses but does not implement yet. Ones that
-/// change what is on the wire refuse to start; the rest warn, never pass silently.
-fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
-    if config.listen.proxy_protocol {
-        return Err(StartError(
-            "listen.proxy_protocol: true is not supported by this version of porter; \
-             remove it or set it to false (connections from an L4 balancer would otherwise be misread)"
-                .into(),
-        ));
-    }
+/// The checks start, reload and `porter check` all run on a loaded [`Config`], beyond
+/// what loading it checked: an error refuses the file, warnings name settings that are
+/// parsed but not implemented (never passed over silently).
+pub fn validate(config: &Config) -> Result<Vec<String>, StartError> {
+    let mut warnings = Vec::new();
     for (name, upstream) in &config.upstreams {
         if upstream.http2 {
-            tracing::warn!(upstream = %name, "http2: true is not implemented in this version: HTTP/1.1 is used");
+            warnings.push(format!("upstream {name}: http2: true is not implemented in this version: HTTP/1.1 is used"));
         }
     }
-    Ok(())
+    Ok(warnings)
+}
+
+/// Listener addresses a new configuration changes: they need a restart (named in a warning).
+pub fn restart_needed(running: &config::Listen, new: &config::Listen) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (name, old, new) in
+        [("https", running.https, new.https), ("http", running.http, new.http), ("admin", running.admin, new.admin)]
+    {
+        if old != new {
+            let show = |a: Option<SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+            changed.push(format!(
+                "listen.{name} changed from {} to {}: a listener address needs a restart; still {}",
+                show(old),
+                show(new),
+                old.map_or("not listening".to_string(), |a| format!("listening on {a}"))
+            ));
+        }
+    }
+    changed
 }
 
 async fn bind(address: Option<SocketAddr>, what: &str) -> Result<Option<TcpListener>, StartError> {
@@ -261,6 +297,12 @@ async fn bind(address: Option<SocketAddr>, what: &str) -> Result<Option<TcpListe
         .await
         .map(Some)
         .map_err(|e| StartError(format!("cannot listen for {what} on {address}: {e}")))
+}
+
+fn slots_for(all: &mut Vec<Arc<listener::Slots>>, size: usize) -> Arc<listener::Slots> {
+    let slots = listener::Slots::new(size);
+    all.push(slots.clone());
+    slots
 }
 
 fn io_error(e: std::io::Error) -> StartError {

@@ -2,6 +2,9 @@
 //! for reload (SIGHUP) and graceful stop (SIGTERM, SIGINT). Also the small
 //! tools a deployment needs from the binary itself: `probe` (the container's
 //! health check), `completions` and `man` (generated from this definition).
+//! Under systemd (`NOTIFY_SOCKET` set) it reports READY=1 once listening,
+//! RELOADING=1 with MONOTONIC_USEC then READY=1 around a reload, and STOPPING=1
+//! on the way out, as a `Type=notify-reload` unit expects.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,6 +12,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use porter::config::Config;
+use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
@@ -146,23 +150,67 @@ fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
     Err("no configuration: pass --config FILE, or create porter.yaml or /etc/porter/porter.yaml".into())
 }
 
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::EnvFilter;
-    // Log lines are handed to a writer thread so a slow stderr never stalls a request.
-    let (writer, guard) =
+fn init_logging(format: LogFormat) -> [tracing_appender::non_blocking::WorkerGuard; 2] {
+    use tracing_subscriber::filter::{filter_fn, EnvFilter};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // Log lines are handed to writer threads so a slow stderr never stalls a request.
+    // Operational lines are never dropped; access lines are, when their writer falls
+    // behind (a full queue would otherwise block workers), and the drops are counted.
+    let (events, events_guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    let (access, access_guard) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(true).finish(std::io::stderr());
+    porter::access_log::count_drops_with(access.error_counter());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    guard
+    let is_access = |m: &tracing::Metadata<'_>| m.target() == porter::access_log::TARGET;
+    let layers = match format {
+        LogFormat::Text => vec![
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(events)
+                .with_filter(filter_fn(move |m| !is_access(m)))
+                .boxed(),
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(access)
+                .with_filter(filter_fn(is_access))
+                .boxed(),
+        ],
+        LogFormat::Json => vec![
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_writer(events)
+                .with_filter(filter_fn(move |m| !is_access(m)))
+                .boxed(),
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_writer(access)
+                .with_filter(filter_fn(is_access))
+                .boxed(),
+        ],
+    };
+    tracing_subscriber::registry().with(filter).with(layers).init();
+    [events_guard, access_guard]
 }
 
 fn check(path: &Path, config: &Config) -> ExitCode {
+    // Exactly what start and reload run after loading the file.
+    let warnings = match porter::validate(config) {
+        Ok(warnings) => warnings,
+        Err(e) => {
+            eprintln!("porter: invalid configuration: {e}");
+            return ExitCode::from(1);
+        }
+    };
     println!("configuration {} is valid", path.display());
+    for warning in &warnings {
+        println!("  WARNING: {warning}");
+    }
     let listen = &config.listen;
     for (what, address) in [("https", listen.https), ("http", listen.http), ("admin", listen.admin)] {
         if let Some(address) = address {
@@ -227,7 +275,7 @@ fn run(path: PathBuf, config: Config, workers: Option<u16>) -> ExitCode {
 }
 
 async fn serve(path: PathBuf, config: Config) -> ExitCode {
-    let shutdown_timeout = config.shutdown_timeout;
+    let mut shutdown_timeout = config.shutdown_timeout;
     let porter = match porter::start(config).await {
         Ok(porter) => porter,
         Err(e) => {
@@ -241,24 +289,43 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
     };
+    notify(&[NotifyState::Ready]);
     loop {
         tokio::select! {
-            _ = hup.recv() => match Config::load(&path) {
-                Ok(config) => match porter.reload(&config) {
-                    Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-                    Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
-                },
-                Err(e) => {
-                    tracing::error!("reload failed, keeping the running configuration: {e}");
-                    porter.reload_refused(&e.to_string());
+            _ = hup.recv() => {
+                let reloading = NotifyState::monotonic_usec_now().map(|now| [NotifyState::Reloading, now]);
+                if let Ok(states) = &reloading {
+                    notify(states);
                 }
-            },
+                match Config::load(&path) {
+                    Ok(config) => match porter.reload(&config) {
+                        Ok(()) => {
+                            shutdown_timeout = config.shutdown_timeout;
+                            tracing::info!(config = %path.display(), "configuration reloaded");
+                        }
+                        Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+                    },
+                    Err(e) => {
+                        tracing::error!("reload failed, keeping the running configuration: {e}");
+                        porter.reload_refused(&e.to_string());
+                    }
+                }
+                notify(&[NotifyState::Ready]);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify(&[NotifyState::Stopping]);
     tracing::info!(?shutdown_timeout, "stopping: no new connections, finishing requests in flight");
     porter.shutdown(shutdown_timeout).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Tells systemd about a state change; does nothing unless `NOTIFY_SOCKET` is set.
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }

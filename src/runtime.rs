@@ -36,6 +36,12 @@ pub struct Runtime {
     pub acme_webroot: Option<PathBuf>,
     /// HTTP/1.1 + HTTP/2 server settings for client connections, made once per configuration.
     pub connection_builders: Arc<crate::listener::ConnectionBuilders>,
+    /// TLS server settings (`tls.min_version`): a reload applies them to new connections.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// New connections open with a PROXY protocol header (`listen.proxy_protocol`).
+    pub proxy_protocol: bool,
+    /// `listen.trusted_proxies`: clients whose forwarding headers are kept.
+    pub trusted_proxies: Vec<crate::config::Cidr>,
     /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
     pub cancel: CancellationToken,
 }
@@ -66,6 +72,7 @@ impl Runtime {
             ),
             None => None,
         };
+        let tls = crate::tls::server_config(certs.clone(), config.tls.min_version);
         guard.disarm();
         Ok(Runtime {
             router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router)),
@@ -78,8 +85,18 @@ impl Runtime {
             https_port: config.http.redirect_port.or(https_port),
             acme_webroot: config.http.acme_webroot.clone(),
             connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(&config.limits)),
+            tls,
+            proxy_protocol: config.listen.proxy_protocol,
+            trusted_proxies: config.listen.trusted_proxies.clone(),
             cancel,
         })
+    }
+}
+
+impl Runtime {
+    /// Whether `client`'s forwarding headers are believed (checked once per connection).
+    pub fn trusts(&self, client: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|range| range.contains(client))
     }
 }
 

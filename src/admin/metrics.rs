@@ -123,6 +123,13 @@ impl Collector for Snapshot {
             MetricType::Gauge,
         )?;
         ConstGauge::new(reloads.generation() as i64).encode(generation)?;
+        let dropped = e.encode_descriptor(
+            "porter_access_log_dropped",
+            "Access-log lines dropped because the log writer fell behind (workers never wait for it)",
+            None,
+            counter_type,
+        )?;
+        ConstCounter::new(crate::access_log::dropped_lines()).encode(dropped)?;
 
         let mut m = e.encode_descriptor(
             "porter_certificate_expiry_timestamp_seconds",

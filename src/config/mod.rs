@@ -10,6 +10,7 @@
 //! from positions, `validate`/`upstream` build the public types of `schema`,
 //! and `units`/`values` parse the string-typed values.
 
+mod cidr;
 mod error;
 mod load;
 mod locate;
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use schema::{
     Balance, HashOn, HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, Scheme,

@@ -34,6 +34,7 @@ pub(crate) struct RawListen {
     pub http: Option<S<String>>,
     pub admin: Option<S<String>>,
     pub proxy_protocol: Option<bool>,
+    pub trusted_proxies: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

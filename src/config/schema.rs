@@ -19,6 +19,8 @@ pub struct Listen {
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub proxy_protocol: bool,
+    /// Peers whose X-Forwarded-*, X-Real-IP and X-Request-Id headers are kept.
+    pub trusted_proxies: Vec<super::Cidr>,
 }
 
 impl Default for Listen {
@@ -29,6 +31,7 @@ impl Default for Listen {
             http: Some(SocketAddr::from(([0, 0, 0, 0], 80))),
             admin: None,
             proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -111,6 +111,13 @@ fn listen(check: &Checker, raw: Option<&S<RawListen>>) -> Result<Listen, ConfigE
         http: addr("http", &raw.value.http)?,
         admin: addr("admin", &raw.value.admin)?,
         proxy_protocol: raw.value.proxy_protocol.unwrap_or(false),
+        trusted_proxies: match &raw.value.trusted_proxies {
+            Some(list) => list
+                .iter()
+                .map(|entry| check.value(entry, "listen.trusted_proxies", super::Cidr::parse))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        },
     };
     if listen.https.is_none() && listen.http.is_none() {
         let msg = "at least one of listen.https and listen.http is required";

@@ -12,13 +12,17 @@ use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: crate::shutdown::DrainWatch) {
-    let builders = shared.runtime.load().connection_builders.clone();
+    let runtime = shared.runtime.load_full();
+    let Some((stream, client)) = super::accept_client(stream, peer, &runtime).await else { return };
+    let builders = runtime.connection_builders.clone();
     let conn = Arc::new(ConnContext {
-        client: peer,
-        client_headers: ClientHeaders::new(peer.ip(), false),
+        client,
+        client_headers: ClientHeaders::new(client.ip(), false, runtime.trusts(client.ip())),
         sni_cert: None,
+        tls_version: None,
         drain: drain.clone(),
     });
+    drop(runtime);
     Box::pin(super::serve_connection(stream, super::Protocol::Http1, &builders, drain, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
@@ -37,10 +41,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
             }
             let record = AccessRecord {
                 start: Instant::now(),
-                client: peer,
+                client,
                 method: request.method().clone(),
                 host: request.headers().get(http::header::HOST).cloned(),
                 uri: request.uri().clone(),
+                version: request.version(),
+                tls_version: None,
+                user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+                request_id: None,
                 status: response.status().as_u16(),
                 upstream: None,
                 route: None,

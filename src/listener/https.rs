@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
@@ -15,12 +14,13 @@ use crate::stats::ListenerStats;
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     drain: crate::shutdown::DrainWatch,
     stats: Arc<ListenerStats>,
 ) {
     let runtime = shared.runtime.load_full();
+    let Some((stream, client)) = super::accept_client(stream, peer, &runtime).await else { return };
+    let acceptor = tokio_rustls::TlsAcceptor::from(runtime.tls.clone());
     // The handshake is bounded like slow headers are: a client that stalls it holds a slot.
     // Each phase is boxed so the task holds only the live one, not both side by side:
     // that is kilobytes per idle connection.
@@ -32,21 +32,26 @@ pub async fn serve(
         }
         Ok(Err(e)) => {
             stats.tls_handshake_failures_total.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            tracing::debug!(%client, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
             stats.tls_handshake_failures_total.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client = %peer, "TLS handshake timed out");
+            tracing::debug!(%client, "TLS handshake timed out");
             return;
         }
     };
     let sni_cert =
         tls.get_ref().1.server_name().and_then(|sni| runtime.certs.store().by_sni(&sni.to_ascii_lowercase()).cloned());
     let conn = Arc::new(ConnContext {
-        client: peer,
-        client_headers: ClientHeaders::new(peer.ip(), true),
+        client,
+        client_headers: ClientHeaders::new(client.ip(), true, runtime.trusts(client.ip())),
         sni_cert,
+        tls_version: tls.get_ref().1.protocol_version().map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
+        }),
         drain: drain.clone(),
     });
     let builders = runtime.connection_builders.clone();

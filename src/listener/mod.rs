@@ -7,7 +7,11 @@ pub mod acme;
 pub mod http;
 pub mod https;
 pub mod idle;
+pub mod proxy_protocol;
 pub mod redirect;
+mod slots;
+
+pub use slots::Slots;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +22,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::body::ResponseBody;
 use crate::config::Limits;
@@ -60,6 +64,26 @@ impl ConnectionBuilders {
             .max_concurrent_streams(256)
             .keep_alive_interval(None);
         ConnectionBuilders { http1, http2, idle_timeout: limits.idle_timeout }
+    }
+}
+
+/// The client of a new connection: with `proxy_protocol`, the address its PROXY header
+/// names (bounded by `header_read_timeout`; `None` closes the connection), else the peer.
+pub async fn accept_client(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    runtime: &crate::runtime::Runtime,
+) -> Option<(proxy_protocol::ClientStream, std::net::SocketAddr)> {
+    if !runtime.proxy_protocol {
+        return Some((proxy_protocol::ClientStream::new(stream), peer));
+    }
+    // Boxed: its buffer would otherwise sit in every connection's task for its life.
+    match Box::pin(proxy_protocol::read_header(stream, runtime.limits.header_read_timeout)).await {
+        Ok((source, stream)) => Some((stream, source.unwrap_or(peer))),
+        Err(reason) => {
+            tracing::debug!(peer = %peer, reason, "connection closed: PROXY protocol header missing or invalid");
+            None
+        }
     }
 }
 
@@ -132,10 +156,10 @@ where
 }
 
 /// Accepts until `stop` flips, giving each connection to `on_connection` in its own task;
-/// `stats` counts the connections accepted and open.
+/// `slots` bounds the connections open at once, `stats` counts them.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    max_connections: usize,
+    slots: Arc<Slots>,
     stats: Arc<ListenerStats>,
     mut stop: watch::Receiver<bool>,
     on_connection: F,
@@ -143,10 +167,9 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
         let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            permit = slots.semaphore.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             _ = stop.changed() => break,
         };
         let accepted = tokio::select! {

@@ -54,12 +54,16 @@ pub struct ClientHeaders {
     /// The client's IP as a header value (also X-Real-IP).
     pub ip: HeaderValue,
     pub https: bool,
+    /// The client is in `listen.trusted_proxies`: its forwarding headers are kept and
+    /// appended to; from anyone else they are replaced.
+    pub trusted: bool,
 }
 
 impl ClientHeaders {
-    pub fn new(client: std::net::IpAddr, https: bool) -> ClientHeaders {
-        let ip = HeaderValue::try_from(client.to_string()).expect("an IP address is a valid header value");
-        ClientHeaders { ip, https }
+    pub fn new(client: std::net::IpAddr, https: bool, trusted: bool) -> ClientHeaders {
+        let ip =
+            HeaderValue::try_from(client.to_canonical().to_string()).expect("an IP address is a valid header value");
+        ClientHeaders { ip, https, trusted }
     }
 }
 
@@ -67,7 +71,19 @@ pub static VIA_HTTP11: HeaderValue = HeaderValue::from_static("1.1 porter");
 pub static VIA_HTTP2: HeaderValue = HeaderValue::from_static("2.0 porter");
 
 /// Adds the forwarding headers. `host` is the client's Host (or :authority) value.
+/// From a trusted client, incoming X-Forwarded-For is appended to and incoming
+/// X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are kept; from anyone else all
+/// four are replaced, so a client cannot forge its address to the servers.
 pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientHeaders, host: &HeaderValue, via: &HeaderValue) {
+    if !client.trusted {
+        headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+        let proto = if client.https { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        headers.insert(X_REAL_IP.clone(), client.ip.clone());
+        headers.append(header::VIA, via.clone());
+        return;
+    }
     match headers.get(&X_FORWARDED_FOR) {
         None => {
             headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
@@ -88,10 +104,16 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientHeaders, host: &He
             }
         }
     }
-    let proto = if client.https { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };
-    headers.insert(X_FORWARDED_PROTO.clone(), proto);
-    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-    headers.insert(X_REAL_IP.clone(), client.ip.clone());
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = if client.https { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    if !headers.contains_key(&X_REAL_IP) {
+        headers.insert(X_REAL_IP.clone(), client.ip.clone());
+    }
     headers.append(header::VIA, via.clone());
 }
 
@@ -117,11 +139,26 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
-        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), true);
+        h.insert(&X_REAL_IP, HeaderValue::from_static("1.1.1.1"));
+        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), true, true);
         add_forwarding(&mut h, &client, &HeaderValue::from_static("example.com"), &VIA_HTTP11);
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
-        assert_eq!(h.get(&X_REAL_IP).unwrap(), "10.0.0.1");
+        assert_eq!(h.get(&X_REAL_IP).unwrap(), "1.1.1.1", "a trusted proxy's X-Real-IP is kept");
         assert_eq!(h.get(header::VIA).unwrap(), "1.1 porter");
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        h.insert(&X_REAL_IP, HeaderValue::from_static("1.1.1.1"));
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), false, false);
+        add_forwarding(&mut h, &client, &HeaderValue::from_static("example.com"), &VIA_HTTP11);
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(), ["10.0.0.1"]);
+        assert_eq!(h.get(&X_REAL_IP).unwrap(), "10.0.0.1");
+        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");
     }
 }

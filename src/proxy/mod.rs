@@ -6,6 +6,7 @@
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod request_id;
 pub mod upgrade;
 
 use std::net::SocketAddr;
@@ -33,13 +34,20 @@ pub struct ConnContext {
     /// For TLS connections where the client's SNI selected a certificate by name:
     /// that certificate, whose names decide the 421 rule.
     pub sni_cert: Option<Arc<LoadedCert>>,
+    /// The negotiated TLS version ("TLSv1.3"), for the access log; `None` on plaintext.
+    pub tls_version: Option<&'static str>,
     /// Held by upgraded tunnels so shutdown waits for them (up to `shutdown_timeout`).
     pub drain: crate::shutdown::DrainWatch,
 }
 
-pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
+pub async fn handle(
+    mut request: Request<Incoming>,
+    conn: &ConnContext,
+    runtime: Arc<Runtime>,
+) -> Response<ResponseBody> {
     let start = Instant::now();
     let host = request_host(&request);
+    let request_id = request_id::ensure(request.headers_mut(), conn.client_headers.trusted);
     // The record costs an allocation and a few clones: only when the access log is on.
     let mut record = access_log::enabled().then(|| AccessRecord {
         start,
@@ -47,6 +55,10 @@ pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc
         method: request.method().clone(),
         host: host.clone(),
         uri: request.uri().clone(),
+        version: request.version(),
+        tls_version: conn.tls_version,
+        user_agent: request.headers().get(header::USER_AGENT).cloned(),
+        request_id: Some(request_id),
         status: 0,
         upstream: None,
         route: None,

@@ -95,3 +95,67 @@ fn examples_check_out() {
     ];
     assert_eq!(checked, expected);
 }
+
+/// Runs the binary on `yaml` until it either listens (true) or exits (false, with its output).
+fn starts(yaml: &str) -> (bool, String) {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("porter.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("listening for HTTP") {
+                let _ = tx.send((true, text.clone()));
+            }
+        }
+        let _ = tx.send((false, text));
+    });
+    let result = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("porter neither started nor exited");
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// `porter check` accepts exactly the files porter starts with (SPEC §2).
+#[test]
+fn check_and_start_agree() {
+    let head = "listen:\n  http: \"127.0.0.1:0\"\n";
+    let tail = "http:\n  redirect: false\nupstreams:\n  web:\n    servers:\n      - url: \"http://127.0.0.1:9\"\nroutes:\n  - upstream: web\n";
+    let table: &[(&str, String, bool)] = &[
+        ("plain", format!("{head}{tail}"), true),
+        ("proxy_protocol", format!("{head}  proxy_protocol: true\n{tail}"), true),
+        (
+            "trusted_proxies",
+            format!("{head}  trusted_proxies: [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.1\"]\n{tail}"),
+            true,
+        ),
+        ("bad CIDR", format!("{head}  trusted_proxies: [\"10.0.0.0/33\"]\n{tail}"), false),
+        ("trusted_proxies not a list", format!("{head}  trusted_proxies: 10.0.0.0/8\n{tail}"), false),
+        ("unknown listen field", format!("{head}  proxy_protocl: true\n{tail}"), false),
+        ("bad hsts", format!("{head}tls:\n  hsts: \"a\\nb\"\n{tail}"), false),
+        ("bad min_version", format!("{head}tls:\n  min_version: \"1.1\"\n{tail}"), false),
+        ("http2 (parsed, warned)", format!("{head}{tail}").replace("9\"\n", "9\"\n    http2: true\n"), true),
+        ("every server drained", format!("{head}{tail}").replace("9\"\n", "9\"\n        weight: 0\n"), true),
+    ];
+    for (name, yaml, want) in table {
+        let (code, stdout, stderr) = check(yaml);
+        let (started, log) = starts(yaml);
+        assert_eq!(code == 0, *want, "{name}: check exit {code}\n{stdout}{stderr}");
+        assert_eq!(started, *want, "{name}: start {}\n{log}", if started { "succeeded" } else { "failed" });
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -11,12 +12,27 @@ pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-pub(crate) struct Running(pub std::process::Child);
+/// The porter binary, killed when dropped, with every line it has logged so far.
+pub(crate) struct Running(pub std::process::Child, pub Arc<Mutex<Vec<String>>>);
 
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Waits up to `within` for a logged line containing `needle`; returns it.
+    pub(crate) async fn wait_for_line(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self.1.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}:\n{}", self.1.lock().unwrap().join("\n"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -27,27 +43,41 @@ pub(crate) fn signal(child: &std::process::Child, name: &str) {
 
 /// Starts the binary and waits until it logs that it listens on plaintext.
 pub(crate) fn spawn_porter(config: &std::path::Path) -> Running {
+    spawn_porter_env(config, &[])
+}
+
+/// [`spawn_porter`] with extra environment variables.
+pub(crate) fn spawn_porter_env(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let collected = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("listening for HTTP") {
                 let _ = tx.send(());
             }
+            collected.lock().unwrap().push(line);
         }
     });
     rx.recv_timeout(Duration::from_secs(10)).expect("porter did not start listening");
-    Running(child)
+    Running(child, lines)
 }
 
-fn write_config(dir: &std::path::Path, port: u16, backend: &Backend, weight_line: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(
+    dir: &std::path::Path,
+    port: u16,
+    backend: &Backend,
+    weight_line: &str,
+) -> std::path::PathBuf {
     let path = dir.join("porter.yaml");
     std::fs::write(
         &path,

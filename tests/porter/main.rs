@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod pooling;
 mod post_quantum;
+mod proxy_protocol;
 mod redirect;
 mod reload;
 mod resilience;

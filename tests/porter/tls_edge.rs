@@ -474,7 +474,7 @@ async fn added_certificate_is_served_and_removed_one_is_not() {
 /// Returns (success, stdout + stderr). OpenSSL's security level is lowered to
 /// 0 so that OpenSSL itself is willing to offer TLS 1.0/1.1: any refusal is
 /// porter's.
-async fn s_client(addr: SocketAddr, sni: &str, flag: &str) -> (bool, String) {
+pub(crate) async fn s_client(addr: SocketAddr, sni: &str, flag: &str) -> (bool, String) {
     let out = tokio::process::Command::new("openssl")
         .args(["s_client", "-connect", &addr.to_string(), "-servername", sni, flag, "-cipher", "DEFAULT@SECLEVEL=0"])
         .stdin(Stdio::null())
