@@ -276,18 +276,20 @@ fn run(path: PathBuf, config: Config, workers: Option<u16>) -> ExitCode {
 
 async fn serve(path: PathBuf, config: Config) -> ExitCode {
     let mut shutdown_timeout = config.shutdown_timeout;
+    // Handlers first: a SIGHUP that arrives while porter starts must not kill it (the
+    // default action); it is handled as a reload once porter runs.
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::from(1);
+    };
     let porter = match porter::start(config).await {
         Ok(porter) => porter,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(1);
         }
-    };
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::from(1);
     };
     notify(&[NotifyState::Ready]);
     loop {
