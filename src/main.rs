@@ -150,6 +150,11 @@ fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
     Err("no configuration: pass --config FILE, or create porter.yaml or /etc/porter/porter.yaml".into())
 }
 
+/// Access-log lines queued for the writer before new ones are dropped, unless
+/// `PORTER_ACCESS_LOG_QUEUE` says otherwise: enough that a short stall of stderr
+/// loses nothing.
+const ACCESS_LOG_QUEUE: usize = 4096;
+
 fn init_logging(format: LogFormat) -> [tracing_appender::non_blocking::WorkerGuard; 2] {
     use tracing_subscriber::filter::{filter_fn, EnvFilter};
     use tracing_subscriber::layer::SubscriberExt;
@@ -160,8 +165,16 @@ fn init_logging(format: LogFormat) -> [tracing_appender::non_blocking::WorkerGua
     // behind (a full queue would otherwise block workers), and the drops are counted.
     let (events, events_guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    let (access, access_guard) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(true).finish(std::io::stderr());
+    let (access, access_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(
+            std::env::var("PORTER_ACCESS_LOG_QUEUE")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(ACCESS_LOG_QUEUE),
+        )
+        .finish(std::io::stderr());
     porter::access_log::count_drops_with(access.error_counter());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

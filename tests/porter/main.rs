@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod access_log;
 mod acme;
 mod admin;
 mod admin_dashboard;
