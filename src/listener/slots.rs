@@ -42,3 +42,27 @@ impl Slots {
         *size = new;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_smaller_size_takes_effect_as_connections_close() {
+        let slots = Slots::new(2);
+        let first = slots.semaphore.clone().acquire_owned().await.unwrap();
+        let second = slots.semaphore.clone().acquire_owned().await.unwrap();
+        slots.resize(1);
+        // Both slots are busy: the one to retire goes when a connection closes, not before.
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(slots.semaphore.available_permits(), 0, "the freed slot was retired");
+        drop(second);
+        assert_eq!(slots.semaphore.available_permits(), 1);
+        slots.resize(3);
+        assert_eq!(slots.semaphore.available_permits(), 3);
+        slots.resize(2);
+        assert_eq!(slots.semaphore.available_permits(), 2, "free slots retire at once");
+    }
+}

@@ -157,5 +157,9 @@ fn check_and_start_agree() {
         let (started, log) = starts(yaml);
         assert_eq!(code == 0, *want, "{name}: check exit {code}\n{stdout}{stderr}");
         assert_eq!(started, *want, "{name}: start {}\n{log}", if started { "succeeded" } else { "failed" });
+        if *name == "bad CIDR" {
+            assert!(stderr.contains("porter.yaml:3:") && stderr.contains("listen.trusted_proxies"), "{stderr}");
+            assert!(stderr.contains("prefix length"), "{stderr}");
+        }
     }
 }
