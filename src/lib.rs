@@ -5,6 +5,7 @@
 //! signals, and the tests start porter in-process the same way.
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod config;
@@ -52,6 +53,7 @@ pub struct Porter {
     slots: Vec<Arc<listener::Slots>>,
     /// The listener settings of the running configuration (addresses fixed at start).
     listen: std::sync::Mutex<config::Listen>,
+    acme: acme::Acme,
 }
 
 struct CertWatch {
@@ -152,6 +154,9 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         task: tls::spawn_watcher(config.tls.certs.clone(), certs.clone(), CERT_RESCAN),
     };
     let background = vec![spawn_pool_sweeper(shared.clone())];
+    // After the listeners: the CA validates through them.
+    let acme = acme::Acme::new(certs.clone());
+    acme.apply(&config);
     Ok(Porter {
         https_addr,
         http_addr,
@@ -167,6 +172,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         admin_task,
         slots,
         listen: std::sync::Mutex::new(config.listen.clone()),
+        acme,
     })
 }
 
@@ -223,7 +229,13 @@ impl Porter {
         // The old snapshot's health checks and DNS refresh stop now, even while old
         // streams still hold its upstreams.
         previous.cancel.cancel();
+        self.acme.apply(config);
         Ok(())
+    }
+
+    /// Managed names, their state, and the ACME counters (for /status and metrics).
+    pub fn acme_status(&self) -> acme::AcmeStatus {
+        self.acme.status()
     }
 
     /// The snapshot requests currently use (for status and tests).
@@ -242,6 +254,7 @@ impl Porter {
         // /healthz answers 503 from here on, while the admin listener keeps serving.
         self.drain.begin();
         let _ = self.stop.send(true);
+        self.acme.shutdown();
         for task in self.accept_tasks {
             let _ = task.await;
         }

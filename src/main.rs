@@ -245,6 +245,11 @@ fn check(path: &Path, config: &Config) -> ExitCode {
             println!("    {} weight {}", server.url.original, server.weight);
         }
     }
+    if let Some(acme) = &config.acme {
+        for line in porter::acme::describe_from_disk(acme, &config.tls.certs) {
+            println!("{line}");
+        }
+    }
     println!("certificates in {}:", config.tls.certs.display());
     if !config.tls.certs.is_dir() {
         // Not fatal: porter starts with a self-signed certificate, as it would with an empty folder.

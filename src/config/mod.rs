@@ -10,6 +10,7 @@
 //! from positions, `validate`/`upstream` build the public types of `schema`,
 //! and `units`/`values` parse the string-typed values.
 
+mod acme;
 mod cidr;
 mod error;
 mod load;
@@ -33,8 +34,9 @@ use std::time::Duration;
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use schema::{
-    Balance, HashOn, HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, Scheme,
-    ServerConfig, ServerUrl, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, MAX_WEIGHT,
+    AcmeChallenge, AcmeConfig, Balance, HashOn, HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig,
+    PoolConfig, RouteConfig, Scheme, ServerConfig, ServerUrl, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig,
+    MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub http: HttpConfig,
     pub limits: Limits,
+    /// `acme:` present: porter manages these certificates itself.
+    pub acme: Option<AcmeConfig>,
     pub shutdown_timeout: Duration,
     /// Sorted by name; every route's `upstream` is a key here.
     pub upstreams: BTreeMap<String, UpstreamConfig>,

@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     pub tls: Option<RawTls>,
     pub http: Option<RawHttp>,
     pub limits: Option<RawLimits>,
+    pub acme: Option<S<RawAcme>>,
     pub shutdown_timeout: Option<S<String>>,
     // Absent = no upstreams; each route then reports the missing name.
     pub upstreams: Option<S<SpannedMap<S<RawUpstream>>>>,
@@ -52,6 +53,17 @@ pub(crate) struct RawHttp {
     // Wider than u16, so 70000 gets the range message rather than a type error.
     pub redirect_port: Option<S<u64>>,
     pub acme_webroot: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub email: Option<S<String>>,
+    pub directory: Option<S<String>>,
+    pub challenge: Option<S<String>>,
+    pub domains: Option<S<Vec<S<String>>>>,
+    pub renew_before: Option<S<String>>,
+    pub ca_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

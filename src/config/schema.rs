@@ -73,6 +73,43 @@ pub struct HttpConfig {
     pub acme_webroot: Option<PathBuf>,
 }
 
+/// `acme:` (SPEC §3, §4): porter orders and renews its own certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// Contact for the account; empty = none (Let's Encrypt no longer mails).
+    pub email: String,
+    /// RFC 8555 directory URL.
+    pub directory: String,
+    pub challenge: AcmeChallenge,
+    /// Lower-cased exact names, sorted, no duplicates, never empty: `acme.domains`,
+    /// or every exact host of the routes.
+    pub domains: Vec<String>,
+    /// Route hosts left out of the default domain list, with why (wildcards need DNS-01).
+    pub not_managed: Vec<(String, &'static str)>,
+    pub renew_before: Duration,
+    /// PEM bundle trusted for the ACME server instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// First retry delay after a failed attempt; doubles up to `retry_max`. Not
+    /// settable from YAML (1 minute, as the CA expects); tests shorten it.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AcmeChallenge {
+    Http01,
+    TlsAlpn01,
+}
+
+impl AcmeChallenge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcmeChallenge::Http01 => "http-01",
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_header_bytes: u64,

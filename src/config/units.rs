@@ -1,4 +1,4 @@
-//! Durations ("250ms", "5s", "2m", "1h") and sizes ("64KiB", "10MB", "512").
+//! Durations ("250ms", "5s", "2m", "1h", "30d") and sizes ("64KiB", "10MB", "512").
 //!
 //! Both are whole numbers with a case-sensitive unit, as in SPEC §3. Fractions
 //! ("1.5s") are refused rather than rounded: a smaller unit says the same thing
@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-const DURATION_UNITS: &str = "ms, s, m, h";
+const DURATION_UNITS: &str = "ms, s, m, h, d";
 const SIZE_UNITS: &str = "B, KB, MB, GB, KiB, MiB, GiB";
 
-/// Parses "250ms", "5s", "2m", "1h" (whitespace between number and unit allowed).
+/// Parses "250ms", "5s", "2m", "1h", "30d" (whitespace between number and unit allowed).
 /// A bare number is an error: "30" could mean seconds or milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = split_number(text, "a duration", "5s", DURATION_UNITS)?;
@@ -24,12 +24,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         "" => {
             return Err(format!(
                 "duration \"{text}\" has no unit: write \"{number}s\" or \"{number}ms\" (units: {DURATION_UNITS})"
             ))
         }
-        other => return Err(unknown_unit(text, other, DURATION_UNITS, &["ms", "s", "m", "h"])),
+        other => return Err(unknown_unit(text, other, DURATION_UNITS, &["ms", "s", "m", "h", "d"])),
     };
     number
         .checked_mul(millis_per_unit)

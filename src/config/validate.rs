@@ -83,7 +83,21 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         None => BTreeMap::new(),
     };
     let routes = routes(&check, &raw.routes, &upstreams)?;
-    Ok(Config { listen, tls, http, limits, shutdown_timeout, upstreams, routes, base_dir: base_dir.to_path_buf() })
+    let acme = match &raw.acme {
+        Some(acme) => Some(super::acme::acme(&check, acme, &listen, &routes, base_dir)?),
+        None => None,
+    };
+    Ok(Config {
+        listen,
+        tls,
+        http,
+        limits,
+        acme,
+        shutdown_timeout,
+        upstreams,
+        routes,
+        base_dir: base_dir.to_path_buf(),
+    })
 }
 
 fn listen(check: &Checker, raw: Option<&S<RawListen>>) -> Result<Listen, ConfigError> {
@@ -186,7 +200,7 @@ fn http(check: &Checker, raw: Option<&RawHttp>, listen: &Listen, base_dir: &Path
 }
 
 /// A directory setting, relative to the config file's directory.
-fn resolve(check: &Checker, raw: &S<String>, field: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
+pub(crate) fn resolve(check: &Checker, raw: &S<String>, field: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
     if raw.value.is_empty() {
         return Err(check.err(raw.referenced, field, "must not be empty"));
     }

@@ -1,5 +1,6 @@
-//! ACME HTTP-01 challenges (`http.acme_webroot`): `/.well-known/acme-challenge/TOKEN`
-//! on the plaintext listener is answered from the webroot folder, so certbot
+//! ACME HTTP-01 challenges: `/.well-known/acme-challenge/TOKEN` on the
+//! plaintext listener is answered from memory for porter's own orders
+//! (`acme:`), else from the webroot folder (`http.acme_webroot`), so certbot
 //! or lego in `--webroot` mode can issue certificates while porter runs.
 //!
 //! A token is base64url (RFC 8555 §8.3): only `A-Z a-z 0-9 - _` are accepted,
@@ -24,6 +25,13 @@ pub fn challenge_token(path: &str) -> Option<&str> {
     valid.then_some(token)
 }
 
+/// The answer to a challenge of porter's own ACME client, if one is open for this token.
+pub fn respond_own(runtime: &crate::runtime::Runtime, path: &str) -> Option<Response<ResponseBody>> {
+    let key_authorization = runtime.certs.challenges().http01(challenge_token(path)?)?;
+    tracing::info!(path, "ACME HTTP-01 challenge answered");
+    Some(text(StatusCode::OK, Bytes::from(key_authorization)))
+}
+
 pub async fn respond(webroot: &Path, path: &str) -> Response<ResponseBody> {
     let found = match challenge_token(path) {
         // certbot writes into WEBROOT/.well-known/acme-challenge/, lego --http.webroot too.
@@ -34,6 +42,10 @@ pub async fn respond(webroot: &Path, path: &str) -> Response<ResponseBody> {
         Some(content) => (StatusCode::OK, Bytes::from(content)),
         None => (StatusCode::NOT_FOUND, Bytes::from_static(b"404 Not Found: no such ACME challenge\n")),
     };
+    text(status, body)
+}
+
+fn text(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

@@ -27,10 +27,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move {
+            let challenge = request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
+            // Answers of porter's own ACME orders first (memory), then the webroot (certbot, lego).
+            let own = if challenge { super::acme::respond_own(&runtime, request.uri().path()) } else { None };
             let local = match &runtime.acme_webroot {
-                Some(webroot) if request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX) => {
-                    Some(super::acme::respond(webroot, request.uri().path()).await)
-                }
+                _ if own.is_some() => own,
+                Some(webroot) if challenge => Some(super::acme::respond(webroot, request.uri().path()).await),
                 _ if runtime.redirect => Some(super::redirect::respond(&request, &runtime)),
                 _ => None,
             };

@@ -41,6 +41,12 @@ pub async fn serve(
             return;
         }
     };
+    if tls.get_ref().1.alpn_protocol() == Some(crate::acme::challenges::ACME_TLS_ALPN) {
+        // RFC 8737 §3: a TLS-ALPN-01 validation ends with the handshake.
+        let mut tls = tls;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        return;
+    }
     let sni_cert =
         tls.get_ref().1.server_name().and_then(|sni| runtime.certs.store().by_sni(&sni.to_ascii_lowercase()).cloned());
     let conn = Arc::new(ConnContext {

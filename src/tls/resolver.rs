@@ -1,5 +1,5 @@
-//! rustls glue: the SNI resolver over an atomically swapped `CertStore`, and
-//! the `ServerConfig` built around it.
+//! rustls glue: the SNI resolver over an atomically swapped `CertStore` (and
+//! the ACME TLS-ALPN-01 answers), and the `ServerConfig` built around it.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -13,6 +13,7 @@ use rustls::SupportedProtocolVersion;
 
 use super::watch::ReloadState;
 use super::{CertStore, LoadedCert};
+use crate::acme::challenges::{Challenges, ACME_TLS_ALPN};
 use crate::config::TlsVersion;
 
 /// Serves certificates from the current `CertStore`. A reload swaps the
@@ -22,11 +23,17 @@ pub struct CertResolver {
     store: ArcSwap<CertStore>,
     /// Serialises rescans (watcher vs SIGHUP) and remembers what was logged.
     pub(crate) reload: Mutex<ReloadState>,
+    /// TLS-ALPN-01 validation certificates (and HTTP-01 answers) of open ACME orders.
+    challenges: Arc<Challenges>,
 }
 
 impl CertResolver {
     pub fn new(store: CertStore) -> Arc<Self> {
-        Arc::new(CertResolver { store: ArcSwap::from_pointee(store), reload: Mutex::new(ReloadState::default()) })
+        Arc::new(CertResolver {
+            store: ArcSwap::from_pointee(store),
+            reload: Mutex::new(ReloadState::default()),
+            challenges: Arc::default(),
+        })
     }
 
     /// The current store (one atomic load).
@@ -36,6 +43,12 @@ impl CertResolver {
 
     pub fn replace(&self, store: CertStore) {
         self.store.store(Arc::new(store));
+    }
+
+    /// The answers of open ACME orders: the resolver serves the TLS-ALPN-01 ones,
+    /// the http listener the HTTP-01 ones.
+    pub fn challenges(&self) -> &Arc<Challenges> {
+        &self.challenges
     }
 
     /// The certificate a handshake with this SNI gets now; for the 421
@@ -55,6 +68,15 @@ impl fmt::Debug for CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // RFC 8737 §3: a validation handshake offers `acme-tls/1` and nothing else.
+        if let Some(mut alpn) = client_hello.alpn() {
+            if alpn.next() == Some(ACME_TLS_ALPN) && alpn.next().is_none() {
+                let sni = client_hello.server_name()?.to_ascii_lowercase();
+                let cert = self.challenges.tls_alpn01(&sni);
+                tracing::info!(domain = %sni, answered = cert.is_some(), "ACME TLS-ALPN-01 validation handshake");
+                return cert;
+            }
+        }
         // `by_sni` lowercases; rustls hands over the SNI as sent.
         let store = self.store.load();
         let chosen = store.choose(client_hello.server_name());
@@ -101,7 +123,9 @@ pub fn server_config(resolver: Arc<CertResolver>, min_version: TlsVersion) -> Ar
         .expect("aws-lc-rs supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // `acme-tls/1` last: rustls picks the first of ours a client offers, so only a
+    // TLS-ALPN-01 validator (which offers nothing else) ever gets it.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     let (cache, ticketer) = resumption();
     config.session_storage = cache.clone();
     if let Some(ticketer) = ticketer {

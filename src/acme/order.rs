@@ -1,0 +1,135 @@
+//! One certificate order (RFC 8555 §7.4) for one name: new order, answer each
+//! authorization's challenge (HTTP-01 or TLS-ALPN-01, RFC 8737) through
+//! [`Challenges`], wait for the CA to validate, finalize with a CSR for a
+//! fresh ECDSA P-256 key, download the chain. The answers are withdrawn when
+//! the order ends, however it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use instant_acme::{Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::challenges::Challenges;
+use crate::config::AcmeChallenge;
+
+/// An order as a whole, so a CA that never finishes cannot hold the lock forever.
+pub const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct Issued {
+    pub chain_pem: String,
+    pub key_pem: String,
+    pub cert_url: String,
+}
+
+/// Removes the answers this order published, on every exit path.
+struct Published<'a> {
+    challenges: &'a Challenges,
+    tokens: Vec<String>,
+    alpn_domains: Vec<String>,
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        for token in &self.tokens {
+            self.challenges.remove_http01(token);
+        }
+        for domain in &self.alpn_domains {
+            self.challenges.remove_tls_alpn01(domain);
+        }
+    }
+}
+
+pub async fn issue(
+    account: &Account,
+    domain: &str,
+    kind: AcmeChallenge,
+    challenges: &Challenges,
+) -> Result<Issued, String> {
+    match tokio::time::timeout(ORDER_TIMEOUT, run(account, domain, kind, challenges)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("the order did not complete within {ORDER_TIMEOUT:?}")),
+    }
+}
+
+async fn run(account: &Account, domain: &str, kind: AcmeChallenge, challenges: &Challenges) -> Result<Issued, String> {
+    let identifiers = [Identifier::Dns(domain.to_string())];
+    let mut order = account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| format!("new order: {e}"))?;
+    let mut published = Published { challenges, tokens: Vec::new(), alpn_domains: Vec::new() };
+    let challenge_type = match kind {
+        AcmeChallenge::Http01 => ChallengeType::Http01,
+        AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    };
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;
+        match authz.status {
+            AuthorizationStatus::Valid => continue, // validated recently for this account
+            AuthorizationStatus::Pending => {}
+            other => return Err(format!("authorization is {other:?}")),
+        }
+        let mut challenge = authz
+            .challenge(challenge_type.clone())
+            .ok_or_else(|| format!("the CA offers no {} challenge", kind.as_str()))?;
+        let key_authorization = challenge.key_authorization();
+        match kind {
+            AcmeChallenge::Http01 => {
+                challenges.set_http01(&challenge.token, key_authorization.as_str());
+                published.tokens.push(challenge.token.clone());
+            }
+            AcmeChallenge::TlsAlpn01 => {
+                let cert = tls_alpn01_cert(domain, key_authorization.digest().as_ref())?;
+                challenges.set_tls_alpn01(domain, cert);
+                published.alpn_domains.push(domain.to_string());
+            }
+        }
+        challenge.set_ready().await.map_err(|e| format!("challenge: {e}"))?;
+    }
+
+    let polling =
+        RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(Duration::from_secs(120));
+    let status = order.poll_ready(&polling).await.map_err(|e| format!("waiting for validation: {e}"))?;
+    if status != OrderStatus::Ready {
+        return Err(validation_error(&mut order).await);
+    }
+    drop(published);
+
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|e| e.to_string())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).map_err(|e| e.to_string())?;
+    order.finalize_csr(csr.der()).await.map_err(|e| format!("finalize: {e}"))?;
+    let chain_pem = order.poll_certificate(&polling).await.map_err(|e| format!("certificate: {e}"))?;
+    let cert_url = order.state().certificate.clone().unwrap_or_default();
+    Ok(Issued { chain_pem, key_pem: key.serialize_pem(), cert_url })
+}
+
+/// Why validation failed, from the challenge the CA marked invalid.
+async fn validation_error(order: &mut instant_acme::Order) -> String {
+    let mut reasons = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        if let Ok(state) = authz.refresh().await {
+            reasons.extend(state.challenges.iter().filter_map(|c| c.error.as_ref()).map(|p| p.to_string()));
+        }
+    }
+    if reasons.is_empty() {
+        "the CA refused the challenge (order invalid)".to_string()
+    } else {
+        format!("validation failed: {}", reasons.join("; "))
+    }
+}
+
+/// RFC 8737 §3: a self-signed certificate for `domain` carrying the critical
+/// acmeIdentifier extension with the SHA-256 of the key authorization.
+fn tls_alpn01_cert(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|e| e.to_string())?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signer =
+        crate::tls::provider().key_provider.load_private_key(der).map_err(|e| format!("challenge key: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer)))
+}
