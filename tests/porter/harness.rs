@@ -208,9 +208,20 @@ impl TestPorter {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> TestPorter {
+        TestPorter::start_tweaked(dir, yaml, |_| {}).await
+    }
+
+    /// Like `start_in`, with the loaded configuration adjusted first: for the
+    /// few settings the library takes that YAML does not (e.g. `AcmeConfig::retry_min`).
+    pub async fn start_tweaked(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        tweak: impl FnOnce(&mut porter::Config),
+    ) -> TestPorter {
         let path = dir.path().join("porter.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let config = porter::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let mut config = porter::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        tweak(&mut config);
         let porter = porter::start(config).await.unwrap();
         TestPorter { https: porter.https_addr, http: porter.http_addr, porter: Some(porter), dir }
     }
@@ -245,6 +256,18 @@ impl TestPorter {
         if let Some(porter) = self.porter.take() {
             porter.shutdown(Duration::from_secs(5)).await;
         }
+    }
+
+    /// Stops porter and hands back its folder, for a restart on the same files.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
+        if let Some(porter) = self.porter.take() {
+            porter.shutdown(Duration::from_secs(5)).await;
+        }
+        self.dir
+    }
+
+    pub fn porter(&self) -> &porter::Porter {
+        self.porter.as_ref().expect("porter running")
     }
 }
 

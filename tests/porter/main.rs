@@ -8,6 +8,7 @@ mod harness;
 
 mod access_log;
 mod acme;
+mod acme_client;
 mod admin;
 mod admin_dashboard;
 mod balancers;
@@ -20,6 +21,7 @@ mod faults;
 mod forwarding;
 mod lifecycle;
 mod limits;
+mod pebble;
 mod pooling;
 mod post_quantum;
 mod proxy_protocol;
