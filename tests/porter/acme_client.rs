@@ -368,3 +368,38 @@ async fn two_instances_on_one_folder_order_once_per_name() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_orders_an_added_domain_and_stops_renewing_a_removed_one() {
+    if tools_or_skip("acme_client::reload_orders_an_added_domain", &TOOLS).is_none() {
+        return;
+    }
+    const A: &str = "first.porter-test.example";
+    const B: &str = "added.porter-test.example";
+    let backend = Backend::start("a").await;
+    let http_port = free_tcp_port();
+    let pebble = Pebble::start(PebbleOptions { http_port, ..Default::default() }).await;
+    let listen = format!("  https: \"127.0.0.1:0\"\n  http: \"127.0.0.1:{http_port}\"\n");
+    let p = TestPorter::start(&yaml(&listen, "certs", &pebble, "http-01", &[A], &backend)).await;
+    wait_issued(p.porter(), 1, Duration::from_secs(60), &pebble).await;
+    let reload = |hosts: &[&str]| {
+        let text = yaml(&listen, "certs", &pebble, "http-01", hosts, &backend);
+        let config = porter::Config::from_yaml(&text, &p.dir.path().join("porter.yaml")).unwrap();
+        p.porter().reload(&config).unwrap();
+    };
+
+    reload(&[A, B]);
+    let status = wait_issued(p.porter(), 2, Duration::from_secs(60), &pebble).await;
+    assert_eq!(status.attempts, 2, "only the added name is ordered: {status:#?}");
+    let b_cert = first_cert_der(&p.certs_dir().join(format!("certificates/{B}.crt")));
+    wait_for_leaf(p.https.unwrap(), B, &b_cert, Duration::from_secs(5), "added domain").await;
+
+    reload(&[B]);
+    let status = p.porter().acme_status();
+    let names: Vec<&str> = status.names.iter().map(|n| n.domain.as_str()).collect();
+    assert_eq!(names, [B], "{status:#?}");
+    // A's files stay, and porter still serves them; it only stops renewing.
+    let a_cert = first_cert_der(&p.certs_dir().join(format!("certificates/{A}.crt")));
+    assert_eq!(served_leaf(p.https.unwrap(), A).await, a_cert);
+    p.stop().await;
+}
