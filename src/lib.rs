@@ -53,7 +53,7 @@ pub struct Porter {
     slots: Vec<Arc<listener::Slots>>,
     /// The listener settings of the running configuration (addresses fixed at start).
     listen: std::sync::Mutex<config::Listen>,
-    acme: acme::Acme,
+    acme: Arc<acme::Acme>,
 }
 
 struct CertWatch {
@@ -137,6 +137,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         )));
     }
     let reloads = Arc::new(ReloadStats::started());
+    let acme = Arc::new(acme::Acme::new(certs.clone()));
     let admin_task = admin_listener.map(|listener| {
         tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /)");
         let sources = admin::Sources {
@@ -145,6 +146,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
             reloads: reloads.clone(),
             drain: drain.clone(),
             started: std::time::SystemTime::now(),
+            acme: acme.clone(),
         };
         tokio::spawn(admin::serve(listener, Arc::new(sources)))
     });
@@ -155,7 +157,6 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     };
     let background = vec![spawn_pool_sweeper(shared.clone())];
     // After the listeners: the CA validates through them.
-    let acme = acme::Acme::new(certs.clone());
     acme.apply(&config);
     Ok(Porter {
         https_addr,

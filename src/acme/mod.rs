@@ -216,6 +216,12 @@ impl Acme {
     }
 }
 
+impl std::fmt::Debug for Acme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acme").field("names", &self.status().names.len()).finish()
+    }
+}
+
 impl Drop for Acme {
     fn drop(&mut self) {
         self.shutdown();

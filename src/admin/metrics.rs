@@ -104,6 +104,7 @@ impl Collector for Snapshot {
 
         self.encode_servers(&mut e, &runtime)?;
         self.encode_listeners(&mut e)?;
+        self.encode_acme(&mut e)?;
 
         let reloads = &sources.reloads;
         let attempts =
@@ -245,6 +246,28 @@ impl Snapshot {
         )?;
         for l in &tls {
             counter(&mut m, &[("listener", l.name)], l.tls_handshake_failures_total.load(RELAXED))?;
+        }
+        Ok(())
+    }
+
+    fn encode_acme(&self, e: &mut DescriptorEncoder) -> Result {
+        let acme = self.0.acme.status();
+        let series = [
+            ("porter_acme_order_attempts", "ACME certificate orders started", acme.attempts),
+            ("porter_acme_orders_issued", "ACME orders that ended with a certificate written", acme.issued),
+            ("porter_acme_order_failures", "ACME orders that failed (each followed by a backoff)", acme.failed),
+        ];
+        for (name, help, value) in series {
+            ConstCounter::new(value).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "porter_acme_consecutive_failures",
+            "Failed ACME orders in a row, by managed domain (0 once a certificate is issued)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for name in &acme.names {
+            gauge(&mut m, &[("domain", name.domain.as_str())], i64::from(name.failures))?;
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ pub struct Sources {
     pub reloads: Arc<ReloadStats>,
     pub drain: Arc<Drain>,
     pub started: SystemTime,
+    /// Managed certificates and the ACME counters (empty without `acme:`).
+    pub acme: Arc<crate::acme::Acme>,
 }
 
 /// More admin connections than this at once are closed on accept: scrapers and a few

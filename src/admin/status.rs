@@ -22,6 +22,30 @@ pub struct Status {
     pub upstreams: Vec<UpstreamStatus>,
     pub routes: Vec<RouteStatus>,
     pub certificates: Vec<CertStatus>,
+    pub acme: AcmeStatus,
+}
+
+/// The built-in ACME client: each managed name and the order counters.
+#[derive(Debug, Serialize)]
+pub struct AcmeStatus {
+    pub names: Vec<AcmeNameStatus>,
+    pub attempts_total: u64,
+    pub issued_total: u64,
+    pub failures_total: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AcmeNameStatus {
+    pub domain: String,
+    /// "starting", "valid", "ordering", "other_instance" or "failed".
+    pub state: &'static str,
+    /// The owner of the order lock, while another instance orders.
+    pub lock_owner: Option<String>,
+    pub not_after: Option<f64>,
+    /// When the next order (renewal or retry) is due.
+    pub next_attempt: Option<f64>,
+    pub last_error: Option<String>,
+    pub failures: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -192,6 +216,31 @@ impl Status {
             upstreams,
             routes,
             certificates,
+            acme: acme_status(&sources.acme.status()),
         }
+    }
+}
+
+fn acme_status(s: &crate::acme::AcmeStatus) -> AcmeStatus {
+    AcmeStatus {
+        names: s
+            .names
+            .iter()
+            .map(|n| AcmeNameStatus {
+                domain: n.domain.clone(),
+                state: n.state.as_str(),
+                lock_owner: match &n.state {
+                    crate::acme::NameState::OtherInstance(owner) => Some(owner.clone()),
+                    _ => None,
+                },
+                not_after: n.expires.map(unix),
+                next_attempt: n.next_attempt.map(unix),
+                last_error: n.last_error.clone(),
+                failures: n.failures,
+            })
+            .collect(),
+        attempts_total: s.attempts,
+        issued_total: s.issued,
+        failures_total: s.failed,
     }
 }

@@ -86,7 +86,7 @@ async fn http01_issuance_is_served_and_survives_a_restart() {
     let backend = Backend::start("a").await;
     let http_port = free_tcp_port();
     let pebble = Pebble::start(PebbleOptions { http_port, ..Default::default() }).await;
-    let listen = format!("  https: \"127.0.0.1:0\"\n  http: \"127.0.0.1:{http_port}\"\n");
+    let listen = format!("  https: \"127.0.0.1:0\"\n  http: \"127.0.0.1:{http_port}\"\n  admin: \"127.0.0.1:0\"\n");
     let config = yaml(&listen, "certs", &pebble, "http-01", &[DOMAIN], &backend);
     let p = TestPorter::start(&config).await;
     let https = p.https.unwrap();
@@ -111,6 +111,17 @@ async fn http01_issuance_is_served_and_survives_a_restart() {
     let plain = client_for(p.http.unwrap(), &[DOMAIN]);
     let base = format!("http://{DOMAIN}:{http_port}");
     assert_eq!(plain.get(format!("{base}/hello")).send().await.unwrap().status(), 301);
+
+    // The admin listener shows the managed name and counts the order.
+    let admin = p.porter().admin_addr.unwrap();
+    let text = plain_client().get(format!("http://{admin}/status")).send().await.unwrap().text().await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let acme = &status["acme"];
+    assert_eq!((acme["attempts_total"].as_u64(), acme["issued_total"].as_u64()), (Some(1), Some(1)), "{acme}");
+    assert_eq!(acme["names"][0]["domain"], DOMAIN, "{acme}");
+    let metrics = plain_client().get(format!("http://{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("porter_acme_orders_issued_total 1"), "{metrics}");
+    assert!(metrics.contains(&format!("porter_acme_consecutive_failures{{domain=\"{DOMAIN}\"}} 0")), "{metrics}");
 
     // Restart on the same folder: the certificate is served by the first handshake, no new order.
     let dir = p.stop_keep_dir().await;
