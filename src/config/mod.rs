@@ -34,9 +34,9 @@ use std::time::Duration;
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use schema::{
-    AcmeChallenge, AcmeConfig, Balance, HashOn, HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig,
+    AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig,
     PoolConfig, RouteConfig, Scheme, ServerConfig, ServerUrl, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig,
-    MAX_WEIGHT,
+    UpstreamTls, MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 

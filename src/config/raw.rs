@@ -88,6 +88,14 @@ pub(crate) struct RawUpstream {
     pub retries: Option<u32>,
     pub pool: Option<RawPool>,
     pub http2: Option<bool>,
+    pub tls: Option<S<RawUpstreamTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub ca_file: Option<S<String>>,
+    pub server_name: Option<S<String>>,
 }
 
 /// Serde's own enum error ("unknown variant `x`, expected one of ...") is

@@ -144,6 +144,24 @@ pub struct UpstreamConfig {
     pub retries: u32,
     pub pool: PoolConfig,
     pub http2: bool,
+    pub tls: UpstreamTls,
+}
+
+/// How `https://` servers of an upstream are verified.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamTls {
+    /// `tls.ca_file`: trust only these certificates, not the public roots.
+    pub ca: Option<CaBundle>,
+    /// `tls.server_name`: the SNI sent and the name verified, instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// A PEM bundle read (and checked to hold at least one certificate) when the config was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// Joined to the config file's directory.
+    pub path: PathBuf,
+    pub certs: std::sync::Arc<[rustls_pki_types::CertificateDer<'static>]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

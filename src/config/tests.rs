@@ -53,6 +53,9 @@ upstreams:
       max_idle_per_server: 128
       idle_timeout: 90s
     http2: false                     # true: speak h2c (or h2 over TLS for https:// urls) to servers
+    tls:                             # for https:// servers
+      ca_file: ""                    # trust this PEM bundle instead of the public roots
+      server_name: ""                # SNI and name to verify, when not the URL's host
 
 routes:                              # first match by specificity, see §5
   - host: "example.com"              # exact; "*.example.com" wildcard; omitted = any host
@@ -132,7 +135,7 @@ fn spec_example_with_the_api_upstream_it_names_parses_fully() {
 fn spec_example_verbatim_names_an_undefined_upstream() {
     // The SPEC example routes to `api` but only defines `web`.
     let err = parse(SPEC_EXAMPLE).unwrap_err();
-    assert_eq!((err.line, err.column), (Some(52), Some(15)));
+    assert_eq!((err.line, err.column), (Some(55), Some(15)));
     assert_eq!(err.field.as_deref(), Some("routes[0].upstream"));
     assert_eq!(err.message, "no upstream named \"api\" (known: web)");
 }
@@ -175,6 +178,7 @@ fn minimal_config_gets_every_default() {
         retries: 2,
         pool: PoolConfig { max_idle_per_server: 128, idle_timeout: Duration::from_secs(90) },
         http2: false,
+        tls: Default::default(),
     };
     assert_eq!(web, &expected);
     let route = RouteConfig { host: None, path: "/".into(), upstream: "web".into(), strip_prefix: false };
@@ -226,6 +230,7 @@ upstreams:
     retries: 0
     pool: {max_idle_per_server: 0, idle_timeout: 1s}
     http2: true
+    tls: {server_name: Internal.Example}
   cookie: {balance: consistent_hash, hash_on: cookie:sid, servers: [{url: \"http://c\"}]}
   ip: {balance: power_of_two, servers: [{url: \"http://d\"}]}
   least: {balance: least_connections, servers: [{url: \"http://e\"}]}
@@ -273,6 +278,7 @@ routes:
         TimeoutsConfig { connect: Duration::from_secs(1), response_header: Duration::from_secs(120) }
     );
     assert_eq!((s.retries, s.http2), (0, true));
+    assert_eq!((s.tls.server_name.as_deref(), s.tls.ca.is_none()), (Some("internal.example"), true));
     assert_eq!(s.pool, PoolConfig { max_idle_per_server: 0, idle_timeout: Duration::from_secs(1) });
     assert_eq!(c.upstreams["cookie"].hash_on, Some(HashOn::Cookie("sid".into())));
     assert_eq!(c.upstreams["ip"].balance, Balance::PowerOfTwo);

@@ -366,3 +366,31 @@ fn scalars_of_the_wrong_type() {
     let err = fail(&format!("tls:\n  hsts: \"a\\nb\"\n{BASE}"));
     assert_at(&err, 2, 9, "tls.hsts");
 }
+
+#[test]
+fn upstream_tls_problems() {
+    let https = BASE.replace("http://10.0.0.1:8080", "https://10.0.0.1:8443");
+    // Line 4 is the url; the tls block starts on line 5.
+    let with_tls = |tls: &str| https.replace("\nroutes:", &format!("\n    tls:\n{tls}routes:"));
+
+    let err = fail(&with_tls("      ca_file: /nonexistent/porter-ca.pem\n"));
+    assert_at(&err, 6, 16, "upstreams.web.tls.ca_file");
+    assert_message(&err, "cannot read /nonexistent/porter-ca.pem");
+
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "just text\n").unwrap();
+    let err = fail(&with_tls(&format!("      ca_file: {}\n", not_pem.path().display())));
+    assert_at(&err, 6, 16, "upstreams.web.tls.ca_file");
+    assert_message(&err, "holds no PEM certificate");
+
+    let err = fail(&with_tls("      server_name: \"bad name!\"\n"));
+    assert_at(&err, 6, 20, "upstreams.web.tls.server_name");
+    assert_message(&err, "not a valid DNS name or IP address");
+
+    let err = fail(&BASE.replace("\nroutes:", "\n    tls: {server_name: a.example}\nroutes:"));
+    assert_at(&err, 5, 10, "upstreams.web.tls");
+    assert_message(&err, "tls applies to https:// servers");
+
+    let err = fail(&with_tls("      ca: x\n"));
+    assert_message(&err, "unknown field `ca`");
+}

@@ -1,12 +1,21 @@
-//! Upstream sections: balancer, servers, health and passive checks, timeouts, pool.
+//! Upstream sections: balancer, servers, health and passive checks, timeouts, pool,
+//! and the TLS trust for `https://` servers (a `ca_file` is read here, so a
+//! missing or empty bundle is a config error with its position).
 
 use std::collections::BTreeMap;
+use std::path::Path;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 
 use super::error::ConfigError;
 use super::locate::join;
-use super::raw::{RawBalance, RawHealthCheck, RawPassive, RawPool, RawServer, RawTimeouts, RawUpstream, SpannedMap, S};
+use super::raw::{
+    RawBalance, RawHealthCheck, RawPassive, RawPool, RawServer, RawTimeouts, RawUpstream, RawUpstreamTls, SpannedMap, S,
+};
 use super::schema::{
-    Balance, HealthCheckConfig, PassiveConfig, PoolConfig, ServerConfig, TimeoutsConfig, UpstreamConfig, MAX_WEIGHT,
+    Balance, CaBundle, HealthCheckConfig, PassiveConfig, PoolConfig, ServerConfig, TimeoutsConfig, UpstreamConfig,
+    UpstreamTls, MAX_WEIGHT,
 };
 use super::validate::{Checker, Zero};
 use super::values::{check_path, parse_hash_on, parse_server_url};
@@ -14,6 +23,7 @@ use super::values::{check_path, parse_hash_on, parse_server_url};
 pub(crate) fn upstreams(
     check: &Checker,
     raw: &SpannedMap<S<RawUpstream>>,
+    base_dir: &Path,
 ) -> Result<BTreeMap<String, UpstreamConfig>, ConfigError> {
     let mut out = BTreeMap::new();
     for (name, upstream) in &raw.0 {
@@ -24,12 +34,17 @@ pub(crate) fn upstreams(
             let msg = format!("invalid upstream name {:?}: use letters, digits, '-', '_' and '.'", name.value);
             return Err(check.err(name.referenced, &prefix, msg));
         }
-        out.insert(name.value.clone(), upstream_config(check, &prefix, upstream)?);
+        out.insert(name.value.clone(), upstream_config(check, &prefix, upstream, base_dir)?);
     }
     Ok(out)
 }
 
-fn upstream_config(check: &Checker, prefix: &str, raw: &S<RawUpstream>) -> Result<UpstreamConfig, ConfigError> {
+fn upstream_config(
+    check: &Checker,
+    prefix: &str,
+    raw: &S<RawUpstream>,
+    base_dir: &Path,
+) -> Result<UpstreamConfig, ConfigError> {
     let u = &raw.value;
     let field = |name: &str| join(prefix, name);
     let balance = match &u.balance {
@@ -55,10 +70,15 @@ fn upstream_config(check: &Checker, prefix: &str, raw: &S<RawUpstream>) -> Resul
         }
         (None, _) => None,
     };
+    let servers = servers(check, &field("servers"), &u.servers)?;
+    let tls = match &u.tls {
+        Some(t) => upstream_tls(check, &field("tls"), t, &servers, base_dir)?,
+        None => UpstreamTls::default(),
+    };
     Ok(UpstreamConfig {
         balance,
         hash_on,
-        servers: servers(check, &field("servers"), &u.servers)?,
+        servers,
         health_check: match &u.health_check {
             Some(h) => Some(health_check(check, &field("health_check"), h)?),
             None => None,
@@ -68,7 +88,63 @@ fn upstream_config(check: &Checker, prefix: &str, raw: &S<RawUpstream>) -> Resul
         retries: u.retries.unwrap_or(2),
         pool: pool(check, &field("pool"), u.pool.as_ref())?,
         http2: u.http2.unwrap_or(false),
+        tls,
     })
+}
+
+fn upstream_tls(
+    check: &Checker,
+    prefix: &str,
+    raw: &S<RawUpstreamTls>,
+    servers: &[ServerConfig],
+    base_dir: &Path,
+) -> Result<UpstreamTls, ConfigError> {
+    let field = |name: &str| join(prefix, name);
+    // An empty string means "not set", as in SPEC §3's example.
+    let set = |v: &Option<S<String>>| v.as_ref().filter(|s| !s.value.is_empty()).cloned();
+    let any_set = set(&raw.value.ca_file).is_some() || set(&raw.value.server_name).is_some();
+    if any_set && !servers.iter().any(|s| s.url.scheme == crate::config::Scheme::Https) {
+        // Most likely an http:// URL that was meant to be https://: say so rather than ignore it.
+        return Err(check.err(raw.referenced, prefix, "tls applies to https:// servers and this upstream has none"));
+    }
+    let ca = match set(&raw.value.ca_file) {
+        Some(file) => Some(read_ca(check, &field("ca_file"), &file, base_dir)?),
+        None => None,
+    };
+    let server_name = match set(&raw.value.server_name) {
+        Some(name) => {
+            let value = name.value.trim_end_matches('.').to_ascii_lowercase();
+            if ServerName::try_from(value.as_str()).is_err() {
+                let msg = format!("{:?} is not a valid DNS name or IP address", name.value);
+                return Err(check.err(name.referenced, &field("server_name"), msg));
+            }
+            Some(value)
+        }
+        None => None,
+    };
+    Ok(UpstreamTls { ca, server_name })
+}
+
+/// Reads every certificate of a PEM bundle; at least one is required.
+fn read_ca(check: &Checker, field: &str, raw: &S<String>, base_dir: &Path) -> Result<CaBundle, ConfigError> {
+    let path = base_dir.join(&raw.value);
+    let text = std::fs::read(&path)
+        .map_err(|e| check.err(raw.referenced, field, format!("cannot read {}: {e}", path.display())))?;
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&text) {
+        match cert {
+            Ok(cert) => certs.push(cert),
+            Err(e) => {
+                let msg = format!("{} is not a valid PEM certificate bundle: {e}", path.display());
+                return Err(check.err(raw.referenced, field, msg));
+            }
+        }
+    }
+    if certs.is_empty() {
+        let msg = format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display());
+        return Err(check.err(raw.referenced, field, msg));
+    }
+    Ok(CaBundle { path, certs: certs.into() })
 }
 
 fn servers(check: &Checker, prefix: &str, raw: &S<Vec<S<RawServer>>>) -> Result<Vec<ServerConfig>, ConfigError> {

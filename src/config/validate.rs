@@ -79,7 +79,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     let shutdown_timeout =
         check.duration(&raw.shutdown_timeout, "shutdown_timeout", Duration::from_secs(30), Zero::Allowed)?;
     let upstreams = match &raw.upstreams {
-        Some(map) => super::upstream::upstreams(&check, &map.value)?,
+        Some(map) => super::upstream::upstreams(&check, &map.value, base_dir)?,
         None => BTreeMap::new(),
     };
     let routes = routes(&check, &raw.routes, &upstreams)?;

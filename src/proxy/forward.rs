@@ -12,13 +12,18 @@
 //!   at most 20% of its requests over 10 s, with a floor of 3/s): when the
 //!   whole fleet fails, it sees at most 1.2x its load, not (1 + retries)x.
 //!
+//! - On HTTP/2 upstreams a stream the server refused (REFUSED_STREAM) or
+//!   dropped with GOAWAY was not processed (RFC 9113 §8.7): a request without
+//!   a body is sent again, once more to the same server on another
+//!   connection, then to another server, whatever its method.
+//!
 //! Passive health rides along: a connect error, reset or timeout counts
 //! against the server (ejecting it after `max_failures`), an answer resets it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
+use http::{header, Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
@@ -53,11 +58,12 @@ pub async fn forward(
     let key = upstream.key(request.headers(), client);
     // The head is copied (an allocation) only when a replay could go somewhere.
     let can_retry = upstream.retries > 0 && upstream.servers.len() > 1;
-    let replay = if can_retry && is_idempotent(request.method()) && request.body_is_empty() {
-        Some(copy_head(&request))
-    } else {
-        None
-    };
+    // After a request was processed, only idempotent ones go elsewhere; an HTTP/2 stream the
+    // server did not process may go again whatever the method (it needs the copy too).
+    let resend_processed = can_retry && is_idempotent(request.method());
+    let replay =
+        if (resend_processed || upstream.http2) && request.body_is_empty() { Some(copy_head(&request)) } else { None };
+    let resend_processed = resend_processed && replay.is_some();
     let mut pending = Some(request);
     let mut tried = Tried::default();
     let mut last: Option<ForwardError> = None;
@@ -75,11 +81,11 @@ pub async fn forward(
         let request = match pending.take() {
             Some(request) => request,
             None => match &replay {
-                Some(head) => copy_head(head),
-                None => break,
+                Some(head) if resend_processed => copy_head(head),
+                _ => break,
             },
         };
-        match send(upstream, &server, request).await {
+        match send(upstream, &server, request, replay.as_ref()).await {
             Ok(forwarded) => {
                 server.record_success();
                 return Ok(forwarded);
@@ -88,7 +94,7 @@ pub async fn forward(
                 if failure.counts_against_server {
                     server.record_failure(failure.error.message().trim_end());
                 }
-                let retry_allowed = failure.unsent.is_some() || replay.is_some();
+                let retry_allowed = failure.unsent.is_some() || resend_processed;
                 pending = failure.unsent;
                 last = Some(ForwardError { error: failure.error, server: Some(server) });
                 if !retry_allowed || failure.error == ProxyError::BodyTooLarge {
@@ -100,16 +106,34 @@ pub async fn forward(
     Err(last.unwrap_or(ForwardError { error: ProxyError::NoServer, server: None }))
 }
 
-struct Failure {
-    error: ProxyError,
-    /// The request, when it never left porter (safe to send elsewhere).
-    unsent: Option<Request<RequestBody>>,
-    counts_against_server: bool,
+pub(super) struct Failure {
+    pub error: ProxyError,
+    /// The request, when it never left porter or the server did not process it
+    /// (safe to send elsewhere).
+    pub unsent: Option<Request<RequestBody>>,
+    pub counts_against_server: bool,
 }
 
-async fn send(upstream: &Upstream, server: &Arc<Server>, request: Request<RequestBody>) -> Result<Forwarded, Failure> {
+async fn send(
+    upstream: &Upstream,
+    server: &Arc<Server>,
+    request: Request<RequestBody>,
+    replay: Option<&Request<RequestBody>>,
+) -> Result<Forwarded, Failure> {
+    // Upgrades (WebSocket) are HTTP/1.1 on any upstream.
+    if server.speaks_http2() && !request.headers().contains_key(header::UPGRADE) {
+        return super::forward_h2::send(upstream, server, request, replay).await;
+    }
+    send_http1(upstream, server, request).await
+}
+
+pub(super) async fn send_http1(
+    upstream: &Upstream,
+    server: &Arc<Server>,
+    request: Request<RequestBody>,
+) -> Result<Forwarded, Failure> {
     let in_flight = InFlight::new(server.clone());
-    let mut request = request;
+    let mut request = super::forward_h2::to_http1(request);
     // One pooled connection may have been closed by the server while idle; then a fresh one.
     let mut fresh_only = false;
     loop {
@@ -117,7 +141,7 @@ async fn send(upstream: &Upstream, server: &Arc<Server>, request: Request<Reques
             Some(sender) => (sender, true),
             // Boxed: the connect future (TCP + TLS) is large and rare; keeping it out of line
             // keeps every request's future small.
-            None => match Box::pin(connect::connect(server, upstream.connect_timeout)).await {
+            None => match Box::pin(connect::connect_http1(server, upstream.connect_timeout)).await {
                 Ok(sender) => (sender, false),
                 Err(e) => {
                     tracing::debug!(server = %server.label, error = %e, "upstream connect failed");
@@ -131,7 +155,7 @@ async fn send(upstream: &Upstream, server: &Arc<Server>, request: Request<Reques
         };
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(request)).await;
         match sent {
-            Ok(Ok(response)) => return Ok(Forwarded { response, lease: Lease::new(sender, in_flight) }),
+            Ok(Ok(response)) => return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) }),
             Err(_elapsed) => {
                 return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
             }
@@ -177,7 +201,7 @@ async fn checkout(server: &Server, fresh_only: bool) -> Option<UpstreamSender> {
     None
 }
 
-fn is_body_too_large(error: &hyper::Error) -> bool {
+pub(super) fn is_body_too_large(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {
         if e.is::<BodyTooLarge>() {
@@ -192,7 +216,7 @@ fn is_idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
-fn copy_head(request: &Request<RequestBody>) -> Request<RequestBody> {
+pub(super) fn copy_head(request: &Request<RequestBody>) -> Request<RequestBody> {
     let mut copy = Request::new(RequestBody::empty());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();

@@ -48,6 +48,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The client's `TE` lists `trailers` (gRPC clients send `te: trailers`).
+pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("trailers"))
+        })
+    })
+}
+
 /// Per-connection facts that become request headers.
 #[derive(Debug, Clone)]
 pub struct ClientHeaders {

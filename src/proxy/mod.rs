@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod forward;
+mod forward_h2;
 pub mod headers;
 pub mod request_id;
 pub mod upgrade;
@@ -125,7 +126,12 @@ async fn proxy<'r>(
     let downstream_version = parts.version;
     parts.uri = upstream_uri(&parts.uri, route)?;
     parts.version = Version::HTTP_11;
+    let te_trailers = route.upstream.http2 && headers::asks_for_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
+    if te_trailers {
+        // gRPC needs it, and on HTTP/2 `TE: trailers` is the one TE allowed (RFC 9113 §8.2.2).
+        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if downstream_version == Version::HTTP_2 || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, host.clone());
     }
@@ -153,6 +159,8 @@ async fn proxy<'r>(
     }
 
     let (mut parts, body) = forwarded.response.into_parts();
+    // An HTTP/2 server's answer: the client's connection decides the version written.
+    parts.version = Version::HTTP_11;
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some((client_upgrade, _)) = upgrade {
             let mut server_response = Response::from_parts(parts, body);

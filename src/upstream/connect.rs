@@ -1,5 +1,8 @@
 //! Opening a new connection to a server: TCP (plus TLS for `https://`
-//! servers), then an HTTP/1.1 handshake whose connection task runs on its own.
+//! servers), then an HTTP/1.1 or HTTP/2 handshake whose connection task runs
+//! on its own. HTTP/2 is h2c with prior knowledge on `http://` servers and
+//! ALPN `h2` on `https://` ones, where a server that picks `http/1.1` gets
+//! HTTP/1.1.
 //!
 //! The TCP connect goes to the server's addresses in turn, starting one
 //! further along for each new connection, so a name that resolves to several
@@ -9,12 +12,10 @@
 
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
@@ -43,6 +44,33 @@ impl DerefMut for UpstreamSender {
     }
 }
 
+/// An HTTP/2 connection to a server; the sender is cloned for each stream.
+#[derive(Debug, Clone)]
+pub struct Http2Sender {
+    pub sender: http2::SendRequest<RequestBody>,
+    pub addr: SocketAddr,
+}
+
+/// The protocol a connection is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Http1,
+    /// HTTP/2; over TLS only if the server agrees through ALPN, else HTTP/1.1.
+    Http2,
+}
+
+/// A new connection, in the protocol it ended up speaking.
+#[derive(Debug)]
+pub enum Connection {
+    Http1(UpstreamSender),
+    Http2(Http2Sender),
+}
+
+/// Idle HTTP/2 connections are pinged this often, and closed when a ping is not
+/// answered within the timeout: a server that vanished without a FIN leaves the pool.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 pub enum ConnectError {
     Timeout,
@@ -62,14 +90,22 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-pub async fn connect(server: &Server, timeout: Duration) -> Result<UpstreamSender, ConnectError> {
-    match tokio::time::timeout(timeout, connect_inner(server)).await {
+pub async fn connect(server: &Server, timeout: Duration, want: Want) -> Result<Connection, ConnectError> {
+    match tokio::time::timeout(timeout, connect_inner(server, want)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout),
     }
 }
 
-async fn connect_inner(server: &Server) -> Result<UpstreamSender, ConnectError> {
+/// An HTTP/1.1 connection (the pool of HTTP/1.1 servers, and upgrades).
+pub async fn connect_http1(server: &Server, timeout: Duration) -> Result<UpstreamSender, ConnectError> {
+    match connect(server, timeout, Want::Http1).await? {
+        Connection::Http1(sender) => Ok(sender),
+        Connection::Http2(_) => unreachable!("HTTP/2 is only spoken when asked for"),
+    }
+}
+
+async fn connect_inner(server: &Server, want: Want) -> Result<Connection, ConnectError> {
     let mut addrs = server.addrs();
     if addrs.is_empty() {
         // A DNS name not resolved yet (the resolver task starts with the snapshot).
@@ -82,16 +118,24 @@ async fn connect_inner(server: &Server) -> Result<UpstreamSender, ConnectError> 
     }
     let (tcp, addr) = open_tcp(&addrs, server.next_addr_index()).await.map_err(ConnectError::Io)?;
     server.pool.note_connect();
-    match server.url.scheme {
-        Scheme::Http => handshake(tcp, addr).await,
-        Scheme::Https => {
-            let name = ServerName::try_from(server.url.host.clone())
-                .map_err(|e| ConnectError::Tls(std::io::Error::other(e)))?;
-            let tls = tokio_rustls::TlsConnector::from(client_tls_config())
-                .connect(name, tcp)
+    match (server.url.scheme, want) {
+        (Scheme::Http, Want::Http1) => handshake(tcp, addr).await,
+        (Scheme::Http, Want::Http2) => handshake_h2(tcp, addr).await,
+        (Scheme::Https, _) => {
+            let (tls, name) = server.tls();
+            let config = if want == Want::Http2 { &tls.http2 } else { &tls.http1 };
+            let name = name.ok_or_else(|| {
+                ConnectError::Tls(std::io::Error::other(format!("{} is not a valid TLS server name", server.url.host)))
+            })?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name.clone(), tcp)
                 .await
                 .map_err(ConnectError::Tls)?;
-            handshake(tls, addr).await
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                handshake_h2(stream, addr).await
+            } else {
+                handshake(stream, addr).await
+            }
         }
     }
 }
@@ -113,7 +157,7 @@ async fn open_tcp(addrs: &[SocketAddr], start: usize) -> std::io::Result<(TcpStr
     Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")))
 }
 
-async fn handshake<IO>(io: IO, addr: SocketAddr) -> Result<UpstreamSender, ConnectError>
+async fn handshake<IO>(io: IO, addr: SocketAddr) -> Result<Connection, ConnectError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -124,22 +168,24 @@ where
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
-    Ok(UpstreamSender { sender, addr })
+    Ok(Connection::Http1(UpstreamSender { sender, addr }))
 }
 
-/// Servers behind `https://` are verified against the Mozilla roots.
-fn client_tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-                .with_safe_default_protocol_versions()
-                .expect("aws-lc-rs supports the default protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
-        })
-        .clone()
+async fn handshake_h2<IO>(io: IO, addr: SocketAddr) -> Result<Connection, ConnectError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .keep_alive_while_idle(true);
+    let (sender, conn) = builder.handshake(TokioIo::new(io)).await.map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+        }
+    });
+    Ok(Connection::Http2(Http2Sender { sender, addr }))
 }

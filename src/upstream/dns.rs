@@ -125,7 +125,7 @@ mod tests {
         });
         let server = test_server("pods.invalid:80", 1, PassiveConfig::default());
         apply(&server, vec![a1]);
-        let first = crate::upstream::connect::connect(&server, Duration::from_secs(2)).await.unwrap();
+        let first = crate::upstream::connect::connect_http1(&server, Duration::from_secs(2)).await.unwrap();
         assert_eq!(first.addr, a1);
         server.pool.checkin(first);
         assert_eq!(server.pool.idle_count(), 1);
@@ -136,14 +136,14 @@ mod tests {
         assert_eq!(server.pool.idle_count(), 0);
         assert!(!server.is_current(a1));
         for _ in 0..3 {
-            let c = crate::upstream::connect::connect(&server, Duration::from_secs(2)).await.unwrap();
+            let c = crate::upstream::connect::connect_http1(&server, Duration::from_secs(2)).await.unwrap();
             assert_eq!(c.addr, a2);
         }
         // Both: connections alternate.
         apply(&server, vec![a1, a2]);
         let mut seen = Vec::new();
         for _ in 0..4 {
-            seen.push(crate::upstream::connect::connect(&server, Duration::from_secs(2)).await.unwrap().addr);
+            seen.push(crate::upstream::connect::connect_http1(&server, Duration::from_secs(2)).await.unwrap().addr);
         }
         assert!(seen.contains(&a1) && seen.contains(&a2), "{seen:?}");
         hold.abort();

@@ -50,18 +50,27 @@ fn note_failure(server: &Server, config: &HealthCheckConfig, successes: &mut u32
 }
 
 async fn check_once(server: &Server, path: &str, connect_timeout: Duration) -> Result<(), String> {
-    let mut sender = connect::connect(server, connect_timeout).await.map_err(|e| e.to_string())?;
-    let request = Request::get(path)
-        .header(header::HOST, &*server.label)
-        .header(header::USER_AGENT, "porter-health-check")
-        .header(header::CONNECTION, "close")
-        .body(RequestBody::empty())
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| format!("health check failed: {e}"))?;
-    let status = response.status();
+    // The protocol requests use: an h2c-only server would not answer an HTTP/1.1 check.
+    let want = if server.speaks_http2() { connect::Want::Http2 } else { connect::Want::Http1 };
+    let connection = connect::connect(server, connect_timeout, want).await.map_err(|e| e.to_string())?;
+    let response = match connection {
+        connect::Connection::Http1(mut sender) => {
+            let request = Request::get(path).header(header::HOST, &*server.label).header(header::CONNECTION, "close");
+            sender.send_request(check_request(request)?).await
+        }
+        connect::Connection::Http2(mut h2) => {
+            let uri = format!("{}://{}{path}", server.url.scheme, server.label);
+            h2.sender.send_request(check_request(Request::get(uri).version(http::Version::HTTP_2))?).await
+        }
+    };
+    let status = response.map_err(|e| format!("health check failed: {e}"))?.status();
     if status.is_success() || status.is_redirection() {
         Ok(())
     } else {
         Err(format!("health check answered {status}"))
     }
+}
+
+fn check_request(builder: http::request::Builder) -> Result<Request<RequestBody>, String> {
+    builder.header(header::USER_AGENT, "porter-health-check").body(RequestBody::empty()).map_err(|e| e.to_string())
 }

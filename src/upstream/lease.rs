@@ -1,32 +1,49 @@
-//! A server connection lent to one request. The request counts as in flight
-//! at its server while the lease lives; when the response body has been read
-//! to the end, [`Lease::release`] gives the connection back to the server's
-//! pool. A lease dropped without release (a body abandoned half-way, an
-//! upgraded connection) closes the connection instead: it may be mid-response.
+//! A server connection lent to one request: a whole HTTP/1.1 connection, or
+//! one stream of a shared HTTP/2 connection (`h2.rs`). The request counts as
+//! in flight at its server while the lease lives; when the response body has
+//! been read to the end, [`Lease::release`] gives an HTTP/1.1 connection back
+//! to the server's pool. A lease dropped without release (a body abandoned
+//! half-way, an upgraded connection) closes an HTTP/1.1 connection instead:
+//! it may be mid-response. An HTTP/2 stream is freed either way (an
+//! unfinished one is reset; the connection carries on).
 
 use std::sync::Arc;
 
 use super::connect::UpstreamSender;
+use super::h2::Stream;
 use super::server::{InFlight, Server};
 
 #[derive(Debug)]
+enum Held {
+    Http1(UpstreamSender),
+    /// Held for its Drop, which frees the stream's slot on the connection.
+    Http2(#[allow(dead_code)] Stream),
+}
+
+#[derive(Debug)]
 pub struct Lease {
-    sender: UpstreamSender,
+    held: Held,
     in_flight: InFlight,
 }
 
 impl Lease {
-    pub fn new(sender: UpstreamSender, in_flight: InFlight) -> Lease {
-        Lease { sender, in_flight }
+    pub fn http1(sender: UpstreamSender, in_flight: InFlight) -> Lease {
+        Lease { held: Held::Http1(sender), in_flight }
+    }
+
+    pub fn http2(stream: Stream, in_flight: InFlight) -> Lease {
+        Lease { held: Held::Http2(stream), in_flight }
     }
 
     pub fn server(&self) -> &Arc<Server> {
         self.in_flight.server()
     }
 
-    /// The response was read whole: the connection can carry the next request.
+    /// The response was read whole: an HTTP/1.1 connection can carry the next request.
     pub fn release(self) {
-        self.in_flight.server().pool.checkin(self.sender);
+        if let Held::Http1(sender) = self.held {
+            self.in_flight.server().pool.checkin(sender);
+        }
     }
 
     /// Keeps the request counted (an upgraded tunnel) and lets the HTTP sender go.

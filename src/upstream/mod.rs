@@ -12,10 +12,12 @@ pub mod balancer;
 pub mod budget;
 pub mod connect;
 pub mod dns;
+pub mod h2;
 pub mod health;
 pub mod lease;
 pub mod pool;
 pub mod server;
+pub mod tls;
 
 pub use lease::Lease;
 
@@ -33,7 +35,7 @@ use crate::stats::Latency;
 
 use balancer::{Balancer, Tried};
 use budget::RetryBudget;
-use server::Server;
+use server::{Server, Transport};
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -44,6 +46,8 @@ pub struct Upstream {
     pub response_header_timeout: Duration,
     pub retries: u32,
     pub budget: RetryBudget,
+    /// `http2: true`: requests go over shared HTTP/2 connections.
+    pub http2: bool,
     /// Every server has weight 0: requests get 503 without a pick.
     pub drained: bool,
     /// Carried over a reload while the upstream keeps its name.
@@ -66,14 +70,16 @@ impl Upstream {
     /// Servers of `previous` (the same upstream before a reload) whose settings did not
     /// change are kept, with their pooled connections, health and counters.
     pub fn new(name: &str, cfg: &UpstreamConfig, previous: Option<&Upstream>, cancel: &CancellationToken) -> Upstream {
+        let any_https = cfg.servers.iter().any(|s| s.url.scheme == crate::config::Scheme::Https);
+        let transport = Transport::new(cfg.http2, &cfg.tls, any_https);
         let servers: Vec<Arc<Server>> = cfg
             .servers
             .iter()
             .map(|s| {
                 previous
-                    .and_then(|p| p.servers.iter().find(|old| old.has_settings(s, &cfg.passive, &cfg.pool)))
+                    .and_then(|p| p.servers.iter().find(|old| old.has_settings(s, &cfg.passive, &cfg.pool, &transport)))
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Server::new(s, &cfg.passive, &cfg.pool)))
+                    .unwrap_or_else(|| Arc::new(Server::new(s, &cfg.passive, &cfg.pool, &transport)))
             })
             .collect();
         let mut tasks = Tasks::default();
@@ -94,6 +100,7 @@ impl Upstream {
             response_header_timeout: cfg.timeouts.response_header,
             retries: cfg.retries,
             budget: RetryBudget::default(),
+            http2: cfg.http2,
             drained: cfg.servers.iter().all(|s| s.weight == 0),
             stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
         }

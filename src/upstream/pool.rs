@@ -4,7 +4,9 @@
 //! been read to the end (see `upstream::lease`), and is taken out by the next
 //! request. Stale entries — closed by the server, or idle past
 //! `idle_timeout` — are dropped when met. The lock is held only to push or
-//! pop one entry.
+//! pop one entry. Servers of an `http2: true` upstream also have an
+//! [`H2Pool`] of shared connections; what a request holds of either is a
+//! [`super::Lease`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::connect::UpstreamSender;
+use super::h2::H2Pool;
 
 #[derive(Debug)]
 struct Idle {
@@ -26,11 +29,19 @@ pub struct Pool {
     idle_timeout: Duration,
     /// New connections opened to the server, ever.
     pub connects_total: AtomicU64,
+    /// Shared HTTP/2 connections, for servers of an `http2: true` upstream.
+    pub h2: Option<H2Pool>,
 }
 
 impl Pool {
-    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
-        Pool { idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connects_total: AtomicU64::new(0) }
+    pub fn new(max_idle: usize, idle_timeout: Duration, http2: bool) -> Pool {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+            connects_total: AtomicU64::new(0),
+            h2: http2.then(|| H2Pool::new(max_idle, idle_timeout)),
+        }
     }
 
     /// The most recently used live connection (warm, least likely to have been closed).
@@ -68,6 +79,9 @@ impl Pool {
     /// Drops connections that are closed or idle too long; run periodically so
     /// a quiet pool does not hold sockets the server has given up on.
     pub fn sweep(&self) {
+        if let Some(h2) = &self.h2 {
+            h2.sweep();
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let timeout = self.idle_timeout;
         idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() <= timeout);
@@ -77,10 +91,11 @@ impl Pool {
     /// returning them); connections busy with a request finish it and are not
     /// pooled again. Returns how many were dropped.
     pub fn drain_except(&self, addrs: &[SocketAddr]) -> usize {
+        let shared = self.h2.as_ref().map_or(0, |h2| h2.drain_except(addrs));
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let before = idle.len();
         idle.retain(|e| addrs.contains(&e.sender.addr));
-        before - idle.len()
+        before - idle.len() + shared
     }
 
     pub fn note_connect(&self) {

@@ -23,9 +23,33 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{PassiveConfig, PoolConfig, ServerConfig};
+use rustls_pki_types::ServerName;
+
+use crate::config::{PassiveConfig, PoolConfig, ServerConfig, UpstreamTls};
 
 use super::pool::Pool;
+use super::tls::ClientTls;
+
+/// How an upstream's servers are spoken to: the protocol and, for `https://`, TLS.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub http2: bool,
+    pub tls_settings: UpstreamTls,
+    /// Built once per upstream, when it has an `https://` server.
+    pub tls: Option<ClientTls>,
+}
+
+impl Transport {
+    pub fn new(http2: bool, tls_settings: &UpstreamTls, any_https: bool) -> Transport {
+        let tls = any_https.then(|| ClientTls::new(tls_settings));
+        Transport { http2, tls_settings: tls_settings.clone(), tls }
+    }
+
+    /// HTTP/1.1 over plain TCP, as unit tests use.
+    pub fn plain() -> Transport {
+        Transport { http2: false, tls_settings: UpstreamTls::default(), tls: None }
+    }
+}
 
 #[derive(Debug)]
 pub struct Server {
@@ -35,6 +59,9 @@ pub struct Server {
     pub label: Box<str>,
     pub pool: Pool,
     passive: PassiveConfig,
+    transport: Transport,
+    /// The SNI sent to an `https://` server and the name its certificate must carry.
+    tls_name: Option<ServerName<'static>>,
     /// Addresses to connect to: the IP itself, or what the host name last
     /// resolved to (empty until the first resolution).
     addrs: ArcSwap<Vec<SocketAddr>>,
@@ -88,7 +115,7 @@ impl State {
 }
 
 impl Server {
-    pub fn new(cfg: &ServerConfig, passive: &PassiveConfig, pool: &PoolConfig) -> Server {
+    pub fn new(cfg: &ServerConfig, passive: &PassiveConfig, pool: &PoolConfig, transport: &Transport) -> Server {
         let addrs = match cfg.url.host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, cfg.url.port)],
             Err(_) => Vec::new(),
@@ -98,8 +125,10 @@ impl Server {
             url: cfg.url.clone(),
             weight: cfg.weight,
             label: cfg.url.authority().into(),
-            pool: Pool::new(pool.max_idle_per_server, pool.idle_timeout),
+            pool: Pool::new(pool.max_idle_per_server, pool.idle_timeout, transport.http2),
             passive: passive.clone(),
+            transport: transport.clone(),
+            tls_name: super::tls::server_name(&cfg.url, &transport.tls_settings),
             addrs: ArcSwap::from_pointee(addrs),
             next_addr: AtomicUsize::new(0),
             by_name,
@@ -114,8 +143,32 @@ impl Server {
     }
 
     /// Whether this server was built from exactly these settings (so a reload can keep it).
-    pub fn has_settings(&self, cfg: &ServerConfig, passive: &PassiveConfig, pool: &PoolConfig) -> bool {
-        self.url == cfg.url && self.weight == cfg.weight && self.passive == *passive && self.pool.has_settings(pool)
+    pub fn has_settings(
+        &self,
+        cfg: &ServerConfig,
+        passive: &PassiveConfig,
+        pool: &PoolConfig,
+        transport: &Transport,
+    ) -> bool {
+        self.url == cfg.url
+            && self.weight == cfg.weight
+            && self.passive == *passive
+            && self.pool.has_settings(pool)
+            && self.transport.http2 == transport.http2
+            && self.transport.tls_settings == transport.tls_settings
+    }
+
+    /// Requests go over shared HTTP/2 connections (`http2: true`, and the server did
+    /// not answer ALPN with `http/1.1`).
+    #[inline]
+    pub fn speaks_http2(&self) -> bool {
+        self.pool.h2.as_ref().is_some_and(|h2| !h2.is_http1_only())
+    }
+
+    /// The TLS configs and the server name for an `https://` server.
+    pub(crate) fn tls(&self) -> (ClientTls, Option<&ServerName<'static>>) {
+        let tls = self.transport.tls.clone().unwrap_or_else(|| ClientTls::new(&self.transport.tls_settings));
+        (tls, self.tls_name.as_ref())
     }
 
     /// Can take a new request: weight above zero, not failed by active checks, not ejected.
@@ -288,7 +341,7 @@ pub(crate) fn test_server(host_port: &str, weight: u32, passive: PassiveConfig) 
         host: host.to_string(),
         port: port.parse().expect("port"),
     };
-    Arc::new(Server::new(&ServerConfig { url, weight }, &passive, &PoolConfig::default()))
+    Arc::new(Server::new(&ServerConfig { url, weight }, &passive, &PoolConfig::default(), &Transport::plain()))
 }
 
 /// Servers for unit tests, one per weight, on consecutive ports from `first_port`.

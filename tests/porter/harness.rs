@@ -27,9 +27,21 @@ pub struct Behaviour {
     pub health_status: Option<u16>,
 }
 
-/// A real HTTP/1.1 server on 127.0.0.1 that says who it is and what it received.
+/// What a test backend speaks.
+#[derive(Clone, Default)]
+pub enum Wire {
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge only (an HTTP/1.1 request is a protocol error to it).
+    H2c,
+    /// TLS with this config; ALPN picks HTTP/2 or HTTP/1.1.
+    Tls(Arc<rustls::ServerConfig>),
+}
+
+/// A real HTTP server on 127.0.0.1 (HTTP/1.1 unless started with another [`Wire`])
+/// that says who it is and what it received.
 ///
-/// - every response has `x-backend: NAME`;
+/// - every response has `x-backend: NAME` and `x-version: ` the request's HTTP version;
 /// - `GET /echo-headers` (and any other path) answers `NAME METHOD PATH` then the request
 ///   headers one per line, lower-case `name: value`;
 /// - `POST /echo` streams the request body back, as it arrives;
@@ -53,16 +65,27 @@ impl Backend {
 
     pub async fn start_with(name: &str, behaviour: Behaviour) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Backend::serve(name, listener, behaviour)
+        Backend::serve(name, listener, behaviour, Wire::Http1)
+    }
+
+    pub async fn start_wire(name: &str, wire: Wire) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Backend::serve(name, listener, Behaviour::default(), wire)
+    }
+
+    /// Starts again on a given address with a given wire (after [`Backend::stop`]).
+    pub async fn start_wire_on(name: &str, addr: SocketAddr, wire: Wire) -> Backend {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        Backend::serve(name, listener, Behaviour::default(), wire)
     }
 
     /// Starts again on a given address (after [`Backend::stop`]), e.g. to bring a server back.
     pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
         let listener = TcpListener::bind(addr).await.unwrap();
-        Backend::serve(name, listener, Behaviour::default())
+        Backend::serve(name, listener, Behaviour::default(), Wire::Http1)
     }
 
-    fn serve(name: &str, listener: TcpListener, behaviour: Behaviour) -> Backend {
+    fn serve(name: &str, listener: TcpListener, behaviour: Behaviour, wire: Wire) -> Backend {
         let addr = listener.local_addr().unwrap();
         let accepts = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(AtomicU64::new(0));
@@ -79,7 +102,7 @@ impl Backend {
                     _ = stop_rx.changed() => break,
                 };
                 a.fetch_add(1, Ordering::SeqCst);
-                let (r, b, n, p) = (r.clone(), b.clone(), n.clone(), p.clone());
+                let (r, b, n, p, wire) = (r.clone(), b.clone(), n.clone(), p.clone(), wire.clone());
                 conns.spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (r, b, n) = (r.clone(), b.clone(), n.clone());
@@ -89,10 +112,18 @@ impl Backend {
                             Ok::<_, std::convert::Infallible>(answer(&n, req, &b).await)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                    match wire {
+                        Wire::Http1 => serve_http1(stream, service).await,
+                        Wire::H2c => serve_h2(stream, service).await,
+                        Wire::Tls(config) => {
+                            let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await else { return };
+                            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                serve_h2(tls, service).await
+                            } else {
+                                serve_http1(tls, service).await
+                            }
+                        }
+                    }
                 });
             }
             // Dropping the set aborts every open connection: the server is gone.
@@ -127,8 +158,29 @@ impl Backend {
     }
 }
 
+async fn serve_http1<IO, S>(io: IO, service: S)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<BoxBody>, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    let _ =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await;
+}
+
+async fn serve_h2<IO, S>(io: IO, service: S)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<BoxBody>, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    let builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let _ = builder.serve_connection(TokioIo::new(io), service).await;
+}
+
 async fn answer(name: &str, mut req: Request<Incoming>, behaviour: &Mutex<Behaviour>) -> Response<BoxBody> {
     let behaviour = behaviour.lock().unwrap().clone();
+    let version = format!("{:?}", req.version());
     if let Some(protocol) = req.headers().get("upgrade").cloned() {
         // Switch protocols and echo every byte back, prefixed once with the backend's name.
         let upgrade = hyper::upgrade::on(&mut req);
@@ -184,6 +236,7 @@ async fn answer(name: &str, mut req: Request<Incoming>, behaviour: &Mutex<Behavi
         Response::new(full(text))
     };
     response.headers_mut().insert("x-backend", name.parse().unwrap());
+    response.headers_mut().insert("x-version", version.parse().unwrap());
     response
 }
 

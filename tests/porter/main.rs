@@ -32,3 +32,4 @@ mod routing;
 mod tls;
 mod tls_edge;
 mod upgrade;
+mod upstream_h2;
