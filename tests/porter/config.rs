@@ -149,7 +149,13 @@ fn check_and_start_agree() {
         ("unknown listen field", format!("{head}  proxy_protocl: true\n{tail}"), false),
         ("bad hsts", format!("{head}tls:\n  hsts: \"a\\nb\"\n{tail}"), false),
         ("bad min_version", format!("{head}tls:\n  min_version: \"1.1\"\n{tail}"), false),
-        ("http2 (parsed, warned)", format!("{head}{tail}").replace("9\"\n", "9\"\n    http2: true\n"), true),
+        ("http2", format!("{head}{tail}").replace("9\"\n", "9\"\n    http2: true\n"), true),
+        (
+            "upstream ca_file missing",
+            format!("{head}{tail}")
+                .replace("http://127.0.0.1:9\"\n", "https://127.0.0.1:9\"\n    tls: {ca_file: nope.pem}\n"),
+            false,
+        ),
         ("every server drained", format!("{head}{tail}").replace("9\"\n", "9\"\n        weight: 0\n"), true),
     ];
     for (name, yaml, want) in table {
