@@ -21,12 +21,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
         sni_cert: None,
         tls_version: None,
         drain: drain.clone(),
+        head: Default::default(),
     });
     drop(runtime);
-    Box::pin(super::serve_connection(stream, super::Protocol::Http1, &builders, drain, move |request| {
+    Box::pin(super::serve_connection(stream, super::Protocol::Http1, &builders, drain, conn.clone(), move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move {
+            // Before the redirect too: it is built from the Host.
+            let verdict = proxy::strict::check(&request, &conn);
+            if let Err(e) = verdict {
+                return proxy::handle_checked(request, &conn, runtime, Err(e)).await;
+            }
             let challenge = request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
             // Answers of porter's own ACME orders first (memory), then the webroot (certbot, lego).
             let own = if challenge { super::acme::respond_own(&runtime, request.uri().path()) } else { None };
@@ -36,7 +42,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
                 _ if runtime.redirect => Some(super::redirect::respond(&request, &runtime)),
                 _ => None,
             };
-            let Some(mut response) = local else { return proxy::handle(request, &conn, runtime).await };
+            let Some(mut response) = local else {
+                return proxy::handle_checked(request, &conn, runtime, verdict).await;
+            };
             runtime.unrouted.record(response.status().as_u16());
             if !access_log::enabled() {
                 return response;

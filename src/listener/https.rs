@@ -59,6 +59,7 @@ pub async fn serve(
             _ => "TLS",
         }),
         drain: drain.clone(),
+        head: Default::default(),
     });
     let builders = runtime.connection_builders.clone();
     let protocol = match tls.get_ref().1.alpn_protocol() {
@@ -66,7 +67,7 @@ pub async fn serve(
         _ => super::Protocol::Http1,
     };
     drop(runtime);
-    Box::pin(super::serve_connection(tls, protocol, &builders, drain, move |request| {
+    Box::pin(super::serve_connection(tls, protocol, &builders, drain, conn.clone(), move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move { proxy::handle(request, &conn, runtime).await }

@@ -4,6 +4,8 @@
 //! connection only. Shutdown stops accepting and lets connections finish.
 
 pub mod acme;
+pub mod framing;
+pub mod guard;
 pub mod http;
 pub mod https;
 pub mod idle;
@@ -37,6 +39,13 @@ pub enum Protocol {
     Http2,
 }
 
+/// HTTP/2 limits per client connection (README "Security" lists them).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+pub const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+pub const H2_PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// HTTP/1.1 and HTTP/2 server settings with the configured limits, made once per
 /// configuration. Choosing the protocol before building the connection (rather than
 /// hyper-util's auto builder sniffing it) keeps each idle connection to the state of
@@ -46,6 +55,7 @@ pub struct ConnectionBuilders {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     idle_timeout: std::time::Duration,
+    header_read_timeout: std::time::Duration,
 }
 
 impl ConnectionBuilders {
@@ -54,16 +64,34 @@ impl ConnectionBuilders {
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            // Request heads are timed by `guard`, which answers 408 (hyper's timer closes
+            // silently and also runs while a keep-alive connection waits).
+            .header_read_timeout(None)
             .max_buf_size(header_bytes)
             .writev(false);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
+            // Bounds a header block however many CONTINUATION frames carry it.
             .max_header_list_size(header_bytes as u32)
-            .max_concurrent_streams(256)
-            .keep_alive_interval(None);
-        ConnectionBuilders { http1, http2, idle_timeout: limits.idle_timeout }
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            // Rapid reset (CVE-2023-44487): streams the client resets before porter took
+            // them; beyond this many pending, GOAWAY.
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+            // "MadeYouReset" (CVE-2025-8671): streams porter had to reset for the
+            // client's protocol errors; beyond this many, GOAWAY.
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+            // Pings find dead peers under long quiet streams. They start only after
+            // idle_timeout has passed without a frame from the client, so a ping's answer
+            // never keeps an idle connection open past idle_timeout.
+            .keep_alive_interval(limits.idle_timeout + H2_PING_AFTER_IDLE)
+            .keep_alive_timeout(H2_PING_TIMEOUT);
+        ConnectionBuilders {
+            http1,
+            http2,
+            idle_timeout: limits.idle_timeout,
+            header_read_timeout: limits.header_read_timeout,
+        }
     }
 }
 
@@ -88,15 +116,18 @@ pub async fn accept_client(
 }
 
 /// Runs a client connection with `handler` as its service until it ends or, after a
-/// drain signal, until its requests in flight have finished.
-pub async fn serve_connection<IO, F, Fut>(
+/// drain signal, until its requests in flight have finished. HTTP/1.1 connections read
+/// through [`guard::H1Guard`], which reports to `conn`'s verdict.
+pub async fn serve_connection<IO, C, F, Fut>(
     io: IO,
     protocol: Protocol,
     builders: &ConnectionBuilders,
     drain: DrainWatch,
+    conn: Arc<C>,
     handler: F,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    C: guard::HasVerdict,
     F: Fn(hyper::Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
@@ -112,10 +143,12 @@ pub async fn serve_connection<IO, F, Fut>(
     // Each arm is boxed so the task holds only the protocol in use.
     let result = match protocol {
         Protocol::Http1 => {
+            let io = TokioIo::new(guard::H1Guard::new(io.into_inner(), conn, builders.header_read_timeout));
             let conn = builders.http1.serve_connection(io, service).with_upgrades();
             Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await
         }
         Protocol::Http2 => {
+            drop(conn);
             let conn = builders.http2.serve_connection(io, service);
             Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await
         }

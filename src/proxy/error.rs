@@ -10,6 +10,10 @@ use crate::body::ResponseBody;
 pub enum ProxyError {
     MissingHost,
     InvalidHost,
+    /// Both Content-Length and Transfer-Encoding (SPEC §8), or a malformed chunked body.
+    AmbiguousFraming,
+    /// More than one Host, or a Host unlike the absolute-form target or `:authority`.
+    ConflictingHost,
     NoRoute,
     Misdirected,
     BodyTooLarge,
@@ -25,7 +29,10 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::MissingHost | ProxyError::InvalidHost => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost
+            | ProxyError::InvalidHost
+            | ProxyError::AmbiguousFraming
+            | ProxyError::ConflictingHost => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -39,6 +46,8 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost => "400 Bad Request: missing Host header\n",
             ProxyError::InvalidHost => "400 Bad Request: invalid Host header\n",
+            ProxyError::AmbiguousFraming => "400 Bad Request: ambiguous or malformed message framing\n",
+            ProxyError::ConflictingHost => "400 Bad Request: more than one host in the request\n",
             ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
             ProxyError::Misdirected => {
                 "421 Misdirected Request: this connection's certificate does not cover that host\n"
@@ -58,7 +67,14 @@ impl ProxyError {
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if matches!(self, ProxyError::MissingHost | ProxyError::InvalidHost | ProxyError::BodyTooLarge) {
+        if matches!(
+            self,
+            ProxyError::MissingHost
+                | ProxyError::InvalidHost
+                | ProxyError::AmbiguousFraming
+                | ProxyError::ConflictingHost
+                | ProxyError::BodyTooLarge
+        ) {
             // The request's framing may be unreliable: do not read another on this connection.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -8,6 +8,7 @@ pub mod forward;
 mod forward_h2;
 pub mod headers;
 pub mod request_id;
+pub mod strict;
 pub mod upgrade;
 
 use std::net::SocketAddr;
@@ -37,14 +38,24 @@ pub struct ConnContext {
     pub sni_cert: Option<Arc<LoadedCert>>,
     /// The negotiated TLS version ("TLSv1.3"), for the access log; `None` on plaintext.
     pub tls_version: Option<&'static str>,
+    /// HTTP/1.1: what the listener's guard saw in the raw request heads.
+    pub head: crate::listener::guard::HeadVerdict,
     /// Held by upgraded tunnels so shutdown waits for them (up to `shutdown_timeout`).
     pub drain: crate::shutdown::DrainWatch,
 }
 
-pub async fn handle(
+pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
+    let verdict = strict::check(&request, conn);
+    handle_checked(request, conn, runtime, verdict).await
+}
+
+/// [`handle`] for a request that already went through [`strict::check`] (which
+/// must run exactly once per request).
+pub async fn handle_checked(
     mut request: Request<Incoming>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,
+    verdict: Result<(), ProxyError>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let host = request_host(&request);
@@ -65,7 +76,11 @@ pub async fn handle(
         route: None,
     });
     let mut route = None;
-    let mut response = match proxy(request, host, conn, &runtime, &mut route, &mut record).await {
+    let result = match verdict {
+        Ok(()) => proxy(request, host, conn, &runtime, &mut route, &mut record).await,
+        Err(e) => Err(e),
+    };
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => error.to_response(),
     };
@@ -166,6 +181,7 @@ async fn proxy<'r>(
             let mut server_response = Response::from_parts(parts, body);
             let server_upgrade = hyper::upgrade::on(&mut server_response);
             let (parts, _) = server_response.into_parts();
+            conn.head.tunnel();
             upgrade::spawn_tunnel(client_upgrade, server_upgrade, forwarded.lease.into_in_flight(), conn.drain.clone());
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
@@ -199,5 +215,11 @@ fn upstream_uri(uri: &Uri, route: &router::Route) -> Result<Uri, ProxyError> {
     match uri.path_and_query() {
         Some(pq) => Ok(Uri::from(pq.clone())),
         None => Ok(Uri::from_static("/")),
+    }
+}
+
+impl crate::listener::guard::HasVerdict for ConnContext {
+    fn verdict(&self) -> &crate::listener::guard::HeadVerdict {
+        &self.head
     }
 }

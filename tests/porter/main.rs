@@ -19,6 +19,7 @@ mod deploy_files;
 mod deploy_image;
 mod faults;
 mod forwarding;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod pebble;

@@ -1,0 +1,78 @@
+//! SPEC §8 rules on the request head, checked before anything else looks at
+//! the request (router, 421 check, upstream): ambiguous framing and more than
+//! one idea of the host are 400, so the router and the server behind can
+//! never see different hosts or different message boundaries.
+//!
+//! What hyper already refuses itself, with 400 before the service runs:
+//! differing duplicate Content-Length values, a Transfer-Encoding whose last
+//! coding is not chunked, bad chunk sizes, obs-fold and bytes not allowed in
+//! names or values. HTTP/2 (the h2 crate) refuses malformed pseudo-headers
+//! and a Content-Length that disagrees with the DATA frames.
+
+use http::header::{self, HeaderValue};
+use http::{Request, Version};
+
+use super::error::ProxyError;
+use super::ConnContext;
+use crate::router::normalize_host;
+
+/// Checks one request, once, in arrival order (HTTP/1.1 heads are counted).
+pub fn check<B>(request: &Request<B>, conn: &ConnContext) -> Result<(), ProxyError> {
+    let version = request.version();
+    if version <= Version::HTTP_11 && conn.head.take_next_is_ambiguous() {
+        return Err(ProxyError::AmbiguousFraming);
+    }
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::ConflictingHost);
+    }
+    // An absolute-form target (HTTP/1.1) or :authority (HTTP/2) is the host the
+    // router uses; a Host header beside it must name the same one.
+    if let (Some(authority), Some(host)) = (request.uri().authority(), host) {
+        let default_port = if request.uri().scheme_str() == Some("https") { 443 } else { 80 };
+        if !same_host(authority.as_str().as_bytes(), host, default_port) {
+            return Err(ProxyError::ConflictingHost);
+        }
+    }
+    Ok(())
+}
+
+/// Whether an authority and a Host value name the same host and port
+/// (case-insensitively; a missing port is the scheme's default).
+pub fn same_host(authority: &[u8], host: &HeaderValue, default_port: u16) -> bool {
+    let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
+    match (normalize_host(authority, &mut a), normalize_host(host.as_bytes(), &mut b)) {
+        (Some(x), Some(y)) if x == y => port_of(authority, default_port) == port_of(host.as_bytes(), default_port),
+        _ => false,
+    }
+}
+
+fn port_of(raw: &[u8], default_port: u16) -> Option<u16> {
+    let after_host = match raw.iter().position(|&b| b == b']') {
+        Some(end) => &raw[end + 1..],
+        None => raw,
+    };
+    match after_host.iter().rposition(|&b| b == b':') {
+        Some(colon) => std::str::from_utf8(&after_host[colon + 1..]).ok()?.parse().ok(),
+        None => Some(default_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_comparison() {
+        let h = HeaderValue::from_static;
+        assert!(same_host(b"Example.COM", &h("example.com"), 80));
+        assert!(same_host(b"example.com:80", &h("example.com"), 80));
+        assert!(same_host(b"example.com", &h("example.com:443"), 443));
+        assert!(same_host(b"[::1]:8080", &h("[::1]:8080"), 80));
+        assert!(!same_host(b"example.com", &h("example.com:8080"), 80));
+        assert!(!same_host(b"a.example.com", &h("b.example.com"), 80));
+        assert!(!same_host(b"example.com:", &h("example.com"), 80));
+        assert!(!same_host(b"example.com", &h("exa mple.com"), 80));
+    }
+}

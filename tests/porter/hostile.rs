@@ -1,0 +1,222 @@
+//! SPEC §8, hostile request heads: each case is sent as raw bytes over a real
+//! socket to a real porter, and checked twice: the status the client gets,
+//! and that the backend received nothing (its request count). Ambiguous
+//! framing, more than one host, a malformed head or chunked body: 400 and
+//! close. Slow headers: 408, then close. The HTTP/2 `:authority` case uses a
+//! hyper HTTP/2 client, which sends a Host header beside `:authority`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::*;
+use crate::tls_edge::{tls_config, tls_connect, TLS12_AND_13};
+
+async fn porter(b: &Backend, limits: &str) -> TestPorter {
+    let yaml = format!(
+        "{}http:\n  redirect: false\nlimits:\n{limits}upstreams:\n{}routes:\n  - upstream: web\n",
+        listen_block(),
+        upstream_block("web", &[(b, 1)])
+    );
+    TestPorter::start(&yaml).await
+}
+
+/// Sends `bytes`, reads until porter closes; returns everything it answered.
+async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    // Read to the close: every rejected case must end the connection.
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "porter kept the connection open after {:?}", String::from_utf8_lossy(bytes));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+const REJECTED: &[(&str, &[u8])] = &[
+    (
+        "Content-Length then Transfer-Encoding",
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "Transfer-Encoding then Content-Length",
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "the smuggling classic: CL.TE with a request hidden in the body",
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    ),
+    (
+        "differing duplicate Content-Length",
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    ),
+    ("two Host headers", b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"),
+    ("two equal Host headers", b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n"),
+    ("absolute-form target and another Host", b"GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n"),
+    ("absolute-form target and another port", b"GET http://a.test:8080/ HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+    ("obs-fold (a header continued on the next line)", b"GET / HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\n  2\r\n\r\n"),
+    ("a space before the colon", b"GET / HTTP/1.1\r\nHost : a.test\r\n\r\n"),
+    ("a control byte in a value", b"GET / HTTP/1.1\r\nHost: a.test\r\nX-A: a\x01b\r\n\r\n"),
+    ("Transfer-Encoding not ending in chunked", b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+    ("a bad chunk size", b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+    ("a chunk without its CRLF", b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n"),
+    ("Transfer-Encoding in HTTP/1.0", b"POST / HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("no Host at all", b"GET / HTTP/1.1\r\n\r\n"),
+];
+
+#[tokio::test]
+async fn each_hostile_head_is_400_and_closed_and_the_backend_sees_nothing() {
+    let b = Backend::start("a").await;
+    let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
+    let addr = p.http.unwrap();
+    for (what, bytes) in REJECTED {
+        let answer = exchange(addr, bytes).await;
+        assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{what}: {answer:?}");
+        assert_eq!(b.requests(), 0, "{what}: reached the backend");
+    }
+    // The same on the TLS listener (one case each of framing and host).
+    let https = p.https.unwrap();
+    for (what, bytes) in [REJECTED[0], REJECTED[4]] {
+        let mut tls = tls_connect(https, "localhost", tls_config(&TLS12_AND_13, &[b"http/1.1"])).await.unwrap();
+        tls.write_all(bytes).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await.expect(what);
+        assert!(got.starts_with(b"HTTP/1.1 400"), "{what}: {:?}", String::from_utf8_lossy(&got));
+    }
+    assert_eq!(b.requests(), 0);
+
+    // Controls: the honest forms of the same requests pass.
+    let ok: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        b"GET http://A.test:80/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    ];
+    for bytes in ok {
+        let answer = exchange(addr, bytes).await;
+        assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+    assert_eq!(b.requests(), 3);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_smuggled_request_behind_a_good_one_is_refused_on_its_own() {
+    let b = Backend::start("a").await;
+    let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
+    // Pipelined: an honest chunked request, then an ambiguous one in the same packet.
+    let answer = exchange(
+        p.http.unwrap(),
+        b"POST /one HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+          POST /two HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("a POST /one"), "{answer:?}");
+    let second = answer.find("HTTP/1.1 400").unwrap_or_else(|| panic!("second answer: {answer:?}"));
+    assert!(answer[second..].contains("ambiguous"), "{answer:?}");
+    assert_eq!(b.requests(), 1, "only the honest request reached the backend");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn slow_headers_get_408_then_close_and_idle_keepalive_is_not_cut() {
+    let b = Backend::start("a").await;
+    let p = porter(&b, "  header_read_timeout: 300ms\n  idle_timeout: 10s\n").await;
+    let addr = p.http.unwrap();
+
+    // Half a head, then silence.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: ").await.unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await.unwrap().unwrap();
+    let took = start.elapsed();
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(2500), "408 after {took:?}");
+
+    // A trickle (one byte every 100 ms) does not reset the clock: 408 all the same.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    for byte in b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: 1234567890" {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await {
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.ends_with(b"\n") {
+                break;
+            }
+        }
+    }
+    let took = start.elapsed();
+    assert!(answer.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&answer));
+    assert!(took < Duration::from_millis(2500), "trickled for {took:?}");
+
+    // A keep-alive connection that waits longer than header_read_timeout between
+    // requests is governed by idle_timeout, not cut by the head timer.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..2 {
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(b.requests(), 2, "the slow heads never reached the backend");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn http2_authority_and_host_must_agree() {
+    let b = Backend::start("a").await;
+    let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
+    let addr = p.https.unwrap();
+    let port = addr.port();
+    let tls = tls_connect(addr, "localhost", tls_config(&TLS12_AND_13, &[b"h2"])).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let mut send = |host: Option<String>| {
+        let mut request = hyper::Request::get(format!("https://localhost:{port}/h2"));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let sent = h2.send_request(request.body(Empty::<Bytes>::new()).unwrap());
+        async move {
+            let r = sent.await.unwrap();
+            let status = r.status().as_u16();
+            (status, String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into_owned())
+        }
+    };
+    let (status, body) = send(Some("evil.example".into())).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("more than one host"), "{body}");
+    let (status, _) = send(Some(format!("localhost:{port}"))).await;
+    assert_eq!(status, 200, "Host equal to :authority");
+    let (status, _) = send(None).await;
+    assert_eq!(status, 200, ":authority alone");
+    assert_eq!(b.requests(), 2, "the mismatch never reached the backend");
+    p.stop().await;
+}
