@@ -9,6 +9,9 @@ pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listener;
 pub mod probe;
 pub mod proxy;

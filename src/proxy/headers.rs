@@ -15,7 +15,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The fixed hop-by-hop set (RFC 9110 §7.6.1, plus the non-standard ones in use).
-fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
+pub(crate) fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,

@@ -22,6 +22,11 @@ pub fn check<B>(request: &Request<B>, conn: &ConnContext) -> Result<(), ProxyErr
     if version <= Version::HTTP_11 && conn.head.take_next_is_ambiguous() {
         return Err(ProxyError::AmbiguousFraming);
     }
+    check_hosts(request)
+}
+
+/// The Host rules alone: one Host at most, and equal to the target's authority.
+pub fn check_hosts<B>(request: &Request<B>) -> Result<(), ProxyError> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {

@@ -1,0 +1,152 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/` (not a public API:
+//! hidden from docs, no stability promise). Each takes raw fuzzer bytes,
+//! runs one part of porter on them the way a client or an operator could
+//! feed it, and asserts the invariants that part promises; a panic here is
+//! a finding.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Config;
+use crate::listener::framing::Framing;
+use crate::proxy::{headers, strict};
+use crate::router::{normalize_host, Router};
+
+/// The config loader: any text either loads or is refused with an error
+/// that names a place in the file; never a panic.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Err(e) = Config::from_yaml(text, Path::new("fuzz/porter.yaml")) {
+        assert!(!e.to_string().is_empty());
+    }
+}
+
+const ROUTES: &str = "upstreams:\n  a:\n    servers: [{url: \"http://127.0.0.1:1\"}]\nroutes:\n\
+  - {host: example.com, path: /api/, upstream: a, strip_prefix: true}\n\
+  - {host: example.com, upstream: a}\n  - {host: \"*.example.com\", path: /x, upstream: a}\n\
+  - {host: \"*.b.example.com\", upstream: a}\n  - {host: \"[::1]\", upstream: a}\n\
+  - {path: /static, upstream: a, strip_prefix: true}\n  - {path: /, upstream: a}\n";
+
+fn router() -> &'static Router {
+    static ROUTER: OnceLock<Router> = OnceLock::new();
+    ROUTER.get_or_init(|| {
+        let config = Config::from_yaml(ROUTES, Path::new("fuzz.yaml")).expect("the fuzz routes are valid");
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let by_name: HashMap<String, Arc<crate::upstream::Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|(name, cfg)| (name.clone(), Arc::new(crate::upstream::Upstream::new(name, cfg, None, &cancel))))
+            .collect();
+        Router::new(&config.routes, &by_name)
+    })
+}
+
+/// Host normalisation and routing: `data` is a Host value, a NUL, a path.
+pub fn route(data: &[u8]) {
+    let (host, path) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b"/"[..]),
+    };
+    let mut buf = [0u8; 256];
+    let Some(name) = normalize_host(host, &mut buf) else { return };
+    assert!(!name.is_empty() && !name.bytes().any(|b| b.is_ascii_uppercase()), "{name:?}");
+    let mut again = [0u8; 256];
+    assert_eq!(normalize_host(name.as_bytes(), &mut again), Some(name), "normalising is idempotent");
+    let Ok(path) = std::str::from_utf8(path) else { return };
+    if let Some(route) = router().find(name, path) {
+        assert!(crate::router::prefix_matches(&route.prefix, path), "{} for {path:?}", route.label);
+        if route.strip_prefix && path.starts_with('/') {
+            let stripped = crate::router::strip(&route.prefix, path);
+            assert!(stripped.starts_with('/'), "{stripped:?}");
+        }
+    }
+}
+
+/// Parses `name: value` lines into a header map (skipping what http refuses).
+fn header_map(data: &[u8]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(line[colon + 1..].trim_ascii()))
+        else {
+            continue;
+        };
+        map.append(name, value);
+    }
+    map
+}
+
+/// The request header rewrite: hop-by-hop headers (and what Connection names)
+/// gone, forwarding headers present and ending with this client.
+pub fn header_rewrite(data: &[u8]) {
+    let https = data.first().is_some_and(|b| b & 1 == 1);
+    let mut map = header_map(data);
+    let named: Vec<HeaderName> = map
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(',').map(str::trim).collect::<Vec<_>>())
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    let host = map.get(header::HOST).cloned().unwrap_or(HeaderValue::from_static("fuzz.test"));
+    headers::strip_hop_by_hop(&mut map);
+    for name in named.iter().chain(headers::fixed_hop_by_hop()) {
+        assert!(!map.contains_key(name), "{name} survived");
+    }
+    let client = headers::ClientHeaders::new([192, 0, 2, 7].into(), https);
+    headers::add_forwarding(&mut map, &client, &host, &headers::VIA_HTTP11);
+    let xff = map.get("x-forwarded-for").expect("X-Forwarded-For set").as_bytes();
+    assert!(xff.ends_with(b"192.0.2.7"), "{xff:?}");
+    assert_eq!(map.get("x-forwarded-host"), Some(&host));
+    assert_eq!(map.get("x-forwarded-proto").unwrap(), if https { "https" } else { "http" });
+}
+
+/// The request head as porter receives it: the framing follower (fed whole
+/// and in two pieces must agree), hyper's parser (httparse), then the Host rules.
+pub fn request_head(data: &[u8]) {
+    let mut whole = Framing::new();
+    whole.feed(data);
+    let split = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let mut pieces = Framing::new();
+    pieces.feed(&data[..split]);
+    pieces.feed(&data[split..]);
+    assert_eq!(whole.rejected(), pieces.rejected(), "split at {split}");
+    assert_eq!(whole.following(), pieces.following(), "split at {split}");
+    assert_eq!(whole.head_in_progress(), pieces.head_in_progress(), "split at {split}");
+
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(_)) = parsed.parse(data) else { return };
+    let mut request = http::Request::builder()
+        .method(parsed.method.unwrap_or("GET"))
+        .uri(parsed.path.unwrap_or("/"))
+        .version(if parsed.version == Some(0) { http::Version::HTTP_10 } else { http::Version::HTTP_11 });
+    for h in parsed.headers.iter() {
+        request = request.header(h.name, h.value);
+    }
+    let Ok(request) = request.body(()) else { return };
+    let names = |n: &str| request.headers().get_all(n).iter().count();
+    // A complete head with both framings is always flagged as the first request.
+    if names("content-length") > 0 && names("transfer-encoding") > 0 {
+        assert_eq!(whole.rejected(), Some(0), "CL+TE not flagged");
+    }
+    if strict::check_hosts(&request).is_ok() {
+        assert!(names("host") <= 1);
+    } else {
+        return;
+    }
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or(request.headers().get("host").map(|h| h.as_bytes()));
+    if let Some(host) = host {
+        let mut buf = [0u8; 256];
+        if let Some(name) = normalize_host(host, &mut buf) {
+            let _ = router().find(name, request.uri().path());
+        }
+    }
+}
