@@ -40,7 +40,7 @@ fn router() -> &'static Router {
             .iter()
             .map(|(name, cfg)| (name.clone(), Arc::new(crate::upstream::Upstream::new(name, cfg, None, &cancel))))
             .collect();
-        Router::new(&config.routes, &by_name)
+        Router::new(&config.routes, &by_name, None)
     })
 }
 
@@ -96,7 +96,8 @@ pub fn header_rewrite(data: &[u8]) {
     for name in named.iter().chain(headers::fixed_hop_by_hop()) {
         assert!(!map.contains_key(name), "{name} survived");
     }
-    let client = headers::ClientHeaders::new([192, 0, 2, 7].into(), https);
+    let trusted = data.first().is_some_and(|b| b & 2 == 2);
+    let client = headers::ClientHeaders::new([192, 0, 2, 7].into(), https, trusted);
     headers::add_forwarding(&mut map, &client, &host, &headers::VIA_HTTP11);
     let xff = map.get("x-forwarded-for").expect("X-Forwarded-For set").as_bytes();
     assert!(xff.ends_with(b"192.0.2.7"), "{xff:?}");
