@@ -135,6 +135,7 @@ async fn compose_config_end_to_end_weighted_split_and_redirect_port() {
 fn systemd_unit_verifies() {
     let unit = std::fs::read_to_string(repo("deploy/systemd/porter.service")).unwrap();
     for needle in [
+        "Type=notify\n",
         "ExecStartPre=/usr/local/bin/porter check --config /etc/porter/porter.yaml",
         "ExecStart=/usr/local/bin/porter --config /etc/porter/porter.yaml",
         "ExecReload=",
