@@ -34,3 +34,4 @@ mod tls;
 mod tls_edge;
 mod upgrade;
 mod upstream_h2;
+mod upstream_tls;
