@@ -19,6 +19,7 @@ mod deploy_files;
 mod deploy_image;
 mod faults;
 mod forwarding;
+mod grpc;
 mod hostile;
 mod lifecycle;
 mod limits;
