@@ -16,7 +16,8 @@ fn private_ca(dir: &std::path::Path, alpn: &[&[u8]]) -> (Arc<rustls::ServerConfi
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "porter test: private upstream CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["backend.internal".to_string()]).unwrap().signed_by(&key, &*ca).unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["backend.internal".to_string()]).unwrap().signed_by(&key, &*ca).unwrap();
     let ca_file = dir.join("internal-ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
