@@ -176,7 +176,7 @@ async fn a_refused_stream_is_sent_again_even_for_post() {
     );
     let p = TestPorter::start(&yaml).await;
     // POST without a body: not idempotent, but the server said it did not process it.
-    let request = Request::post(format!("http://{}/submit", p.http.unwrap()))
+    let request = Request::post("/submit")
         .header("host", "example.com")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -188,7 +188,7 @@ async fn a_refused_stream_is_sent_again_even_for_post() {
     // A POST with a body cannot be sent again: the body is gone. A new connection's
     // first stream is refused again, so force one by asking through a reload.
     p.reload(&yaml.replace("http2: true", "http2: true\n    pool: {idle_timeout: 89s}"));
-    let request = Request::post(format!("http://{}/submit", p.http.unwrap()))
+    let request = Request::post("/submit")
         .header("host", "example.com")
         .body(Full::new(Bytes::from_static(b"payload")))
         .unwrap();
@@ -203,7 +203,7 @@ async fn upgrades_still_go_over_http1_on_an_http2_upstream() {
     // A server that speaks both (TLS is not needed: it is told which by the first bytes).
     let backend = Backend::start("both").await;
     let p = TestPorter::start(&h2_yaml(&backend)).await;
-    let request = Request::get(format!("http://{}/ws", p.http.unwrap()))
+    let request = Request::get("/ws")
         .header("host", "example.com")
         .header("connection", "upgrade")
         .header("upgrade", "websocket")
