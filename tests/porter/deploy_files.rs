@@ -219,7 +219,7 @@ fn kubernetes_manifests_parse_and_the_configmap_checks_out() {
 #[test]
 fn rust_version_covers_every_locked_dependency() {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(repo("."))
         .output()
         .unwrap();
