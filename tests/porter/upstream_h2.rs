@@ -176,10 +176,7 @@ async fn a_refused_stream_is_sent_again_even_for_post() {
     );
     let p = TestPorter::start(&yaml).await;
     // POST without a body: not idempotent, but the server said it did not process it.
-    let request = Request::post("/submit")
-        .header("host", "example.com")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let request = Request::post("/submit").header("host", "example.com").body(Full::new(Bytes::new())).unwrap();
     let r = raw_http1(p.http.unwrap(), request).await;
     assert_eq!(r.status(), 200, "{:?}", r.body());
     assert_eq!(r.body(), &Bytes::from_static(b"answered\n"));
@@ -188,10 +185,8 @@ async fn a_refused_stream_is_sent_again_even_for_post() {
     // A POST with a body cannot be sent again: the body is gone. A new connection's
     // first stream is refused again, so force one by asking through a reload.
     p.reload(&yaml.replace("http2: true", "http2: true\n    pool: {idle_timeout: 89s}"));
-    let request = Request::post("/submit")
-        .header("host", "example.com")
-        .body(Full::new(Bytes::from_static(b"payload")))
-        .unwrap();
+    let request =
+        Request::post("/submit").header("host", "example.com").body(Full::new(Bytes::from_static(b"payload"))).unwrap();
     let r = raw_http1(p.http.unwrap(), request).await;
     assert_eq!(r.status(), 502, "{:?}", r.body());
     assert_eq!(refused.load(Ordering::SeqCst), 2);
