@@ -24,11 +24,16 @@ pub fn config(data: &[u8]) {
     }
 }
 
-const ROUTES: &str = "upstreams:\n  a:\n    servers: [{url: \"http://127.0.0.1:1\"}]\nroutes:\n\
-  - {host: example.com, path: /api/, upstream: a, strip_prefix: true}\n\
-  - {host: example.com, upstream: a}\n  - {host: \"*.example.com\", path: /x, upstream: a}\n\
-  - {host: \"*.b.example.com\", upstream: a}\n  - {host: \"[::1]\", upstream: a}\n\
-  - {path: /static, upstream: a, strip_prefix: true}\n  - {path: /, upstream: a}\n";
+// One line per item: a `\` line continuation would eat the indentation YAML needs.
+const ROUTES: &str = concat!(
+    "upstreams:\n  a:\n    servers: [{url: \"http://127.0.0.1:1\"}]\nroutes:\n",
+    "  - {host: example.com, path: /api/, upstream: a, strip_prefix: true}\n",
+    "  - {host: example.com, upstream: a}\n",
+    "  - {host: \"*.example.com\", path: /x, upstream: a}\n",
+    "  - {host: \"*.b.example.com\", upstream: a}\n",
+    "  - {path: /static, upstream: a, strip_prefix: true}\n",
+    "  - {path: /, upstream: a}\n",
+);
 
 fn router() -> &'static Router {
     static ROUTER: OnceLock<Router> = OnceLock::new();
