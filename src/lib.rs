@@ -9,7 +9,8 @@ pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod config;
-#[cfg(feature = "fuzzing")]
+// Also under test: its unit test replays the fuzzers' saved crash inputs (fuzz/regressions/).
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listener;

@@ -144,35 +144,40 @@ impl Router {
 }
 
 /// Lower-cases `raw` and drops a port into `buf`, returning the host; `None` if it is not a
-/// plausible host name (empty, too long, or with bytes a host cannot hold). Uses a caller
-/// buffer so the hot path does not allocate.
+/// plausible host: empty (or an empty label: `.`, `a..b`), too long, with bytes a host name
+/// cannot hold, an IPv6 literal that does not parse, or a port part that is not `:` and digits.
+/// The result normalises to itself. Uses a caller buffer so the hot path does not allocate.
 pub fn normalize_host<'a>(raw: &[u8], buf: &'a mut [u8; 256]) -> Option<&'a str> {
-    let host = if raw.first() == Some(&b'[') {
-        // IPv6 literal: keep the brackets, drop ":port" after them.
+    // Split "host[:port]". Only an IPv6 literal may hold colons, inside its brackets;
+    // elsewhere the first colon starts the port (so "a:b:80" is refused, not "a:b").
+    let (host, port) = if raw.first() == Some(&b'[') {
         let end = raw.iter().position(|&b| b == b']')?;
-        &raw[..=end]
+        raw.split_at(end + 1)
     } else {
-        match raw.iter().rposition(|&b| b == b':') {
-            Some(colon) => {
-                let port = &raw[colon + 1..];
-                if !port.iter().all(u8::is_ascii_digit) {
-                    return None;
-                }
-                &raw[..colon]
-            }
-            None => raw,
-        }
+        raw.split_at(raw.iter().position(|&b| b == b':').unwrap_or(raw.len()))
     };
+    match port {
+        [] => {}
+        [b':', digits @ ..] if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {}
+        _ => return None,
+    }
     if host.is_empty() || host.len() > buf.len() {
         return None;
     }
-    for (dst, &src) in buf.iter_mut().zip(host) {
-        if !(src.is_ascii_alphanumeric() || matches!(src, b'.' | b'-' | b'_' | b'[' | b']' | b':')) {
-            return None;
-        }
+    let name = &mut buf[..host.len()];
+    for (dst, &src) in name.iter_mut().zip(host) {
         *dst = src.to_ascii_lowercase();
     }
-    std::str::from_utf8(&buf[..host.len()]).ok()
+    let name = std::str::from_utf8(name).ok()?;
+    let plausible = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(literal) => literal.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                && !name.starts_with('.')
+                && !name.contains("..")
+        }
+    };
+    plausible.then_some(name)
 }
 
 /// The path handed to the upstream when the route strips its prefix: `/api/users` -> `/users`.
@@ -209,6 +214,43 @@ mod tests {
         assert_eq!(normalize_host(b"a b", &mut buf), None);
         assert_eq!(normalize_host(b"", &mut buf), None);
         assert_eq!(normalize_host(b"host:x", &mut buf), None);
+        assert_eq!(normalize_host(b"[::FFFF:192.0.2.1]", &mut buf), Some("[::ffff:192.0.2.1]"));
+        assert_eq!(normalize_host(b"example.com.", &mut buf), Some("example.com."));
+    }
+
+    /// What the `route` fuzz target found: "::" normalised to ":" (the last colon taken as
+    /// an empty port, the rest kept because ':' was allowed anywhere), and ":" to None.
+    /// Each input here is refused now; every accepted host normalises to itself.
+    #[test]
+    fn host_normalization_refuses_empty_parts() {
+        let mut buf = [0u8; 256];
+        for raw in [
+            &b"::"[..], // the fuzzer's input (fuzz/regressions/route/)
+            b":",
+            b":80",
+            b"example.com:", // an empty port part
+            b"a:b:80",       // a colon outside brackets
+            b"a::80",
+            b"[]",
+            b"[]:80",
+            b"[::1]:",
+            b"[::1]x",
+            b"[::1]:80:80",
+            b"[not-v6]",
+            b"[::1",
+            b"a[::1]",
+            b"a]",
+            b".",
+            b".example.com",
+            b"a..b",
+        ] {
+            assert_eq!(normalize_host(raw, &mut buf), None, "{:?}", String::from_utf8_lossy(raw));
+        }
+        let mut again = [0u8; 256];
+        for raw in [&b"Example.COM:8443"[..], b"[::1]:443", b"[::ABCD]", b"a_b-c.d", b"x.", b"1.2.3.4:0"] {
+            let once = normalize_host(raw, &mut buf).expect("plausible").to_owned();
+            assert_eq!(normalize_host(once.as_bytes(), &mut again), Some(&*once));
+        }
     }
 
     #[test]
