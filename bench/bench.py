@@ -5,7 +5,8 @@ Run through bench/run.sh (which installs the tools and builds the binaries);
 see bench/README.md for the method. Standard library only.
 
 Layout of one run:
-  * backends (examples/backend.rs) and every load generator run on core 1
+  * backends (nginx serving files, or examples/backend.rs: --backend) and
+    every load generator run on core 1
     (this script is started pinned to core 1 and its children inherit that);
   * each proxy runs on core 0 with one worker / thread, started fresh for each
     (round, scenario, peer), so its peak RSS belongs to that scenario alone;
@@ -28,43 +29,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+from harness.backends import BACKENDS, describe as describe_backend, start_backends  # noqa: E402
 from harness.peers import PEER_CLASSES, Ctx, Peer, make_cert, raise_nofile  # noqa: E402
 from harness.report import (build_report, machine_info, median_of, tool_versions,  # noqa: E402
                             write_markdown, write_svg)
 from harness.scenarios import SCENARIO_CLASSES, Scenario  # noqa: E402
 from harness.system import (CORE_LOAD, CORE_PROXY, core_busy_pct, core_ticks,  # noqa: E402
-                            cpu_seconds, http_get, log, loud, pids_named, process_tree, spawn,
+                            cpu_seconds, cpu_split, http_get, log, loud, pids_named, process_tree,
                             status_kib, stop, wait_ports_free)
 
 # ---------------------------------------------------------------- running
-
-
-def start_backends(ctx: Ctx) -> list[subprocess.Popen]:
-    busy = wait_ports_free(ctx.small + ctx.big, timeout=2)
-    if busy:
-        raise SystemExit(f"backend ports busy on 127.0.0.1: {busy} (another run?); "
-                         f"use --port-base to move all ports")
-    be = ctx.args.backend_bin
-    logs = open(os.path.join(ctx.work, "backends.log"), "ab")
-    # This script runs pinned to core 1, and so do its children.
-    procs = [
-        spawn([be, "--listen", f"127.0.0.1:{ctx.small[0]}=a", "--listen",
-               f"127.0.0.1:{ctx.small[1]}=b"], stdout=logs, stderr=logs),
-        spawn([be, "--listen", f"127.0.0.1:{ctx.big[0]}=big-a", "--listen",
-               f"127.0.0.1:{ctx.big[1]}=big-b", "--body-size", "65536"], stdout=logs, stderr=logs),
-    ]
-    deadline = time.time() + 10
-    for port in ctx.small + ctx.big:
-        while True:
-            try:
-                if http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit(f"backend on port {port} did not come up; see {ctx.work}/backends.log")
-            time.sleep(0.1)
-    return procs
 
 
 def wait_ready(ctx: Ctx, peer: Peer, p: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -109,7 +83,7 @@ def run_one(ctx: Ctx, sc: Scenario, peer: Peer, rnd: int) -> dict:
         # on the proxy's core when there is a lot of it: network work for
         # this very traffic, not noise.
         ksoftirqd = pids_named(f"ksoftirqd/{CORE_PROXY}")
-        cpu0, ksi0 = cpu_seconds(pids), cpu_seconds(ksoftirqd)
+        cpu0, ksi0 = cpu_split(pids), cpu_seconds(ksoftirqd)
         ticks0, t0 = core_ticks(), time.time()
         res = sc.load(peer, args.duration, tag)
         ticks1 = core_ticks()
@@ -132,17 +106,23 @@ def run_one(ctx: Ctx, sc: Scenario, peer: Peer, rnd: int) -> dict:
         res["rps"] = round(res["rps"], 1)
         if p:
             pids = process_tree(p.pid)
-            cpu1 = cpu_seconds(pids)
-            res["cpu_s"] = round(cpu1 - cpu0, 3)
+            split1 = cpu_split(pids)
+            user, kern = split1[0] - cpu0[0], split1[1] - cpu0[1]
+            cpu = user + kern
+            res["cpu_s"] = round(cpu, 3)
             # How busy the proxy kept its core, and how much of that core
             # went to anything else (other processes on the machine).
-            res["proxy_core_pct"] = round(100.0 * (cpu1 - cpu0) / wall, 1)
+            res["proxy_core_pct"] = round(100.0 * cpu / wall, 1)
             ksi_pct = round(100.0 * (cpu_seconds(ksoftirqd) - ksi0) / wall, 1)
             res["ksoftirqd_on_proxy_core_pct"] = ksi_pct
             res["other_on_proxy_core_pct"] = round(
                 max(0.0, tasks.get(CORE_PROXY, 0.0) - res["proxy_core_pct"] - ksi_pct), 1)
-            res["cpu_s_per_100k"] = round((cpu1 - cpu0) / res["requests"] * 1e5, 3) if res[
-                "requests"] else None
+            n = res["requests"]
+            res["cpu_s_per_100k"] = round(cpu / n * 1e5, 3) if n else None
+            # utime / stime: the proxy's own work vs. the kernel's on its
+            # behalf (syscalls, and the loopback softirq charged to it).
+            res["cpu_user_s_per_100k"] = round(user / n * 1e5, 3) if n else None
+            res["cpu_kernel_s_per_100k"] = round(kern / n * 1e5, 3) if n else None
             res["peak_rss_kib"] = status_kib(pids, "VmHWM")
             res["peak_rss_kib_largest_process"] = max(status_kib([x], "VmHWM") for x in pids)
             if p.poll() is not None:
@@ -172,13 +152,19 @@ def main() -> int:
     ap.add_argument("--idle-count", type=int, help="idle connections (default 10000)")
     ap.add_argument("--idle-settle", type=float, default=2.0)
     ap.add_argument("--peers", default="direct,nginx,haproxy,caddy,porter")
+    ap.add_argument("--backend", choices=BACKENDS, default="nginx",
+                    help="what the proxies forward to: nginx serving static files with a real "
+                         "server's headers (default), or porter-example (examples/backend.rs)")
+    ap.add_argument("--fixed-rate", type=float, default=10000.0,
+                    help="requests per second of the fixed-rate scenario (default 10000)")
     ap.add_argument("--scenarios", default=",".join(c.name for c in SCENARIO_CLASSES))
     ap.add_argument("--port-base", type=int, default=28000,
                     help="proxy listens on BASE+80 and BASE+443, backends on BASE+1001.. (default 28000)")
     ap.add_argument("--workdir", default="/tmp/porter-bench")
     ap.add_argument("--out", default=None, help="results folder (default bench/results, "
                                                 "bench/results/quick with --quick)")
-    ap.add_argument("--backend-bin", required=True)
+    ap.add_argument("--backend-bin", default="", help="examples/backend.rs binary "
+                                                         "(--backend porter-example)")
     ap.add_argument("--driver-bin", required=True)
     ap.add_argument("--porter-bin", default=os.path.join(REPO, "target/release/porter"))
     ap.add_argument("--note", action="append", default=[], help="skip note to record (run.sh)")
@@ -246,6 +232,7 @@ def main() -> int:
         loud(f"the machine is not idle before the run (busy % per core: {background}): "
              f"figures will be noisy; compare ratios within this run only")
     versions = {p.name: p.version() for p in peers}
+    load_before = os.getloadavg()
     start_backends(ctx)
     log("backends up: " + ", ".join(str(p) for p in ctx.small + ctx.big))
 
@@ -268,6 +255,7 @@ def main() -> int:
                 slot = results[sc.name].setdefault(peer.name, {"rounds": []})
                 slot["rounds"].append(res)
                 brief = {k: res[k] for k in ("rps", "p50_ms", "p99_ms", "cpu_s_per_100k",
+                                             "cpu_user_s_per_100k", "kx_pq_pct",
                                              "peak_rss_kib", "idle_kib_per_conn", "resumed_pct",
                                              "proxy_core_pct", "other_on_proxy_core_pct",
                                              "load_core_pct", "invalid") if k in res}
@@ -285,6 +273,9 @@ def main() -> int:
         "skipped": skipped,
         "background_busy_pct_before_run": background,
         "elapsed_s": round(time.time() - t_start, 1),
+        "backend": describe_backend(ctx),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "args": {k: v for k, v in vars(args).items() if k not in ("note",)},
         "ports": {"http": ctx.http_port, "https": ctx.https_port, "backends_small": ctx.small,
                   "backends_64k": ctx.big},

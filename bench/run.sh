@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # porter benchmark: one command.
 #
-#   bench/run.sh [--quick] [--rounds N] [--duration S] [--peers a,b] [--scenarios x,y] ...
+#   bench/run.sh [--quick] [--rounds N] [--duration S] [--peers a,b] [--scenarios x,y]
+#                [--backend nginx|porter-example] ...
 #
-# 1. installs what it needs from Debian (idempotent: only what is missing);
-# 2. builds examples/backend.rs, the load driver (bench/driver) and porter;
+# 1. installs what it needs from Debian (idempotent: only what is missing, and
+#    only the peers asked for);
+# 2. builds the load driver (bench/driver), porter (unless PORTER_BIN is set)
+#    and, for --backend porter-example, examples/backend.rs;
 # 3. runs bench/bench.py pinned to core 1 (proxies are put on core 0 by it).
 # Every option after these steps is passed to bench/bench.py (see --help there
 # and bench/README.md). Environment: PORTER_BENCH_WORK (default /tmp/porter-bench),
@@ -22,12 +25,30 @@ NOTES=()
 say() { printf '[run.sh] %s\n' "$*"; }
 loud() { printf '\n%s\n!!! %s\n%s\n\n' "$(printf '!%.0s' {1..72})" "$*" "$(printf '!%.0s' {1..72})"; }
 
+# The options run.sh itself needs to know (bench.py gets them all too).
+PEERS=direct,nginx,haproxy,caddy,porter
+BACKEND=nginx
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case ${args[i]} in
+        --peers) PEERS=${args[i + 1]:-} ;;
+        --peers=*) PEERS=${args[i]#--peers=} ;;
+        --backend) BACKEND=${args[i + 1]:-} ;;
+        --backend=*) BACKEND=${args[i]#--backend=} ;;
+    esac
+done
+
 # ---------------------------------------------------------------- 1. tools
 # command -> Debian package
 declare -A PKG=( [nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [h2load]=nghttp2-client
                  [openssl]=openssl [taskset]=util-linux [python3]=python3 )
 missing=()
 for cmd in "${!PKG[@]}"; do
+    case $cmd in
+        # Peers only when asked for; nginx also when it is the backend.
+        haproxy | caddy) [[ ,$PEERS, == *,$cmd,* ]] || continue ;;
+        nginx) [[ ,$PEERS, == *,nginx,* || $BACKEND == nginx ]] || continue ;;
+    esac
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 if ((${#missing[@]})); then
@@ -52,6 +73,8 @@ if ((${#missing[@]})); then
         done
     fi
 fi
+[[ $BACKEND != nginx ]] || command -v nginx >/dev/null 2>&1 \
+    || { echo "run.sh: --backend nginx needs nginx (apt-get install nginx)" >&2; exit 1; }
 for cmd in wrk h2load openssl taskset python3; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "run.sh: $cmd is required and missing" >&2; exit 1; }
 done
@@ -99,8 +122,10 @@ EOF
 }
 
 if [[ ${PORTER_BENCH_NO_BUILD:-0} != 1 ]]; then
-    say "building examples/backend.rs"
-    build_backend
+    if [[ $BACKEND == porter-example ]]; then
+        say "building examples/backend.rs"
+        build_backend
+    fi
     say "building bench/driver"
     (cd "$HERE/driver" && CARGO_TARGET_DIR=$WORK/target-driver cargo build --release) \
         >"$WORK/build-driver.log" 2>&1 || { echo "run.sh: cannot build bench/driver; see $WORK/build-driver.log" >&2; exit 1; }
@@ -118,7 +143,9 @@ if [[ ${PORTER_BENCH_NO_BUILD:-0} != 1 ]]; then
     fi
 fi
 PORTER=${PORTER_BIN:-$BIN/porter}
-for b in backend driver; do
+need_bins=(driver)
+[[ $BACKEND != porter-example ]] || need_bins+=(backend)
+for b in "${need_bins[@]}"; do
     [[ -x $BIN/$b ]] || { echo "run.sh: $BIN/$b missing (unset PORTER_BENCH_NO_BUILD)" >&2; exit 1; }
 done
 

@@ -26,6 +26,7 @@ class Ctx:
         self.https_port = base + 443        # 28443
         self.small = [base + 1001, base + 1002]  # 29001, 29002
         self.big = [base + 1011, base + 1012]    # 29011, 29012
+        self.h2c_port = base + 1003              # nginx backend's h2c port (direct h2 row)
         self.certs = os.path.join(self.work, "certs")
         self.crt = os.path.join(self.certs, "localhost.crt")
         self.key = os.path.join(self.certs, "localhost.key")
@@ -120,7 +121,7 @@ class Direct(Peer):
         return None
 
     def version(self):
-        return "examples/backend.rs (no proxy)"
+        return f"{self.ctx.args.backend} backend (no proxy)"
 
 
 class Nginx(Peer):

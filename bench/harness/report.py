@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from .peers import Peer
     from .scenarios import Scenario
 
-METRICS = ["rps", "p50_ms", "p99_ms", "cpu_s_per_100k", "peak_rss_kib", "idle_kib_per_conn",
-           "resumed_pct", "proxy_core_pct", "other_on_proxy_core_pct", "load_core_pct",
+METRICS = ["rps", "p50_ms", "p99_ms", "cpu_s_per_100k", "cpu_user_s_per_100k",
+           "cpu_kernel_s_per_100k", "peak_rss_kib", "idle_kib_per_conn", "resumed_pct", "kx_pq_pct", "proxy_core_pct", "other_on_proxy_core_pct", "load_core_pct",
            "irq_on_proxy_core_pct", "steal_on_proxy_core_pct", "ksoftirqd_on_proxy_core_pct"]
 
 
@@ -70,7 +70,7 @@ def tool_versions(args) -> dict:
         "h2load": first_line(["h2load", "--version"], "out"),
         "openssl": first_line(["openssl", "version"], "out"),
         "python": platform.python_version(),
-        "driver": "bench/driver (rustls 0.23, ring)",
+        "driver": "bench/driver (rustls 0.23, aws-lc-rs)",
     }
 
 
@@ -91,6 +91,8 @@ def build_report(meta: dict, scenarios: list[Scenario], peers: list[Peer], resul
             key = "idle_kib_per_conn" if sc.idle else "cpu_s_per_100k"
             med["x_nginx_cpu" if not sc.idle else "x_nginx_mem"] = ratio(med.get(key), ng.get(key))
             if not sc.idle:
+                med["x_nginx_user"] = ratio(med.get("cpu_user_s_per_100k"),
+                                            ng.get("cpu_user_s_per_100k"))
                 med["x_nginx_rps"] = ratio(med.get("rps"), ng.get("rps"))
                 med["x_nginx_p99"] = ratio(med.get("p99_ms"), ng.get("p99_ms"))
                 if pname != "direct":
@@ -101,6 +103,50 @@ def build_report(meta: dict, scenarios: list[Scenario], peers: list[Peer], resul
     return {"meta": meta, "scenarios": {sc.name: {"title": sc.title, "peers": results[sc.name]}
                                         for sc in scenarios},
             "ratio_to_nginx": summary}
+
+
+def split_table(rep: dict, order: list[str]) -> list[str]:
+    """The table of issue 15: CPU s per 100k requests as user + kernel per
+    peer, each peer's total and user time as a ratio to nginx; idle rows:
+    KiB per connection."""
+    others = [p for p in order if p != "nginx"]
+    L = ["## CPU s per 100k requests, user + kernel (idle rows: KiB per idle connection)\n"]
+    head = "| scenario | nginx user + kernel |"
+    for p in others:
+        head += f" {p} user + kernel | {p} total × nginx | {p} user × nginx |"
+    L.append(head)
+    L.append("|---|---|" + "---|---|---|" * len(others))
+    scs = rep["scenarios"]
+
+    def med(name, p):
+        return scs.get(name, {}).get("peers", {}).get(p, {}).get("median", {})
+
+    for name, sc in scs.items():
+        if name.startswith("idle"):
+            continue
+        row = f"| {name} | " + _uk(med(name, "nginx")) + " |"
+        for p in others:
+            m = med(name, p)
+            row += f" {_uk(m)} | {fmt(m.get('x_nginx_cpu'))} | {fmt(m.get('x_nginx_user'))} |"
+        L.append(row)
+    if "idle_plain" in scs or "idle_tls" in scs:
+        def kib(p):
+            return (f"{fmt(med('idle_plain', p).get('idle_kib_per_conn'), 1)} plain / "
+                    f"{fmt(med('idle_tls', p).get('idle_kib_per_conn'), 1)} TLS")
+        row = f"| idle keep-alive, KiB per conn | {kib('nginx')} |"
+        for p in others:
+            row += (f" {kib(p)} | {fmt(med('idle_plain', p).get('x_nginx_mem'))} / "
+                    f"{fmt(med('idle_tls', p).get('x_nginx_mem'))} | – |")
+        L.append(row)
+    L.append("")
+    return L
+
+
+def _uk(m: dict) -> str:
+    u, k = m.get("cpu_user_s_per_100k"), m.get("cpu_kernel_s_per_100k")
+    if u is None or k is None:
+        return "–"
+    return f"{u:.2f} + {k:.2f}"
 
 
 def write_markdown(rep: dict, path: str, peers: list[str]) -> None:
@@ -114,6 +160,12 @@ def write_markdown(rep: dict, path: str, peers: list[str]) -> None:
     L.append("- peers: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     L.append("- tools: " + ", ".join(f"{k}: {v}" for k, v in meta["tools"].items()))
     a = meta["args"]
+    L.append(f"- backend: {meta.get('backend', '?')}")
+    if meta.get("loadavg_before"):
+        L.append(f"- load average (1, 5, 15 min) before the run: {meta['loadavg_before']}, after: "
+                 f"{meta['loadavg_after']} (2 cores; above ~1 means other work shared the "
+                 f"machine: req/s and latency are disturbed more than CPU per request, which "
+                 f"counts the proxy's own CPU time)")
     L.append(f"- method: proxy on core 0 (1 worker/thread), backends + load generators on core 1; "
              f"{a['duration']}s per run after {a['warmup']}s warm-up, {a['rounds']} round(s), "
              f"median reported; {a['connections']} wrk connections; idle test with "
@@ -134,6 +186,7 @@ def write_markdown(rep: dict, path: str, peers: list[str]) -> None:
     for name, row in rep["ratio_to_nginx"].items():
         L.append(f"| {name} | " + " | ".join(fmt(row.get(p)) for p in order) + " |")
     L.append("")
+    L += split_table(rep, order)
     for name, sc in rep["scenarios"].items():
         L.append(f"## {name}: {sc['title']}\n")
         rows = sc["peers"]
@@ -150,22 +203,26 @@ def write_markdown(rep: dict, path: str, peers: list[str]) -> None:
                          f"{fmt(med.get('peak_rss_kib', 0) / 1024 if med.get('peak_rss_kib') else None, 1)} | "
                          f"{med['rounds_ok']}/{med['rounds']} |")
         else:
-            extra = " resumed % |" if name.startswith("tls_") else ""
-            L.append("| peer | req/s | p50 ms | p99 ms | CPU s / 100k req | CPU × nginx | req/s × nginx "
+            extra = " resumed % | X25519MLKEM768 % |" if name.startswith("tls_") else ""
+            L.append("| peer | req/s | p50 ms | p99 ms | CPU s / 100k req | user | kernel | CPU × nginx "
+                     "| user × nginx | req/s × nginx "
                      "| p99 × nginx | req/s ÷ direct | peak RSS MiB |" + extra +
                      " proxy core % | other on proxy core % | load core % | rounds ok |")
-            L.append("|---|" + "---|" * (13 + (1 if extra else 0)))
+            L.append("|---|" + "---|" * (16 + (2 if extra else 0)))
             for p in peers:
                 if p not in rows:
                     continue
                 med = rows[p]["median"]
                 rss = med.get("peak_rss_kib")
                 cells = [p, fmt(med.get("rps"), 0), fmt(med.get("p50_ms")), fmt(med.get("p99_ms")),
-                         fmt(med.get("cpu_s_per_100k")), fmt(med.get("x_nginx_cpu")),
+                         fmt(med.get("cpu_s_per_100k")), fmt(med.get("cpu_user_s_per_100k")),
+                         fmt(med.get("cpu_kernel_s_per_100k")), fmt(med.get("x_nginx_cpu")),
+                         fmt(med.get("x_nginx_user")),
                          fmt(med.get("x_nginx_rps")), fmt(med.get("x_nginx_p99")),
                          fmt(med.get("x_direct_rps")), fmt(rss / 1024 if rss else None, 1)]
                 if extra:
                     cells.append(fmt(med.get("resumed_pct"), 1))
+                    cells.append(fmt(med.get("kx_pq_pct"), 1))
                 cells += [fmt(med.get("proxy_core_pct"), 0), fmt(med.get("other_on_proxy_core_pct"), 0),
                           fmt(med.get("load_core_pct"), 0)]
                 cells.append(f"{med['rounds_ok']}/{med['rounds']}")

@@ -9,6 +9,7 @@ import re
 import subprocess
 import time
 
+from .backends import direct_h2c_url
 from .peers import Ctx, Peer
 from .system import (cpu_seconds, established_on, process_tree, run_cmd, spawn,
                      status_kib, stop)
@@ -79,7 +80,7 @@ def parse_driver(out: str) -> dict:
     j = json.loads(out.strip().splitlines()[-1])
     return {"requests": j["requests"], "non2xx": j["non200"], "errors": j["errors"],
             "rps": j["rps"], "p50_ms": j["p50_us"] / 1000.0, "p99_ms": j["p99_us"] / 1000.0,
-            "resumed": j["resumed"], "first_error": j.get("first_error")}
+            "resumed": j["resumed"], "pq": j.get("pq", 0), "first_error": j.get("first_error")}
 
 
 # ---------------------------------------------------------------- scenarios
@@ -149,7 +150,7 @@ class H2(Scenario):
         if peer.proxy:
             url = f"https://localhost:{c.https_port}/"
         else:
-            url = f"http://127.0.0.1:{c.small[0]}/"
+            url = direct_h2c_url(c)
         logfile = os.path.join(c.work, f"h2load-{tag}.log")
         secs = max(1, int(round(seconds)))
         cmd = ["h2load", "-t1", "-c16", "-m32", f"-D{secs}", f"--log-file={logfile}", url]
@@ -165,17 +166,37 @@ class H2(Scenario):
                 pass
 
 
+class FixedRate(Scenario):
+    """A fixed request rate (default 10k/s) over 64 keep-alive HTTP/1.1
+    connections, open loop (bench/driver rate): CPU per request and p99 at a
+    load every peer can carry, instead of at saturation."""
+
+    name = "fixed_10k"
+    title = "HTTP/1.1 keep-alive at a fixed rate (driver rate, 64 conns), small responses"
+
+    def load(self, peer, seconds, tag):
+        c = self.ctx
+        port = c.http_port if peer.proxy else c.small[0]
+        cmd = [c.args.driver_bin, "rate", "--addr", f"127.0.0.1:{port}", "--rate",
+               str(c.args.fixed_rate), "--connections", "64", "--duration", str(seconds)]
+        r = run_cmd(cmd, timeout=seconds + 30)
+        if r.returncode != 0:
+            raise RuntimeError(f"driver exit {r.returncode}: {r.stderr[-500:]}")
+        return parse_driver(r.stdout)
+
+
 class NewConn(Scenario):
     """One request per TLS connection, closed loop (bench/driver)."""
 
     direct = False
     resume = False
+    kx = "x25519"
 
     def load(self, peer, seconds, tag):
         c = self.ctx
         cmd = [c.args.driver_bin, "connect", "--addr", f"127.0.0.1:{c.https_port}", "--sni",
                "localhost", "--concurrency", str(c.args.newconn_concurrency),
-               "--duration", str(seconds)]
+               "--duration", str(seconds), "--kx", self.kx]
         if self.resume:
             cmd.append("--resume")
         r = run_cmd(cmd, timeout=seconds + 30)
@@ -184,19 +205,35 @@ class NewConn(Scenario):
         res = parse_driver(r.stdout)
         total = res["requests"] + res["non2xx"]
         res["resumed_pct"] = round(100.0 * res["resumed"] / total, 1) if total else 0.0
+        # Share of handshakes that settled on X25519MLKEM768.
+        res["kx_pq_pct"] = round(100.0 * res["pq"] / total, 1) if total else 0.0
         return res
 
 
 class TlsResume(NewConn):
     name = "tls_resumed"
-    title = "New TLS connection per request, session resumed (driver, 32 in flight)"
+    title = "New TLS connection per request, session resumed, client offers X25519 only (driver, 32 in flight)"
     resume = True
 
 
 class TlsFull(NewConn):
     name = "tls_full"
-    title = "New TLS connection per request, full TLS 1.3 handshake (driver, 32 in flight)"
+    title = "New TLS connection per request, full TLS 1.3 handshake, client offers X25519 only (driver, 32 in flight)"
     resume = False
+
+
+class TlsResumePq(TlsResume):
+    name = "tls_resumed_pq"
+    title = ("New TLS connection per request, session resumed, client offers X25519MLKEM768 "
+             "first + X25519 (driver, 32 in flight)")
+    kx = "pq"
+
+
+class TlsFullPq(TlsFull):
+    name = "tls_full_pq"
+    title = ("New TLS connection per request, full TLS 1.3 handshake, client offers "
+             "X25519MLKEM768 first + X25519 (driver, 32 in flight)")
+    kx = "pq"
 
 
 class Idle(Scenario):
@@ -273,4 +310,5 @@ class IdleTls(Idle):
     tls = True
 
 
-SCENARIO_CLASSES = [H1, H1Tls, TlsResume, TlsFull, H2, Big, IdlePlain, IdleTls]
+SCENARIO_CLASSES = [H1, H1Tls, H2, Big, FixedRate, IdlePlain, IdleTls, TlsFullPq, TlsFull,
+                    TlsResumePq, TlsResume]

@@ -126,6 +126,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(utime, stime) of the processes, in seconds: user and kernel time."""
+    user = kern = 0
+    for pid in pids:
+        f = _stat_fields(pid)
+        if f:
+            user += int(f[11])
+            kern += int(f[12])
+    return user / CLK_TCK, kern / CLK_TCK
+
+
 def status_kib(pids: list[int], key: str) -> int:
     total = 0
     for pid in pids:

@@ -2,13 +2,18 @@
 //! jobs that wrk and h2load cannot do with the control the harness needs:
 //!
 //! * `connect`: closed-loop load where every request is made on a new
-//!   connection (`Connection: close`, read to EOF), over TLS (rustls, ring)
-//!   or plain TCP. Session resumption is explicit: without `--resume` the
+//!   connection (`Connection: close`, read to EOF), over TLS (rustls,
+//!   aws-lc-rs) or plain TCP. `--kx pq` offers X25519MLKEM768 first, with an
+//!   X25519 share alongside (as browsers do: a server without ML-KEM picks
+//!   X25519 with no extra round trip); `--kx x25519` offers X25519 only. The
+//!   group each handshake settled on is counted and reported. Session resumption is explicit: without `--resume` the
 //!   client keeps no session at all (every handshake is a full TLS 1.3
 //!   handshake); with `--resume` it keeps rustls' in-memory session cache, so
 //!   after the first handshake each new connection offers a ticket / session
 //!   id and the server may resume. The number of handshakes actually resumed
 //!   is counted and reported.
+//! * `rate` (src/rate.rs): open-loop load at a fixed request rate over
+//!   keep-alive connections, latency counted from when each request was due.
 //! * `idle`: opens N keep-alive connections (plain or TLS), makes one
 //!   request on each, then holds them open and idle; prints `READY {json}`
 //!   and waits for a line on stdin (or `--hold` seconds), then closes all.
@@ -21,6 +26,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod rate;
 
 use clap::{Parser, Subcommand};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -56,6 +63,17 @@ struct Target {
     /// Per-request (connect + handshake + response) timeout in seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Key exchange groups the TLS client offers.
+    #[arg(long, value_enum, default_value_t = Kx::Pq)]
+    kx: Kx,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq)]
+enum Kx {
+    /// X25519MLKEM768 first, then X25519 (both key shares sent).
+    Pq,
+    /// X25519 only (classic).
+    X25519,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +91,20 @@ enum Cmd {
         /// Keep and offer TLS sessions (resumption); default: none.
         #[arg(long)]
         resume: bool,
+    },
+    /// Fixed request rate over keep-alive connections, for a fixed duration.
+    Rate {
+        #[command(flatten)]
+        target: Target,
+        /// Requests per second, over all connections.
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
+        /// Keep-alive connections (one request in flight on each).
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
     },
     /// Open N keep-alive connections, one request each, hold them idle.
     Idle {
@@ -126,8 +158,14 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
-fn tls_connector(resume: bool) -> io::Result<TlsConnector> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+fn tls_connector(resume: bool, kx: Kx) -> io::Result<TlsConnector> {
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    let mut provider = default_provider();
+    provider.kx_groups = match kx {
+        Kx::Pq => vec![kx_group::X25519MLKEM768, kx_group::X25519],
+        Kx::X25519 => vec![kx_group::X25519],
+    };
+    let provider = Arc::new(provider);
     let schemes = provider.signature_verification_algorithms.supported_schemes();
     let mut config = rustls::ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
         .with_safe_default_protocol_versions()
@@ -143,16 +181,27 @@ fn tls_connector(resume: bool) -> io::Result<TlsConnector> {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Connects (and handshakes); returns the stream and whether TLS resumed.
-async fn open(target: &Target, tls: Option<&(TlsConnector, ServerName<'static>)>) -> io::Result<(Box<dyn Io>, bool)> {
+/// What a TLS handshake settled on.
+#[derive(Clone, Copy, Default)]
+struct Hs {
+    resumed: bool,
+    pq: bool,
+}
+
+/// Connects (and handshakes); returns the stream and what TLS negotiated.
+async fn open(target: &Target, tls: Option<&(TlsConnector, ServerName<'static>)>) -> io::Result<(Box<dyn Io>, Hs)> {
     let tcp = TcpStream::connect(target.addr).await?;
     tcp.set_nodelay(true)?;
     match tls {
-        None => Ok((Box::new(tcp), false)),
+        None => Ok((Box::new(tcp), Hs::default())),
         Some((connector, name)) => {
             let stream = connector.connect(name.clone(), tcp).await?;
-            let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
-            Ok((Box::new(stream), resumed))
+            let conn = stream.get_ref().1;
+            let hs = Hs {
+                resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+                pq: conn.negotiated_key_exchange_group().map(|g| g.name()) == Some(rustls::NamedGroup::X25519MLKEM768),
+            };
+            Ok((Box::new(stream), hs))
         }
     }
 }
@@ -176,7 +225,7 @@ fn tls_parts(target: &Target, resume: bool) -> io::Result<Option<(TlsConnector, 
         None => Ok(None),
         Some(sni) => {
             let name = ServerName::try_from(sni.clone()).map_err(io::Error::other)?;
-            Ok(Some((tls_connector(resume)?, name)))
+            Ok(Some((tls_connector(resume, target.kx)?, name)))
         }
     }
 }
@@ -191,8 +240,8 @@ async fn one_closed(
     tls: Option<&(TlsConnector, ServerName<'static>)>,
     req: &[u8],
     buf: &mut Vec<u8>,
-) -> io::Result<(bool, bool)> {
-    let (mut stream, resumed) = open(target, tls).await?;
+) -> io::Result<(bool, Hs)> {
+    let (mut stream, hs) = open(target, tls).await?;
     stream.write_all(req).await?;
     buf.clear();
     match stream.read_to_end(buf).await {
@@ -202,7 +251,7 @@ async fn one_closed(
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
         Err(e) => return Err(e),
     }
-    Ok((is_200(buf), resumed))
+    Ok((is_200(buf), hs))
 }
 
 #[derive(Default)]
@@ -211,6 +260,7 @@ struct Tally {
     non200: u64,
     errors: u64,
     resumed: u64,
+    pq: u64,
     lat_us: Vec<u32>,
     first_error: Option<String>,
 }
@@ -236,14 +286,15 @@ async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: 
             while Instant::now() < deadline {
                 let t0 = Instant::now();
                 match tokio::time::timeout(timeout, one_closed(&target, tls.as_ref().as_ref(), &req, &mut buf)).await {
-                    Ok(Ok((ok, resumed))) => {
+                    Ok(Ok((ok, hs))) => {
                         if ok {
                             t.ok += 1;
                             t.lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         } else {
                             t.non200 += 1;
                         }
-                        t.resumed += resumed as u64;
+                        t.resumed += hs.resumed as u64;
+                        t.pq += hs.pq as u64;
                     }
                     Ok(Err(e)) => {
                         t.errors += 1;
@@ -266,12 +317,18 @@ async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: 
         all.non200 += t.non200;
         all.errors += t.errors;
         all.resumed += t.resumed;
+        all.pq += t.pq;
         all.lat_us.extend(t.lat_us);
         if all.first_error.is_none() {
             all.first_error = t.first_error;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    print_tally(all, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Prints a run's figures as one JSON line (the harness reads the last line).
+fn print_tally(mut all: Tally, elapsed: f64) {
     all.lat_us.sort_unstable();
     let pct = |p: f64| -> u32 {
         if all.lat_us.is_empty() {
@@ -286,11 +343,12 @@ async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: 
         all.lat_us.iter().map(|&v| v as f64).sum::<f64>() / all.lat_us.len() as f64
     };
     println!(
-        "{{\"requests\":{},\"non200\":{},\"errors\":{},\"resumed\":{},\"elapsed_s\":{:.3},\"rps\":{:.1},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{:.1},\"first_error\":{}}}",
+        "{{\"requests\":{},\"non200\":{},\"errors\":{},\"resumed\":{},\"pq\":{},\"elapsed_s\":{:.3},\"rps\":{:.1},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{:.1},\"first_error\":{}}}",
         all.ok,
         all.non200,
         all.errors,
         all.resumed,
+        all.pq,
         elapsed,
         all.ok as f64 / elapsed,
         pct(0.50),
@@ -298,7 +356,6 @@ async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: 
         mean,
         json_str(all.first_error.as_deref()),
     );
-    Ok(())
 }
 
 fn json_str(s: Option<&str>) -> String {
@@ -427,6 +484,7 @@ fn main() {
             Cmd::Connect { target, concurrency, duration, resume } => {
                 run_connect(target, concurrency, duration, resume).await
             }
+            Cmd::Rate { target, rate, connections, duration } => rate::run(target, rate, connections, duration).await,
             Cmd::Idle { target, count, concurrency, hold } => run_idle(target, count, concurrency, hold).await,
         }
     });
