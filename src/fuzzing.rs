@@ -104,12 +104,24 @@ pub fn header_rewrite(data: &[u8]) {
         assert!(!map.contains_key(name), "{name} survived");
     }
     let trusted = data.first().is_some_and(|b| b & 2 == 2);
+    // What a trusted peer (a proxy in front) already said is kept; anyone else's is replaced.
+    let sent_host = map.get("x-forwarded-host").cloned();
+    let sent_proto = map.get("x-forwarded-proto").cloned();
     let client = headers::ClientHeaders::new([192, 0, 2, 7].into(), https, trusted);
     headers::add_forwarding(&mut map, &client, &host, &headers::VIA_HTTP11);
-    let xff = map.get("x-forwarded-for").expect("X-Forwarded-For set").as_bytes();
-    assert!(xff.ends_with(b"192.0.2.7"), "{xff:?}");
-    assert_eq!(map.get("x-forwarded-host"), Some(&host));
-    assert_eq!(map.get("x-forwarded-proto").unwrap(), if https { "https" } else { "http" });
+    let proto = HeaderValue::from_static(if https { "https" } else { "http" });
+    let xff = map.get_all("x-forwarded-for").iter().collect::<Vec<_>>();
+    assert_eq!(xff.len(), 1, "one X-Forwarded-For line: {xff:?}");
+    if trusted {
+        assert!(xff[0] == "192.0.2.7" || xff[0].as_bytes().ends_with(b", 192.0.2.7"), "{xff:?}");
+        assert_eq!(map.get("x-forwarded-host"), Some(sent_host.as_ref().unwrap_or(&host)));
+        assert_eq!(map.get("x-forwarded-proto"), Some(sent_proto.as_ref().unwrap_or(&proto)));
+    } else {
+        assert_eq!(xff[0], "192.0.2.7");
+        for (name, value) in [("x-forwarded-host", &host), ("x-forwarded-proto", &proto)] {
+            assert_eq!(map.get_all(name).iter().collect::<Vec<_>>(), [value], "{name}");
+        }
+    }
 }
 
 /// The request head as porter receives it: the framing follower (fed whole
