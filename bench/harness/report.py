@@ -227,11 +227,12 @@ def write_markdown(rep: dict, path: str, peers: list[str]) -> None:
                           fmt(med.get("load_core_pct"), 0)]
                 cells.append(f"{med['rounds_ok']}/{med['rounds']}")
                 L.append("| " + " | ".join(cells) + " |")
-        failures = [(p, r) for p in rows for r in rows[p]["rounds"] if "error" in r or "invalid" in r]
+        failures = [(p, r) for p in rows for r in rows[p]["rounds"]
+                    if "error" in r or "invalid" in r or "note" in r]
         if failures:
             L.append("")
             for p, r in failures:
-                why = r.get("error") or r.get("invalid")
+                why = r.get("error") or r.get("invalid") or "(counted) " + r["note"]
                 why = " / ".join(x.strip() for x in (why or "?").splitlines() if x.strip())
                 L.append(f"- **{p}, round {r.get('round')}**: {why[:400]}")
         L.append("")
