@@ -32,14 +32,61 @@ impl std::fmt::Display for BodyTooLarge {
 }
 impl std::error::Error for BodyTooLarge {}
 
+/// A request body as the client sends it: read by hyper (HTTP/2, or HTTP/1.1
+/// on the hyper engine) or by porter's own HTTP/1.1 layer.
+pub enum ClientBody {
+    Empty,
+    Hyper(Incoming),
+    Http1(crate::http1::body::RequestStream),
+}
+
+impl std::fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientBody::Empty => "ClientBody::Empty",
+            ClientBody::Hyper(_) => "ClientBody::Hyper",
+            ClientBody::Http1(_) => "ClientBody::Http1",
+        })
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            ClientBody::Http1(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(body) => body.is_end_stream(),
+            ClientBody::Http1(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(body) => body.size_hint(),
+            ClientBody::Http1(body) => body.size_hint(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     remaining: u64,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64) -> RequestBody {
+    pub fn new(inner: ClientBody, limit: u64) -> RequestBody {
         RequestBody { inner: Some(inner), remaining: limit }
     }
     pub fn empty() -> RequestBody {
@@ -66,7 +113,7 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http1;
 pub mod listener;
 pub mod probe;
 pub mod proxy;

@@ -57,6 +57,11 @@ impl DrainWatch {
     pub async fn signalled(&mut self) {
         let _ = self.0.changed().await;
     }
+
+    /// Whether the drain has been signalled (and not yet awaited through `signalled`).
+    pub fn is_signalled(&self) -> bool {
+        self.0.has_changed().unwrap_or(true)
+    }
 }
 
 #[cfg(test)]

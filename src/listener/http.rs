@@ -24,48 +24,55 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
         head: Default::default(),
     });
     drop(runtime);
-    Box::pin(super::serve_connection(stream, super::Protocol::Http1, &builders, drain, conn.clone(), move |request| {
-        let conn = conn.clone();
-        let runtime = shared.runtime.load_full();
-        async move {
-            // Before the redirect too: it is built from the Host.
-            let verdict = proxy::strict::check(&request, &conn);
-            if let Err(e) = verdict {
-                return proxy::handle_checked(request, &conn, runtime, Err(e)).await;
+    Box::pin(super::serve_connection(
+        crate::http1::io::ClientIo::Plain(stream),
+        super::Protocol::Http1,
+        &builders,
+        drain,
+        conn.clone(),
+        move |request| {
+            let conn = conn.clone();
+            let runtime = shared.runtime.load_full();
+            async move {
+                // Before the redirect too: it is built from the Host.
+                let verdict = proxy::strict::check(&request, &conn);
+                if let Err(e) = verdict {
+                    return proxy::handle_checked(request, &conn, runtime, Err(e)).await;
+                }
+                let challenge = request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
+                // Answers of porter's own ACME orders first (memory), then the webroot (certbot, lego).
+                let own = if challenge { super::acme::respond_own(&runtime, request.uri().path()) } else { None };
+                let local = match &runtime.acme_webroot {
+                    _ if own.is_some() => own,
+                    Some(webroot) if challenge => Some(super::acme::respond(webroot, request.uri().path()).await),
+                    _ if runtime.redirect => Some(super::redirect::respond(&request, &runtime)),
+                    _ => None,
+                };
+                let Some(mut response) = local else {
+                    return proxy::handle_checked(request, &conn, runtime, verdict).await;
+                };
+                runtime.unrouted.record(response.status().as_u16());
+                if !access_log::enabled() {
+                    return response;
+                }
+                let record = AccessRecord {
+                    start: Instant::now(),
+                    client,
+                    method: request.method().clone(),
+                    host: request.headers().get(http::header::HOST).cloned(),
+                    uri: request.uri().clone(),
+                    version: request.version(),
+                    tls_version: None,
+                    user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+                    request_id: None,
+                    status: response.status().as_u16(),
+                    upstream: None,
+                    route: None,
+                };
+                response.body_mut().set_record(record);
+                response
             }
-            let challenge = request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
-            // Answers of porter's own ACME orders first (memory), then the webroot (certbot, lego).
-            let own = if challenge { super::acme::respond_own(&runtime, request.uri().path()) } else { None };
-            let local = match &runtime.acme_webroot {
-                _ if own.is_some() => own,
-                Some(webroot) if challenge => Some(super::acme::respond(webroot, request.uri().path()).await),
-                _ if runtime.redirect => Some(super::redirect::respond(&request, &runtime)),
-                _ => None,
-            };
-            let Some(mut response) = local else {
-                return proxy::handle_checked(request, &conn, runtime, verdict).await;
-            };
-            runtime.unrouted.record(response.status().as_u16());
-            if !access_log::enabled() {
-                return response;
-            }
-            let record = AccessRecord {
-                start: Instant::now(),
-                client,
-                method: request.method().clone(),
-                host: request.headers().get(http::header::HOST).cloned(),
-                uri: request.uri().clone(),
-                version: request.version(),
-                tls_version: None,
-                user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
-                request_id: None,
-                status: response.status().as_u16(),
-                upstream: None,
-                route: None,
-            };
-            response.body_mut().set_record(record);
-            response
-        }
-    }))
+        },
+    ))
     .await;
 }

@@ -67,10 +67,17 @@ pub async fn serve(
         _ => super::Protocol::Http1,
     };
     drop(runtime);
-    Box::pin(super::serve_connection(tls, protocol, &builders, drain, conn.clone(), move |request| {
-        let conn = conn.clone();
-        let runtime = shared.runtime.load_full();
-        async move { proxy::handle(request, &conn, runtime).await }
-    }))
+    Box::pin(super::serve_connection(
+        crate::http1::io::ClientIo::Tls(Box::new(tls)),
+        protocol,
+        &builders,
+        drain,
+        conn.clone(),
+        move |request| {
+            let conn = conn.clone();
+            let runtime = shared.runtime.load_full();
+            async move { proxy::handle(request, &conn, runtime).await }
+        },
+    ))
     .await;
 }

@@ -26,8 +26,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::ResponseBody;
+use crate::body::{ClientBody, ResponseBody};
 use crate::config::Limits;
+use crate::http1::io::ClientIo;
+use crate::http1::Engine;
 use crate::shutdown::DrainWatch;
 use crate::stats::{ListenerStats, OpenConnection};
 
@@ -56,10 +58,12 @@ pub struct ConnectionBuilders {
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     idle_timeout: std::time::Duration,
     header_read_timeout: std::time::Duration,
+    engine: Engine,
+    http1_settings: crate::http1::server::Settings,
 }
 
 impl ConnectionBuilders {
-    pub fn new(limits: &Limits) -> ConnectionBuilders {
+    pub fn new(limits: &Limits, engine: Engine) -> ConnectionBuilders {
         let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
@@ -91,6 +95,13 @@ impl ConnectionBuilders {
             http2,
             idle_timeout: limits.idle_timeout,
             header_read_timeout: limits.header_read_timeout,
+            engine,
+            http1_settings: crate::http1::server::Settings {
+                max_head: header_bytes,
+                max_body: limits.max_body_bytes,
+                header_read_timeout: limits.header_read_timeout,
+                idle_timeout: limits.idle_timeout,
+            },
         }
     }
 }
@@ -116,25 +127,29 @@ pub async fn accept_client(
 }
 
 /// Runs a client connection with `handler` as its service until it ends or, after a
-/// drain signal, until its requests in flight have finished. HTTP/1.1 connections read
-/// through [`guard::H1Guard`], which reports to `conn`'s verdict.
-pub async fn serve_connection<IO, C, F, Fut>(
-    io: IO,
+/// drain signal, until its requests in flight have finished. HTTP/1.1 is served by
+/// porter's own layer (`http1`), or on the hyper engine through [`guard::H1Guard`],
+/// which reports to `conn`'s verdict; HTTP/2 by hyper.
+pub async fn serve_connection<C, F, Fut>(
+    io: ClientIo,
     protocol: Protocol,
     builders: &ConnectionBuilders,
     drain: DrainWatch,
     conn: Arc<C>,
     handler: F,
 ) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     C: guard::HasVerdict,
-    F: Fn(hyper::Request<Incoming>) -> Fut + Send + Sync + 'static,
+    F: Fn(hyper::Request<ClientBody>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
+    if protocol == Protocol::Http1 && builders.engine == Engine::Porter {
+        drop(conn);
+        return crate::http1::server::serve(io, builders.http1_settings, drain, handler).await;
+    }
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
-    let service = service_fn(move |request| {
-        let response = Box::pin(handler(request));
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        let response = Box::pin(handler(request.map(ClientBody::Hyper)));
         async move { Ok::<_, Infallible>(response.await) }
     });
     let activity = idle::Activity::new();

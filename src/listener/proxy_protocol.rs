@@ -99,6 +99,14 @@ impl ClientStream {
     pub fn new(inner: TcpStream) -> ClientStream {
         ClientStream { prefix: Bytes::new(), inner }
     }
+
+    /// Ready when a read would return data or the end, without reading.
+    pub fn poll_wait_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        self.inner.poll_read_ready(cx)
+    }
 }
 
 impl AsyncRead for ClientStream {

@@ -18,10 +18,9 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessRecord};
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{ClientBody, RequestBody, ResponseBody};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
@@ -44,7 +43,7 @@ pub struct ConnContext {
     pub drain: crate::shutdown::DrainWatch,
 }
 
-pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
+pub async fn handle(request: Request<ClientBody>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
     let verdict = strict::check(&request, conn);
     handle_checked(request, conn, runtime, verdict).await
 }
@@ -52,7 +51,7 @@ pub async fn handle(request: Request<Incoming>, conn: &ConnContext, runtime: Arc
 /// [`handle`] for a request that already went through [`strict::check`] (which
 /// must run exactly once per request).
 pub async fn handle_checked(
-    mut request: Request<Incoming>,
+    mut request: Request<ClientBody>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,
     verdict: Result<(), ProxyError>,
@@ -102,7 +101,7 @@ pub async fn handle_checked(
 }
 
 async fn proxy<'r>(
-    mut request: Request<Incoming>,
+    mut request: Request<ClientBody>,
     host: Option<HeaderValue>,
     conn: &ConnContext,
     runtime: &'r Runtime,
@@ -134,8 +133,13 @@ async fn proxy<'r>(
         }
     }
 
-    let upgrade = (request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(request.headers()))
-        .then(|| (hyper::upgrade::on(&mut request), request.headers().get(header::UPGRADE).cloned()));
+    // hyper's HTTP/1.1 server hands over the client's side of an upgrade with the
+    // request; porter's own takes the tunnel from the response (`PendingTunnel`).
+    let upgrade =
+        (request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(request.headers())).then(|| {
+            let client = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+            (client, request.headers().get(header::UPGRADE).cloned())
+        });
 
     let (mut parts, body) = request.into_parts();
     let downstream_version = parts.version;
@@ -180,9 +184,17 @@ async fn proxy<'r>(
         if let Some((client_upgrade, _)) = upgrade {
             let mut server_response = Response::from_parts(parts, body);
             let server_upgrade = hyper::upgrade::on(&mut server_response);
-            let (parts, _) = server_response.into_parts();
-            conn.head.tunnel();
-            upgrade::spawn_tunnel(client_upgrade, server_upgrade, forwarded.lease.into_in_flight(), conn.drain.clone());
+            let (mut parts, _) = server_response.into_parts();
+            let in_flight = forwarded.lease.into_in_flight();
+            match client_upgrade {
+                Some(client_upgrade) => {
+                    conn.head.tunnel();
+                    upgrade::spawn_tunnel(client_upgrade, server_upgrade, in_flight, conn.drain.clone());
+                }
+                None => {
+                    parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
+                }
+            }
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
     }

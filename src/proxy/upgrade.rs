@@ -1,8 +1,13 @@
 //! HTTP/1.1 Upgrade (WebSocket, socket.io): after the server answers 101,
 //! both connections are joined as one bidirectional byte stream.
 
+use std::sync::{Arc, Mutex};
+
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+use crate::http1::io::ClientIo;
 
 use crate::shutdown::DrainWatch;
 use crate::upstream::server::InFlight;
@@ -37,4 +42,39 @@ pub fn spawn_tunnel(client: OnUpgrade, server: OnUpgrade, in_flight: InFlight, d
         drop(in_flight);
         drop(drain);
     });
+}
+
+/// The server's side of an accepted upgrade, riding on the 101 response to
+/// porter's own HTTP/1.1 layer, which joins it to the client connection once
+/// the 101 is written. (A response extension must be Clone; only one taker.)
+#[derive(Clone)]
+pub struct PendingTunnel(Arc<Mutex<Option<(OnUpgrade, InFlight)>>>);
+
+impl PendingTunnel {
+    pub fn new(server: OnUpgrade, in_flight: InFlight) -> PendingTunnel {
+        PendingTunnel(Arc::new(Mutex::new(Some((server, in_flight)))))
+    }
+
+    /// Joins `client` to the server until either side closes. `leftover`: bytes
+    /// the client sent after its upgrade request, which belong to the server.
+    /// The connection's task runs it, holding its drain watch for the tunnel's life.
+    pub async fn run(self, mut client: ClientIo, leftover: bytes::BytesMut) {
+        let Some((server, in_flight)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let mut server = match server.await {
+            Ok(server) => TokioIo::new(server),
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        if !leftover.is_empty() && server.write_all(&leftover).await.is_err() {
+            return;
+        }
+        drop(leftover);
+        match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+            Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
+            Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
+        }
+        drop(in_flight);
+    }
 }

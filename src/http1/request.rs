@@ -1,0 +1,266 @@
+//! Parsing a request head from the client's bytes with `httparse` (the parser
+//! under hyper), and deciding its framing by RFC 9112 §6.3 and SPEC §8:
+//!
+//! - `Transfer-Encoding` and `Content-Length` together: refused (400 and
+//!   close), in either order, where hyper would drop the length;
+//! - `Transfer-Encoding` in HTTP/1.0, or whose last coding is not `chunked`: 400;
+//! - `Content-Length` that is not all digits, or differing duplicates: 400
+//!   (equal duplicates are one length, forwarded once);
+//! - obs-fold, a space before the colon, control bytes: refused by httparse (400);
+//! - a head over `max_header_bytes` or over 100 fields: 431; a target over
+//!   65,534 bytes: 414.
+//!
+//! The header values share the head's buffer (no copy per header).
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri, Version};
+
+/// Fields per head, as in hyper.
+pub const MAX_FIELDS: usize = 100;
+const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
+
+/// How the request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head and what the connection needs to know about it.
+#[derive(Debug)]
+pub struct Head {
+    pub request: Request<()>,
+    pub body: BodyKind,
+    /// The connection may carry another request after this one.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// The client accepts trailers on a chunked response (`TE: trailers`).
+    pub te_trailers: bool,
+}
+
+/// Why a head was refused: each has its status, and the connection closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Bytes that are not HTTP/1.x: 400.
+    Malformed,
+    /// Framing that two parsers could read differently: 400 (SPEC §8).
+    Ambiguous,
+    /// Over `max_header_bytes` or 100 fields: 431.
+    TooLarge,
+    /// Request target over 65,534 bytes: 414.
+    UriTooLong,
+    /// A protocol version other than 1.0 and 1.1: 505.
+    Version,
+}
+
+/// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (and
+/// under `max_head` bytes). On success the head's bytes are split off `buf`.
+pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadError> {
+    let mut fields: [MaybeUninit<httparse::Header<'_>>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut fields) {
+        Ok(httparse::Status::Complete(len)) if len > max_head => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    let path = req.path.expect("complete");
+    if path.len() > MAX_URI_LEN {
+        return Err(HeadError::UriTooLong);
+    }
+    let method = Method::from_bytes(req.method.expect("complete").as_bytes()).map_err(|_| HeadError::Malformed)?;
+    let http11 = req.version == Some(1);
+    // Where each piece lies in the head, to slice the shared bytes after the split.
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let path_range = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
+    let mut spans: [(usize, usize, usize, usize); MAX_FIELDS] = [(0, 0, 0, 0); MAX_FIELDS];
+    let count = req.headers.len();
+    for (span, field) in spans.iter_mut().zip(req.headers.iter()) {
+        let name = offset(field.name.as_bytes());
+        let value = offset(field.value);
+        *span = (name, name + field.name.len(), value, value + field.value.len());
+    }
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| HeadError::Malformed)?;
+
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut keep_alive = http11;
+    let mut saw_close = false;
+    let mut expect_continue = false;
+    let mut te_trailers = false;
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_start..name_end]).map_err(|_| HeadError::Malformed)?;
+        let value = shared_value(&head, value_start..value_end);
+        match name {
+            header::TRANSFER_ENCODING => {
+                if !http11 {
+                    return Err(HeadError::Malformed);
+                }
+                // Only the last line counts, as in hyper.
+                chunked = Some(last_coding_is_chunked(value.as_bytes()));
+            }
+            header::CONTENT_LENGTH => {
+                let n = digits(value.as_bytes()).ok_or(HeadError::Malformed)?;
+                match length {
+                    Some(prev) if prev != n => return Err(HeadError::Malformed),
+                    Some(_) => continue,
+                    None => length = Some(n),
+                }
+            }
+            header::CONNECTION => {
+                if saw_close || has_token(value.as_bytes(), b"close") {
+                    saw_close = true;
+                    keep_alive = false;
+                } else if !http11 {
+                    keep_alive = has_token(value.as_bytes(), b"keep-alive");
+                }
+            }
+            header::EXPECT => expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue"),
+            header::TE => te_trailers |= has_token(value.as_bytes(), b"trailers"),
+            _ => {}
+        }
+        headers.append(name, value);
+    }
+    let body = match (chunked, length) {
+        (Some(_), Some(_)) => return Err(HeadError::Ambiguous),
+        (Some(false), None) => return Err(HeadError::Malformed),
+        (Some(true), None) => BodyKind::Chunked,
+        (None, Some(0) | None) => BodyKind::Empty,
+        (None, Some(n)) => BodyKind::Length(n),
+    };
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+    *request.headers_mut() = headers;
+    Ok(Some(Head { request, body, keep_alive, expect_continue, te_trailers }))
+}
+
+/// httparse calls any version but 1.0 and 1.1 an error; a well-formed
+/// `HTTP/x.y` is answered 505, anything else 400.
+fn version_error(buf: &[u8]) -> HeadError {
+    let line = buf.split(|&b| b == b'\n').find(|l| !l.is_empty() && *l != b"\r").unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line.rsplit(|&b| b == b' ').next() {
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            HeadError::Version
+        }
+        _ => HeadError::Malformed,
+    }
+}
+
+fn shared_value(head: &Bytes, range: std::ops::Range<usize>) -> HeaderValue {
+    // SAFETY: httparse accepted these bytes as a field value: visible ASCII,
+    // obs-text, space and tab only, which is what HeaderValue allows.
+    unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(range)) }
+}
+
+/// A Content-Length value: digits only (no sign, no list), as hyper reads it.
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+fn last_coding_is_chunked(value: &[u8]) -> bool {
+    let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
+}
+
+/// A comma-separated list contains `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &[u8]) -> Result<Option<Head>, HeadError> {
+        parse(&mut BytesMut::from(raw), 8192)
+    }
+
+    #[test]
+    fn a_simple_head_and_what_follows_it() {
+        let mut buf = BytesMut::from(&b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Two: 2\r\n\r\nNEXT"[..]);
+        let head = parse(&mut buf, 8192).unwrap().unwrap();
+        assert_eq!(head.request.uri(), "/a?b=1");
+        assert_eq!(head.request.headers()["host"], "x");
+        assert_eq!(head.request.headers()["x-two"], "2");
+        assert_eq!(head.body, BodyKind::Empty);
+        assert!(head.keep_alive);
+        assert_eq!(&buf[..], b"NEXT");
+        assert!(parsed(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn framing_rules() {
+        let kind = |raw: &[u8]| parsed(raw).map(|h| h.unwrap().body);
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), Ok(BodyKind::Length(5)));
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"), Ok(BodyKind::Length(5)));
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), Ok(BodyKind::Chunked));
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            Err(HeadError::Malformed)
+        );
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(HeadError::Ambiguous)
+        );
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+            Err(HeadError::Ambiguous)
+        );
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(kind(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(kind(b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(kind(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(kind(b"GET / HTTP/2.0\r\n\r\n"), Err(HeadError::Version));
+        assert_eq!(kind(b"GET / FTP/1.1\r\n\r\n"), Err(HeadError::Malformed));
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let keep = |raw: &[u8]| parsed(raw).unwrap().unwrap().keep_alive;
+        assert!(keep(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(!keep(b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n"));
+        assert!(!keep(b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(!keep(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(
+            parse(&mut BytesMut::from(&b"GET / HTTP/1.1\r\nX: 0123456789\r\n"[..]), 16).unwrap_err(),
+            HeadError::TooLarge
+        );
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_FIELDS {
+            many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&mut BytesMut::from(&many[..]), 1 << 20).unwrap_err(), HeadError::TooLarge);
+    }
+}

@@ -1,0 +1,367 @@
+//! One HTTP/1.1 client connection, top to bottom: wait for a request with no
+//! buffer held, read and parse its head, hand the request to the pipeline,
+//! write the response, and go round again while keep-alive allows.
+//!
+//! Time limits (SPEC §8): a new connection's first head must be complete
+//! within `header_read_timeout` of the accept (silence is closed quietly, a
+//! partial head gets 408); later heads are timed from their first byte; the
+//! wait between requests is bounded by `idle_timeout`. A drain (shutdown)
+//! closes idle connections at once and busy ones after their response.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::body::{Reader, RequestStream, Returned};
+use super::chunked::Chunked;
+use super::io::{give_back, split, take_buffer, unsplit, ClientIo, WriteSide};
+use super::request::{self, BodyKind, Head, HeadError};
+use super::response::{self, Answering, BodyFraming};
+use crate::body::{ClientBody, ResponseBody};
+use crate::proxy::upgrade::PendingTunnel;
+use crate::shutdown::DrainWatch;
+
+/// The limits a connection runs under (from `limits:`).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub max_head: usize,
+    pub max_body: u64,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// How long a body still travelling upstream may take to come home after
+/// its response was written, before the connection is closed instead.
+const BODY_HOME_GRACE: Duration = Duration::from_secs(1);
+/// After a refusal, input still arriving is read and dropped this long, so
+/// the close does not reset the connection under the refusal.
+const LINGER: Duration = Duration::from_millis(500);
+
+#[allow(clippy::large_enum_variant)] // returned by value once per request, never stored
+enum NextHead {
+    Head(Head),
+    /// End of input, idle timeout, drain, or a new connection that stayed silent.
+    Closed,
+    /// A head begun but not complete within `header_read_timeout`.
+    TimedOut,
+    Refused(HeadError),
+}
+
+pub async fn serve<F, Fut>(io: ClientIo, settings: Settings, mut drain: DrainWatch, handler: F)
+where
+    F: Fn(Request<ClientBody>) -> Fut,
+    Fut: Future<Output = Response<ResponseBody>> + Send,
+{
+    let started = Instant::now();
+    let (read, mut write) = split(io);
+    let mut reader = Some(Reader { io: read, buf: None });
+    let mut first = true;
+    while let Some(home) = reader.as_mut() {
+        let head = match next_head(home, &settings, first.then_some(started), &mut drain).await {
+            NextHead::Head(head) => head,
+            NextHead::Closed => break,
+            NextHead::TimedOut => {
+                tracing::debug!("request head not complete within header_read_timeout: 408");
+                let message = "408 Request Timeout: request headers took too long\n";
+                refuse(&mut write, reader.take(), StatusCode::REQUEST_TIMEOUT, message).await;
+                return;
+            }
+            NextHead::Refused(error) => {
+                let (status, message) = refusal(error);
+                refuse(&mut write, reader.take(), status, message).await;
+                return;
+            }
+        };
+        first = false;
+        let Head { request, body: kind, keep_alive, expect_continue, te_trailers } = head;
+        let buffered = home.buf.as_ref().expect("a head was read into it");
+        if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
+            let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
+            refuse(&mut write, reader.take(), StatusCode::BAD_REQUEST, message).await;
+            return;
+        }
+        let within_limit = match kind {
+            BodyKind::Length(n) => n <= settings.max_body,
+            _ => true,
+        };
+        let continue_now = expect_continue && kind != BodyKind::Empty && within_limit;
+        if continue_now && write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            return;
+        }
+        let method = request.method().clone();
+        let http11 = request.version() == Version::HTTP_11;
+        let (body, mut away) = match kind {
+            BodyKind::Empty => (ClientBody::Empty, None),
+            kind => {
+                let (send, receive) = oneshot::channel();
+                let stream = RequestStream::new(reader.take().expect("home"), kind, send);
+                (ClientBody::Http1(stream), Some(receive))
+            }
+        };
+        let response = Box::pin(handler(request.map(|()| body))).await;
+
+        let (mut parts, body) = response.into_parts();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(tunnel) = parts.extensions.remove::<PendingTunnel>() {
+                let mut head = take_buffer();
+                let mut keep = true;
+                let to = Answering { method: &method, http11 };
+                response::write_head(&mut head, parts.status, &parts.headers, &body.size_hint(), to, &mut keep);
+                drop(body);
+                if write.write_all(&head).await.is_err() || write.flush().await.is_err() {
+                    return;
+                }
+                give_back(head);
+                if let Some(receive) = away.take() {
+                    reader = come_home(receive).await.map(|r| r.reader);
+                }
+                let Some(Reader { io: read, buf }) = reader.take() else { return };
+                let Some(client) = unsplit(read, write) else { return };
+                tunnel.run(client, buf.unwrap_or_default()).await;
+                return;
+            }
+        }
+        let mut keep = keep_alive && !drain.is_signalled();
+        let to = Answering { method: &method, http11 };
+        let written = write_response(&mut write, parts.status, &parts.headers, body, to, te_trailers, &mut keep).await;
+        if let Some(receive) = away.take() {
+            match come_home(receive).await {
+                Some(Returned { reader: back, complete }) => {
+                    keep &= complete;
+                    reader = Some(back);
+                }
+                None => keep = false,
+            }
+        }
+        if !written || !keep || drain.is_signalled() {
+            break;
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
+/// The body's read side back from wherever the body went, or None if it
+/// does not come back promptly (the connection then closes).
+async fn come_home(receive: oneshot::Receiver<Returned>) -> Option<Returned> {
+    match tokio::time::timeout(BODY_HOME_GRACE, receive).await {
+        Ok(Ok(returned)) => Some(returned),
+        _ => None,
+    }
+}
+
+/// Waits for and reads the next request head. `new_since`: the accept time,
+/// for a new connection's first head.
+async fn next_head(
+    reader: &mut Reader,
+    settings: &Settings,
+    new_since: Option<Instant>,
+    drain: &mut DrainWatch,
+) -> NextHead {
+    let pipelined = reader.buf.as_ref().is_some_and(|b| !b.is_empty());
+    if !pipelined {
+        // Idle: hold no buffer while waiting.
+        if let Some(buf) = reader.buf.take() {
+            give_back(buf);
+        }
+        let wait_until = match new_since {
+            Some(since) => since + settings.header_read_timeout,
+            None => Instant::now() + settings.idle_timeout,
+        };
+        tokio::select! {
+            biased;
+            ready = reader.io.readable() => {
+                if ready.is_err() {
+                    return NextHead::Closed;
+                }
+            }
+            _ = tokio::time::sleep_until(wait_until) => return NextHead::Closed,
+            _ = drain.signalled() => return NextHead::Closed,
+        }
+    }
+    let deadline = new_since.unwrap_or_else(Instant::now) + settings.header_read_timeout;
+    let buf = reader.buf.get_or_insert_with(take_buffer);
+    loop {
+        if !buf.is_empty() {
+            match request::parse(buf, settings.max_head) {
+                Ok(Some(head)) => return NextHead::Head(head),
+                Ok(None) => {}
+                Err(error) => return NextHead::Refused(error),
+            }
+        }
+        match tokio::time::timeout_at(deadline, reader.io.read_into(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
+            Ok(Ok(_)) => {}
+            // Leading empty lines alone are not a head begun (hyper skips them too).
+            Err(_) if buf.iter().all(|&b| b == b'\r' || b == b'\n') => return NextHead::Closed,
+            Err(_) => return NextHead::TimedOut,
+        }
+    }
+}
+
+fn refusal(error: HeadError) -> (StatusCode, &'static str) {
+    match error {
+        HeadError::Malformed => (StatusCode::BAD_REQUEST, "400 Bad Request: malformed request head\n"),
+        HeadError::Ambiguous => (StatusCode::BAD_REQUEST, crate::proxy::error::ProxyError::AmbiguousFraming.message()),
+        HeadError::TooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "431 Request Header Fields Too Large\n"),
+        HeadError::UriTooLong => (StatusCode::URI_TOO_LONG, "414 URI Too Long\n"),
+        HeadError::Version => (StatusCode::HTTP_VERSION_NOT_SUPPORTED, "505 HTTP Version Not Supported\n"),
+    }
+}
+
+/// Answers a refused head and closes, reading (and dropping) what the client
+/// still sends for a moment, so the refusal is not lost to a reset.
+async fn refuse(write: &mut WriteSide, reader: Option<Reader>, status: StatusCode, message: &str) {
+    let mut out = BytesMut::with_capacity(256);
+    response::write_refusal(&mut out, status, message);
+    if write.write_all(&out).await.is_err() || write.flush().await.is_err() {
+        return;
+    }
+    let _ = write.shutdown().await;
+    let Some(Reader { io, buf }) = reader else { return };
+    let mut sink = buf.unwrap_or_default();
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut total = 0usize;
+        while total < 1 << 20 {
+            sink.clear();
+            match io.read_into(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// Writes the head and body. Returns false when the response could not be
+/// written whole (the connection must close).
+async fn write_response(
+    write: &mut WriteSide,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    body: ResponseBody,
+    to: Answering<'_>,
+    te_trailers: bool,
+    keep: &mut bool,
+) -> bool {
+    let mut head = take_buffer();
+    let framing = response::write_head(&mut head, status, headers, &body.size_hint(), to, keep);
+    let written = write_body(write, &mut head, body, framing, te_trailers).await;
+    head.clear();
+    give_back(head);
+    written
+}
+
+async fn write_body(
+    write: &mut WriteSide,
+    head: &mut BytesMut,
+    body: ResponseBody,
+    framing: BodyFraming,
+    te_trailers: bool,
+) -> bool {
+    let mut body = std::pin::pin!(body);
+    if framing == BodyFraming::None {
+        // HEAD, 204, 304: whatever the body holds is not sent (it is empty from a server).
+        return write.write_all(head).await.is_ok() && write.flush().await.is_ok();
+    }
+    let mut sent: u64 = 0;
+    let mut head_pending = true;
+    loop {
+        // The head goes out with the first frame when that is ready at once (one write).
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(body.as_mut().poll_frame(cx))).await;
+        let frame = match polled {
+            std::task::Poll::Ready(frame) => frame,
+            std::task::Poll::Pending => {
+                if head_pending {
+                    head_pending = false;
+                    if write.write_all(head).await.is_err() || write.flush().await.is_err() {
+                        return false;
+                    }
+                } else if write.flush().await.is_err() {
+                    return false;
+                }
+                std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        let prefix: &[u8] = if head_pending { head } else { b"" };
+        match frame {
+            None => {
+                let end: &[u8] = if framing == BodyFraming::Chunked { b"0\r\n\r\n" } else { b"" };
+                let mut out = prefix.chain(end);
+                let complete = match framing {
+                    BodyFraming::Length(n) => sent == n,
+                    _ => true,
+                };
+                return write.write_all_buf(&mut out).await.is_ok() && write.flush().await.is_ok() && complete;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "upstream response body failed: closing the client connection");
+                if head_pending {
+                    let _ = write.write_all(head).await;
+                }
+                return false;
+            }
+            Some(Ok(frame)) => {
+                head_pending = false;
+                let frame = match frame.into_data() {
+                    Ok(data) => data,
+                    Err(frame) => {
+                        let Ok(trailers) = frame.into_trailers() else { continue };
+                        if framing != BodyFraming::Chunked {
+                            continue;
+                        }
+                        let mut end = BytesMut::with_capacity(64);
+                        end.extend_from_slice(b"0\r\n");
+                        if te_trailers {
+                            for (name, value) in &trailers {
+                                end.extend_from_slice(name.as_str().as_bytes());
+                                end.extend_from_slice(b": ");
+                                end.extend_from_slice(value.as_bytes());
+                                end.extend_from_slice(b"\r\n");
+                            }
+                        }
+                        end.extend_from_slice(b"\r\n");
+                        let mut out = prefix.chain(&end[..]);
+                        return write.write_all_buf(&mut out).await.is_ok() && write.flush().await.is_ok();
+                    }
+                };
+                if frame.is_empty() {
+                    if !prefix.is_empty() && write.write_all(prefix).await.is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+                let result = match framing {
+                    BodyFraming::Chunked => {
+                        let (line, len) = response::chunk_size_line(frame.len());
+                        let mut out = prefix.chain(&line[..len]).chain(&frame[..]).chain(&b"\r\n"[..]);
+                        write.write_all_buf(&mut out).await
+                    }
+                    BodyFraming::Length(n) => {
+                        let room = n.saturating_sub(sent).min(frame.len() as u64) as usize;
+                        let mut out = prefix.chain(&frame[..room]);
+                        write.write_all_buf(&mut out).await
+                    }
+                    BodyFraming::Close | BodyFraming::None => {
+                        let mut out = prefix.chain(&frame[..]);
+                        write.write_all_buf(&mut out).await
+                    }
+                };
+                sent += frame.len() as u64;
+                if result.is_err() {
+                    return false;
+                }
+                if let BodyFraming::Length(n) = framing {
+                    if sent > n {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
