@@ -14,16 +14,40 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use porter::http1::Engine;
+
 use crate::harness::*;
 use crate::tls_edge::{tls_config, tls_connect, TLS12_AND_13};
 
 async fn porter(b: &Backend, limits: &str) -> TestPorter {
+    porter_on(Engine::Porter, b, limits).await
+}
+
+/// Every HTTP/1.1 framing rule holds on both engines: porter's own HTTP/1.1
+/// layer and hyper's server (the reference, `PORTER_HTTP1_ENGINE=hyper`).
+async fn porter_on(engine: Engine, b: &Backend, limits: &str) -> TestPorter {
     let yaml = format!(
         "{}http:\n  redirect: false\nlimits:\n{limits}upstreams:\n{}routes:\n  - upstream: web\n",
         listen_block(),
         upstream_block("web", &[(b, 1)])
     );
-    TestPorter::start(&yaml).await
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    TestPorter::start_tweaked(dir, &yaml, |config| config.http1_engine = engine).await
+}
+
+/// Runs an engine-parameterised check as one test per engine.
+macro_rules! on_both_engines {
+    ($check:ident: $porter:ident, $hyper:ident) => {
+        #[tokio::test]
+        async fn $porter() {
+            $check(Engine::Porter).await
+        }
+        #[tokio::test]
+        async fn $hyper() {
+            $check(Engine::Hyper).await
+        }
+    };
 }
 
 /// Sends `bytes`, reads until porter closes; returns everything it answered.
@@ -81,10 +105,11 @@ const REJECTED: &[(&str, &[u8])] = &[
     ("no Host at all", b"GET / HTTP/1.1\r\n\r\n"),
 ];
 
-#[tokio::test]
-async fn each_hostile_head_is_400_and_closed_and_the_backend_sees_nothing() {
+on_both_engines!(hostile_heads: each_hostile_head_is_400_and_closed_and_the_backend_sees_nothing, each_hostile_head_is_400_and_closed_and_the_backend_sees_nothing_on_hyper);
+
+async fn hostile_heads(engine: Engine) {
     let b = Backend::start("a").await;
-    let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
+    let p = porter_on(engine, &b, "  max_header_bytes: 16KiB\n").await;
     let addr = p.http.unwrap();
     for (what, bytes) in REJECTED {
         let answer = exchange(addr, bytes).await;
@@ -116,10 +141,11 @@ async fn each_hostile_head_is_400_and_closed_and_the_backend_sees_nothing() {
     p.stop().await;
 }
 
-#[tokio::test]
-async fn a_smuggled_request_behind_a_good_one_is_refused_on_its_own() {
+on_both_engines!(smuggled_behind_a_good_one: a_smuggled_request_behind_a_good_one_is_refused_on_its_own, a_smuggled_request_behind_a_good_one_is_refused_on_its_own_on_hyper);
+
+async fn smuggled_behind_a_good_one(engine: Engine) {
     let b = Backend::start("a").await;
-    let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
+    let p = porter_on(engine, &b, "  max_header_bytes: 16KiB\n").await;
     // Pipelined: an honest chunked request, then an ambiguous one in the same packet.
     let answer = exchange(
         p.http.unwrap(),
@@ -135,10 +161,11 @@ async fn a_smuggled_request_behind_a_good_one_is_refused_on_its_own() {
     p.stop().await;
 }
 
-#[tokio::test]
-async fn slow_headers_get_408_then_close_and_idle_keepalive_is_not_cut() {
+on_both_engines!(slow_headers: slow_headers_get_408_then_close_and_idle_keepalive_is_not_cut, slow_headers_get_408_then_close_and_idle_keepalive_is_not_cut_on_hyper);
+
+async fn slow_headers(engine: Engine) {
     let b = Backend::start("a").await;
-    let p = porter(&b, "  header_read_timeout: 300ms\n  idle_timeout: 10s\n").await;
+    let p = porter_on(engine, &b, "  header_read_timeout: 300ms\n  idle_timeout: 10s\n").await;
     let addr = p.http.unwrap();
 
     // Half a head, then silence.
@@ -219,4 +246,109 @@ async fn http2_authority_and_host_must_agree() {
     assert_eq!(status, 200, ":authority alone");
     assert_eq!(b.requests(), 2, "the mismatch never reached the backend");
     p.stop().await;
+}
+
+on_both_engines!(http1_semantics: http1_keep_alive_pipelining_continue_and_head, http1_keep_alive_pipelining_continue_and_head_on_hyper);
+
+/// What every HTTP/1.1 client relies on, as raw bytes: pipelined requests are
+/// answered in order; HTTP/1.0 closes unless it asks for keep-alive (then an
+/// unknown-length body is delimited by the close); `Expect: 100-continue`
+/// gets its interim answer; HEAD gets a length and no body; chunked bodies
+/// go up and come back chunked; an oversized head is 431.
+async fn http1_semantics(engine: Engine) {
+    let b = Backend::start("a").await;
+    let p = porter_on(engine, &b, "  max_header_bytes: 16KiB\n").await;
+    let addr = p.http.unwrap();
+
+    let answer = exchange(
+        addr,
+        b"GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n\
+          GET /3 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (one, two, three) = (answer.find("a GET /1"), answer.find("a GET /2"), answer.find("a GET /3"));
+    assert!(one < two && two < three && one.is_some(), "in order: {answer:?}");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 3, "{answer:?}");
+
+    let answer = exchange(addr, b"GET /old HTTP/1.0\r\nHost: a.test\r\n\r\n").await;
+    // porter answers HTTP/1.1 (RFC 9110 §2.5: its highest version), hyper echoes 1.0.
+    assert!(answer.starts_with("HTTP/1.") && answer[8..].starts_with(" 200"), "{answer:?}");
+    assert!(answer.contains("a GET /old"), "{answer:?}");
+
+    // HTTP/1.0 with keep-alive: the connection stays open for a second request.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..2 {
+        stream.write_all(b"GET /ka HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n").await.unwrap();
+        let head = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head:?}");
+        assert!(head.to_ascii_lowercase().contains("connection: keep-alive"), "{head:?}");
+        let length: usize = header(&head, "content-length").expect("a sized body").parse().unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.unwrap();
+    }
+
+    // An HTTP/1.0 client and a body of unknown length: delimited by the close.
+    let answer = exchange(addr, b"POST /echo HTTP/1.0\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello").await;
+    assert!(answer[8..].starts_with(" 200") && answer.ends_with("\r\n\r\nhello"), "{answer:?}");
+    assert!(!answer.to_ascii_lowercase().contains("transfer-encoding"), "{answer:?}");
+
+    // Expect: 100-continue: the interim answer comes before the body is sent.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let interim = read_head(&mut stream).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim:?}");
+    stream.write_all(b"hello").await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+
+    // HEAD: the length, no body; the next request on the connection is read right.
+    let answer = exchange(
+        addr,
+        b"HEAD /h HTTP/1.1\r\nHost: a.test\r\n\r\nGET /after HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer:?}");
+    assert!(!answer.contains("a HEAD /h"), "no body for HEAD: {answer:?}");
+    assert!(answer.contains("a GET /after"), "{answer:?}");
+
+    // Chunked up, chunked back, with the body intact.
+    let answer = exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{answer:?}");
+    assert!(answer.contains("abcdefg") || answer.contains("abc\r\n4\r\ndefg"), "{answer:?}");
+
+    // A head over max_header_bytes: 431, closed.
+    let mut big = b"GET / HTTP/1.1\r\nHost: a.test\r\n".to_vec();
+    big.extend_from_slice(format!("X-Big: {}\r\n\r\n", "x".repeat(20 * 1024)).as_bytes());
+    let answer = exchange(addr, &big).await;
+    assert!(status_line(&answer).starts_with("HTTP/1.1 431"), "{answer:?}");
+    let before = b.requests();
+    assert_eq!(before, 2 + 3 + 1 + 1 + 1 + 2 + 1, "every honest request reached the backend once");
+    p.stop().await;
+}
+
+/// Reads one response head (through the blank line) from `stream`.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await.unwrap().unwrap();
+        assert!(n == 1, "closed inside a head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
