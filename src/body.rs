@@ -128,10 +128,26 @@ impl Body for RequestBody {
     }
 }
 
+/// A response body as a server sends it: read by hyper's client (HTTP/2,
+/// upgrades) or by porter's own HTTP/1.1 client.
+pub enum ServerBody {
+    Hyper(Incoming),
+    Http1(crate::upstream::http1::ResponseStream),
+}
+
+impl std::fmt::Debug for ServerBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServerBody::Hyper(_) => "ServerBody::Hyper",
+            ServerBody::Http1(_) => "ServerBody::Http1",
+        })
+    }
+}
+
 #[derive(Debug)]
 enum Inner {
     Local(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(ServerBody),
 }
 
 #[derive(Debug)]
@@ -154,7 +170,7 @@ impl ResponseBody {
         ResponseBody::new(Inner::Local(None))
     }
 
-    pub fn upstream(body: Incoming, lease: Lease) -> ResponseBody {
+    pub fn upstream(body: ServerBody, lease: Lease) -> ResponseBody {
         ResponseBody { inner: Inner::Upstream(body), finished: false, bytes: 0, lease: Some(lease), record: None }
     }
 
@@ -169,13 +185,16 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Upstream(ServerBody::Hyper(body)) => {
+                Pin::new(body).poll_frame(cx).map_err(|e| Box::new(e) as BoxError)
+            }
+            Inner::Upstream(ServerBody::Http1(body)) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -192,7 +211,8 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Local(bytes) => bytes.is_none(),
-            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Upstream(ServerBody::Hyper(body)) => body.is_end_stream(),
+            Inner::Upstream(ServerBody::Http1(body)) => body.is_end_stream(),
         }
     }
 
@@ -200,7 +220,8 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Local(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Inner::Local(None) => SizeHint::with_exact(0),
-            Inner::Upstream(body) => body.size_hint(),
+            Inner::Upstream(ServerBody::Hyper(body)) => body.size_hint(),
+            Inner::Upstream(ServerBody::Http1(body)) => body.size_hint(),
         }
     }
 }
@@ -210,7 +231,14 @@ impl Drop for ResponseBody {
         let complete = self.finished || self.is_end_stream();
         // A body abandoned half-way leaves the connection mid-response: never reuse it.
         if let (true, Some(lease)) = (complete, self.lease.take()) {
-            lease.release();
+            match &mut self.inner {
+                Inner::Upstream(ServerBody::Http1(body)) => {
+                    if let Some(conn) = body.take_reusable() {
+                        lease.release_conn(conn);
+                    }
+                }
+                _ => lease.release(),
+            }
         }
         if let Some(record) = &self.record {
             record.write(self.bytes);

@@ -12,6 +12,8 @@
 
 pub mod body;
 pub mod chunked;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod differential;
 pub mod io;
 pub mod request;
 pub mod response;

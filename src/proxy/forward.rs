@@ -24,18 +24,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{header, Method, Request, Response};
-use hyper::body::Incoming;
 
 use super::error::ProxyError;
-use crate::body::{BodyTooLarge, RequestBody};
+use crate::body::{BodyTooLarge, RequestBody, ServerBody};
 use crate::upstream::balancer::Tried;
-use crate::upstream::connect::{self, ConnectError, UpstreamSender};
+use crate::upstream::connect::{self, ConnectError};
 use crate::upstream::server::{InFlight, Server};
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
 pub struct Forwarded {
-    pub response: Response<Incoming>,
+    pub response: Response<ServerBody>,
     pub lease: Lease,
 }
 
@@ -132,15 +131,98 @@ pub(super) async fn send_http1(
     server: &Arc<Server>,
     request: Request<RequestBody>,
 ) -> Result<Forwarded, Failure> {
+    let request = super::forward_h2::to_http1(request);
+    if crate::upstream::http1::takes(&request) {
+        return send_own(upstream, server, request).await;
+    }
+    send_hyper(upstream, server, request).await
+}
+
+/// HTTP/1.1 on porter's own client: the head is written once into a buffer and
+/// sent as is, also again on a fresh connection when a pooled one turns out closed.
+async fn send_own(
+    upstream: &Upstream,
+    server: &Arc<Server>,
+    request: Request<RequestBody>,
+) -> Result<Forwarded, Failure> {
+    use crate::upstream::http1::SendError;
     let in_flight = InFlight::new(server.clone());
-    let mut request = super::forward_h2::to_http1(request);
-    // One pooled connection may have been closed by the server while idle; then a fresh one.
+    let (parts, mut body) = request.into_parts();
+    let mut head = crate::http1::io::take_buffer();
+    let framing = crate::upstream::http1::write_request_head(&mut head, &parts, &body);
+    let unsent = |parts, body| Some(Request::from_parts(parts, body));
+    // A pooled connection the server closed as the request went out: once more on a fresh
+    // one, when nothing of a body was taken and the method may be repeated.
     let mut fresh_only = false;
     loop {
-        let (mut sender, reused) = match checkout(server, fresh_only).await {
+        let (conn, reused) = match checkout(server, fresh_only) {
+            Some(conn) => (conn, true),
+            None => match Box::pin(connect::connect_own(server, upstream.connect_timeout)).await {
+                Ok(conn) => (conn, false),
+                Err(e) => {
+                    tracing::debug!(server = %server.label, error = %e, "upstream connect failed");
+                    let error = match e {
+                        ConnectError::Timeout => ProxyError::ConnectTimeout,
+                        _ => ProxyError::ConnectFailed,
+                    };
+                    crate::http1::io::give_back(head);
+                    return Err(Failure { error, unsent: unsent(parts, body), counts_against_server: true });
+                }
+            },
+        };
+        let sent =
+            tokio::time::timeout(upstream.response_header_timeout, conn.send(&head, &mut body, framing, &parts.method))
+                .await;
+        let error = match sent {
+            Ok(Ok((response, stream))) => {
+                crate::http1::io::give_back(head);
+                let response = Response::from_parts(response, ServerBody::Http1(stream));
+                return Ok(Forwarded { response, lease: Lease::own(in_flight) });
+            }
+            Err(_elapsed) => {
+                return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
+            }
+            Ok(Err(e)) => e,
+        };
+        match error {
+            SendError::Closed { body_started: false } if reused && !fresh_only && is_idempotent(&parts.method) => {
+                fresh_only = true;
+            }
+            SendError::BodyTooLarge => {
+                return Err(Failure { error: ProxyError::BodyTooLarge, unsent: None, counts_against_server: false })
+            }
+            SendError::ClientBody => {
+                return Err(Failure { error: ProxyError::UpstreamFailed, unsent: None, counts_against_server: false })
+            }
+            error => {
+                tracing::debug!(server = %server.label, ?error, "upstream request failed");
+                // Nothing of the request left porter only if the body was untouched and the
+                // connection failed before a response: that much may go to another server.
+                let untouched = matches!(error, SendError::Closed { body_started: false });
+                let unsent =
+                    if untouched && http_body::Body::is_end_stream(&body) { unsent(parts, body) } else { None };
+                return Err(Failure { error: ProxyError::UpstreamFailed, unsent, counts_against_server: true });
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 on hyper's client: requests with large or unsized bodies (hyper reads
+/// the answer while it still sends), and upgrades, whose connection becomes the tunnel.
+async fn send_hyper(
+    upstream: &Upstream,
+    server: &Arc<Server>,
+    request: Request<RequestBody>,
+) -> Result<Forwarded, Failure> {
+    let in_flight = InFlight::new(server.clone());
+    let mut request = request;
+    // One pooled connection may have been closed by the server while idle; then a fresh one.
+    // An upgrade always opens its own: its connection leaves the pool for good.
+    let mut fresh_only = request.headers().contains_key(header::UPGRADE);
+    loop {
+        let (mut sender, reused) = match checkout_hyper(server, fresh_only).await {
             Some(sender) => (sender, true),
-            // Boxed: the connect future (TCP + TLS) is large and rare; keeping it out of line
-            // keeps every request's future small.
+            // Boxed: the connect future (TCP + TLS) is large and rare.
             None => match Box::pin(connect::connect_http1(server, upstream.connect_timeout)).await {
                 Ok(sender) => (sender, false),
                 Err(e) => {
@@ -155,7 +237,10 @@ pub(super) async fn send_http1(
         };
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(request)).await;
         match sent {
-            Ok(Ok(response)) => return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) }),
+            Ok(Ok(response)) => {
+                let response = response.map(ServerBody::Hyper);
+                return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) });
+            }
             Err(_elapsed) => {
                 return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
             }
@@ -184,13 +269,12 @@ pub(super) async fn send_http1(
     }
 }
 
-async fn checkout(server: &Server, fresh_only: bool) -> Option<UpstreamSender> {
+async fn checkout_hyper(server: &Server, fresh_only: bool) -> Option<crate::upstream::connect::UpstreamSender> {
     if fresh_only {
         return None;
     }
-    while let Some(mut sender) = server.pool.checkout() {
+    while let Some(mut sender) = server.pool.checkout_hyper() {
         if !server.is_current(sender.addr) {
-            // DNS no longer lists its address: let it go (drain).
             continue;
         }
         // A connection whose previous response just ended may need a moment to be ready.
@@ -199,6 +283,14 @@ async fn checkout(server: &Server, fresh_only: bool) -> Option<UpstreamSender> {
         }
     }
     None
+}
+
+fn checkout(server: &Server, fresh_only: bool) -> Option<crate::upstream::http1::Conn> {
+    if fresh_only {
+        return None;
+    }
+    // DNS no longer lists an address: its connections are let go (drain).
+    std::iter::from_fn(|| server.pool.checkout()).find(|conn| server.is_current(conn.addr))
 }
 
 pub(super) fn is_body_too_large(error: &hyper::Error) -> bool {

@@ -52,7 +52,10 @@ pub(super) async fn send(
         let mut sender = stream.sender();
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(h2_request)).await;
         let (unsent, error) = match sent {
-            Ok(Ok(response)) => return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight) }),
+            Ok(Ok(response)) => {
+                let response = response.map(crate::body::ServerBody::Hyper);
+                return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight) });
+            }
             Err(_elapsed) => {
                 return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
             }

@@ -97,7 +97,44 @@ pub async fn connect(server: &Server, timeout: Duration, want: Want) -> Result<C
     }
 }
 
-/// An HTTP/1.1 connection (the pool of HTTP/1.1 servers, and upgrades).
+/// A connection for porter's own HTTP/1.1 client (the pool of HTTP/1.1 servers).
+pub async fn connect_own(server: &Server, timeout: Duration) -> Result<super::http1::Conn, ConnectError> {
+    match tokio::time::timeout(timeout, connect_own_inner(server)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+async fn connect_own_inner(server: &Server) -> Result<super::http1::Conn, ConnectError> {
+    use super::http1::{Conn, ServerIo};
+    let mut addrs = server.addrs();
+    if addrs.is_empty() {
+        super::dns::refresh(server).await;
+        addrs = server.addrs();
+        if addrs.is_empty() {
+            let msg = format!("{} does not resolve to any address", server.url.host);
+            return Err(ConnectError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, msg)));
+        }
+    }
+    let (tcp, addr) = open_tcp(&addrs, server.next_addr_index()).await.map_err(ConnectError::Io)?;
+    server.pool.note_connect();
+    match server.url.scheme {
+        Scheme::Http => Ok(Conn::new(ServerIo::Plain(tcp), addr)),
+        Scheme::Https => {
+            let (tls, name) = server.tls();
+            let name = name.ok_or_else(|| {
+                ConnectError::Tls(std::io::Error::other(format!("{} is not a valid TLS server name", server.url.host)))
+            })?;
+            let stream = tokio_rustls::TlsConnector::from(tls.http1.clone())
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(ConnectError::Tls)?;
+            Ok(Conn::new(ServerIo::Tls(Box::new(stream)), addr))
+        }
+    }
+}
+
+/// An HTTP/1.1 connection on hyper's client (upgrades, health checks).
 pub async fn connect_http1(server: &Server, timeout: Duration) -> Result<UpstreamSender, ConnectError> {
     match connect(server, timeout, Want::Http1).await? {
         Connection::Http1(sender) => Ok(sender),

@@ -125,7 +125,7 @@ mod tests {
         });
         let server = test_server("pods.invalid:80", 1, PassiveConfig::default());
         apply(&server, vec![a1]);
-        let first = crate::upstream::connect::connect_http1(&server, Duration::from_secs(2)).await.unwrap();
+        let first = crate::upstream::connect::connect_own(&server, Duration::from_secs(2)).await.unwrap();
         assert_eq!(first.addr, a1);
         server.pool.checkin(first);
         assert_eq!(server.pool.idle_count(), 1);

@@ -212,7 +212,8 @@ async fn open(server: Arc<Server>, timeout: Duration, tx: watch::Sender<Outcome>
         Ok(Connection::Http1(sender)) => {
             tracing::info!(server = %server.label, "server chose HTTP/1.1 over h2 (ALPN): using HTTP/1.1");
             pool.http1_only.store(true, Ordering::Relaxed);
-            server.pool.checkin(sender);
+            // Requests now go over porter's own HTTP/1.1 client, which opens its own.
+            drop(sender);
             Ok(())
         }
         Err(e) => {

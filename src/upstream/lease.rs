@@ -11,10 +11,15 @@ use std::sync::Arc;
 
 use super::connect::UpstreamSender;
 use super::h2::Stream;
+use super::http1::Conn;
 use super::server::{InFlight, Server};
 
 #[derive(Debug)]
 enum Held {
+    /// porter's own HTTP/1.1 client: the connection rides in the response body
+    /// and comes back through [`Lease::release_conn`].
+    Own,
+    /// hyper's HTTP/1.1 client: requests with large or unsized bodies, and upgrades.
     Http1(UpstreamSender),
     /// Held for its Drop, which frees the stream's slot on the connection.
     Http2(#[allow(dead_code)] Stream),
@@ -22,11 +27,17 @@ enum Held {
 
 #[derive(Debug)]
 pub struct Lease {
+    /// Held for what its drop does (frees an HTTP/2 stream, closes an upgrade's sender).
+    #[allow(dead_code)]
     held: Held,
     in_flight: InFlight,
 }
 
 impl Lease {
+    pub fn own(in_flight: InFlight) -> Lease {
+        Lease { held: Held::Own, in_flight }
+    }
+
     pub fn http1(sender: UpstreamSender, in_flight: InFlight) -> Lease {
         Lease { held: Held::Http1(sender), in_flight }
     }
@@ -39,10 +50,15 @@ impl Lease {
         self.in_flight.server()
     }
 
-    /// The response was read whole: an HTTP/1.1 connection can carry the next request.
+    /// The response was read whole and its connection can carry the next request.
+    pub fn release_conn(self, conn: Conn) {
+        self.in_flight.server().pool.checkin(conn);
+    }
+
+    /// The response (hyper's client) was read whole: its connection can carry the next request.
     pub fn release(self) {
         if let Held::Http1(sender) = self.held {
-            self.in_flight.server().pool.checkin(sender);
+            self.in_flight.server().pool.checkin_hyper(sender);
         }
     }
 

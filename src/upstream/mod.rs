@@ -14,6 +14,7 @@ pub mod connect;
 pub mod dns;
 pub mod h2;
 pub mod health;
+pub mod http1;
 pub mod lease;
 pub mod pool;
 pub mod server;

@@ -15,10 +15,35 @@ use std::time::{Duration, Instant};
 
 use super::connect::UpstreamSender;
 use super::h2::H2Pool;
+use super::http1::Conn;
+
+/// An idle connection: porter's own HTTP/1.1 client's, or hyper's (requests
+/// with large or unsized bodies, which hyper sends while reading the answer).
+#[derive(Debug)]
+enum Pooled {
+    Own(Conn),
+    Hyper(UpstreamSender),
+}
+
+impl Pooled {
+    fn is_usable(&self) -> bool {
+        match self {
+            Pooled::Own(conn) => conn.is_usable(),
+            Pooled::Hyper(sender) => !sender.is_closed(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Pooled::Own(conn) => conn.addr,
+            Pooled::Hyper(sender) => sender.addr,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Idle {
-    sender: UpstreamSender,
+    conn: Pooled,
     since: Instant,
 }
 
@@ -49,27 +74,51 @@ impl Pool {
         self.max_idle == cfg.max_idle_per_server && self.idle_timeout == cfg.idle_timeout
     }
 
-    pub fn checkout(&self) -> Option<UpstreamSender> {
+    /// The most recently used live connection of porter's own client.
+    pub fn checkout(&self) -> Option<Conn> {
+        match self.checkout_where(|c| matches!(c, Pooled::Own(_)))? {
+            Pooled::Own(conn) => Some(conn),
+            Pooled::Hyper(_) => None,
+        }
+    }
+
+    /// The most recently used live connection of hyper's client.
+    pub fn checkout_hyper(&self) -> Option<UpstreamSender> {
+        match self.checkout_where(|c| matches!(c, Pooled::Hyper(_)))? {
+            Pooled::Hyper(sender) => Some(sender),
+            Pooled::Own(_) => None,
+        }
+    }
+
+    fn checkout_where(&self, kind: impl Fn(&Pooled) -> bool) -> Option<Pooled> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(entry) = idle.pop() {
-            if entry.sender.is_closed() || entry.since.elapsed() > self.idle_timeout {
+        while let Some(at) = idle.iter().rposition(|e| kind(&e.conn)) {
+            let entry = idle.remove(at);
+            if !entry.conn.is_usable() || entry.since.elapsed() > self.idle_timeout {
                 continue;
             }
-            return Some(entry.sender);
+            return Some(entry.conn);
         }
         None
     }
 
-    pub fn checkin(&self, sender: UpstreamSender) {
-        if sender.is_closed() {
-            return;
+    pub fn checkin(&self, conn: Conn) {
+        self.checkin_pooled(Pooled::Own(conn));
+    }
+
+    pub fn checkin_hyper(&self, sender: UpstreamSender) {
+        if !sender.is_closed() {
+            self.checkin_pooled(Pooled::Hyper(sender));
         }
+    }
+
+    fn checkin_pooled(&self, conn: Pooled) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() >= self.max_idle {
             // Keep the newest; the oldest is the likeliest to be closed by the server.
             idle.remove(0);
         }
-        idle.push(Idle { sender, since: Instant::now() });
+        idle.push(Idle { conn, since: Instant::now() });
     }
 
     pub fn idle_count(&self) -> usize {
@@ -84,7 +133,7 @@ impl Pool {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let timeout = self.idle_timeout;
-        idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() <= timeout);
+        idle.retain(|e| e.conn.is_usable() && e.since.elapsed() <= timeout);
     }
 
     /// Drops idle connections to addresses not in `addrs` (after DNS stopped
@@ -94,7 +143,7 @@ impl Pool {
         let shared = self.h2.as_ref().map_or(0, |h2| h2.drain_except(addrs));
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let before = idle.len();
-        idle.retain(|e| addrs.contains(&e.sender.addr));
+        idle.retain(|e| addrs.contains(&e.conn.addr()));
         before - idle.len() + shared
     }
 

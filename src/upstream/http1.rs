@@ -1,0 +1,579 @@
+//! porter's own HTTP/1.1 client for the keep-alive connections to a server:
+//! the request head is written from the prepared request in one buffer, the
+//! body streamed after it, and the response head parsed with httparse into
+//! the same shared-bytes form as the client side. The response body is read
+//! by the request's own task straight into the buffer its frames are split
+//! from (no connection task, no channel between tasks, no copy), and the
+//! connection goes back to the pool when that body has been read to its end.
+//!
+//! Upgrades (WebSocket) stay on hyper's client (`connect::connect_http1`).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::body::{BodyTooLarge, BoxError, RequestBody};
+use crate::http1::chunked::{Chunked, Step};
+use crate::http1::io::{give_back, take_buffer};
+use crate::http1::request::{has_token, MAX_FIELDS};
+use crate::http1::response::chunk_size_line;
+
+/// A response head larger than this is refused (502), as hyper's client does at 400 KiB.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Reads of a response body ask for up to this much at once.
+const MAX_BODY_READ: usize = 64 * 1024;
+
+/// A connection to a server, plain or TLS.
+pub enum ServerIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl ServerIo {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ServerIo::Plain(tcp) => tcp,
+            ServerIo::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            ServerIo::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            ServerIo::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, data))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// A keep-alive connection to a server, and the address it went to.
+pub struct Conn {
+    io: ServerIo,
+    /// Read buffer: none while the connection idles in the pool.
+    buf: Option<BytesMut>,
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("addr", &self.addr).finish()
+    }
+}
+
+/// Why a request on a connection failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// The connection closed or failed before any byte of a response came;
+    /// `body_started`: some of the request body had been taken from the client.
+    Closed { body_started: bool },
+    /// The request body passed `max_body_bytes`.
+    BodyTooLarge,
+    /// The client's body failed (it went away, or its framing was malformed).
+    ClientBody,
+    /// The server's answer is not HTTP/1.x, or its head is too large.
+    BadResponse,
+}
+
+impl Conn {
+    pub fn new(io: ServerIo, addr: SocketAddr) -> Conn {
+        Conn { io, buf: None, addr }
+    }
+
+    /// An idle connection is usable while the server has sent nothing on it:
+    /// a close (FIN), a reset or stray bytes all end it.
+    pub fn is_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.io.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes `head` and streams `body` after it in `framing`, then reads the
+    /// response head. On success the connection rides inside the body.
+    pub async fn send(
+        mut self,
+        head: &[u8],
+        body: &mut RequestBody,
+        framing: Framing,
+        method: &Method,
+    ) -> Result<(http::response::Parts, ResponseStream), SendError> {
+        let mut body_started = false;
+        let written = self.write_request(head, body, framing, &mut body_started).await;
+        match written {
+            Ok(()) => {}
+            Err(WriteFailure::Body(e)) => return Err(e),
+            // The server may have answered early and closed (413, 401): read what it said.
+            Err(WriteFailure::Io) => {
+                return match self.read_head(method).await {
+                    Ok((parts, kind, _)) => Ok((parts, ResponseStream::new(self, kind, false))),
+                    Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started }),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        match self.read_head(method).await {
+            Ok((parts, kind, keep_alive)) => Ok((parts, ResponseStream::new(self, kind, keep_alive))),
+            Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn write_request(
+        &mut self,
+        head: &[u8],
+        body: &mut RequestBody,
+        framing: Framing,
+        body_started: &mut bool,
+    ) -> Result<(), WriteFailure> {
+        let mut body = Pin::new(body);
+        if framing == Framing::None {
+            self.io.write_all(head).await.map_err(|_| WriteFailure::Io)?;
+            return self.io.flush().await.map_err(|_| WriteFailure::Io);
+        }
+        let mut pending_head = head;
+        loop {
+            // The head goes out with the first frame when that is ready at once.
+            let polled = std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
+            let frame = match polled {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    if !pending_head.is_empty() {
+                        self.io.write_all(pending_head).await.map_err(|_| WriteFailure::Io)?;
+                        pending_head = b"";
+                    }
+                    self.io.flush().await.map_err(|_| WriteFailure::Io)?;
+                    std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+                }
+            };
+            *body_started = true;
+            let frame = match frame {
+                None => {
+                    let end: &[u8] = if framing == Framing::Chunked { b"0\r\n\r\n" } else { b"" };
+                    let mut out = pending_head.chain(end);
+                    self.io.write_all_buf(&mut out).await.map_err(|_| WriteFailure::Io)?;
+                    return self.io.flush().await.map_err(|_| WriteFailure::Io);
+                }
+                Some(Err(e)) => {
+                    let error = if e.is::<BodyTooLarge>() { SendError::BodyTooLarge } else { SendError::ClientBody };
+                    return Err(WriteFailure::Body(error));
+                }
+                Some(Ok(frame)) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) if framing == Framing::Chunked && !data.is_empty() => {
+                    let (line, len) = chunk_size_line(data.len());
+                    let mut out = pending_head.chain(&line[..len]).chain(&data[..]).chain(&b"\r\n"[..]);
+                    self.io.write_all_buf(&mut out).await.map_err(|_| WriteFailure::Io)?;
+                }
+                Ok(data) => {
+                    let mut out = pending_head.chain(&data[..]);
+                    self.io.write_all_buf(&mut out).await.map_err(|_| WriteFailure::Io)?;
+                }
+                Err(frame) => {
+                    // Trailers end a chunked body; on a sized body they have no place.
+                    let Ok(trailers) = frame.into_trailers() else { continue };
+                    if framing != Framing::Chunked {
+                        continue;
+                    }
+                    let mut end = BytesMut::with_capacity(64);
+                    end.extend_from_slice(pending_head);
+                    end.extend_from_slice(b"0\r\n");
+                    for (name, value) in &trailers {
+                        end.extend_from_slice(name.as_str().as_bytes());
+                        end.extend_from_slice(b": ");
+                        end.extend_from_slice(value.as_bytes());
+                        end.extend_from_slice(b"\r\n");
+                    }
+                    end.extend_from_slice(b"\r\n");
+                    self.io.write_all(&end).await.map_err(|_| WriteFailure::Io)?;
+                    return self.io.flush().await.map_err(|_| WriteFailure::Io);
+                }
+            }
+            pending_head = b"";
+        }
+    }
+
+    /// Reads the response head, skipping interim (1xx) answers.
+    async fn read_head(&mut self, method: &Method) -> Result<(http::response::Parts, BodyKind, bool), SendError> {
+        let buf = self.buf.get_or_insert_with(take_buffer);
+        let mut received = false;
+        loop {
+            if !buf.is_empty() {
+                received = true;
+                match parse_response(buf, method)? {
+                    // A switch nobody asked for (upgrades go over hyper's client).
+                    Some(parsed) if parsed.0.status == StatusCode::SWITCHING_PROTOCOLS => {
+                        return Err(SendError::BadResponse)
+                    }
+                    Some(parsed) if parsed.0.status.is_informational() => continue,
+                    Some(parsed) => return Ok(parsed),
+                    None if buf.len() >= MAX_RESPONSE_HEAD => return Err(SendError::BadResponse),
+                    None => {}
+                }
+            }
+            match read_some(&mut self.io, buf, crate::http1::io::BUFFER_SIZE).await {
+                Ok(0) | Err(_) if !received => return Err(SendError::Closed { body_started: false }),
+                Ok(0) | Err(_) => return Err(SendError::BadResponse),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+enum WriteFailure {
+    Io,
+    Body(SendError),
+}
+
+async fn read_some(io: &mut ServerIo, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(want.max(1024));
+    }
+    std::future::poll_fn(|cx| poll_read_into(io, cx, buf)).await
+}
+
+fn poll_read_into(io: &mut ServerIo, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    let mut read = ReadBuf::uninit(buf.spare_capacity_mut());
+    ready!(Pin::new(io).poll_read(cx, &mut read))?;
+    let n = read.filled().len();
+    // SAFETY: poll_read initialised and filled the first n spare bytes.
+    unsafe { buf.set_len(buf.len() + n) };
+    Poll::Ready(Ok(n))
+}
+
+/// How a request's body is framed on the wire to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length,
+    Chunked,
+}
+
+/// Writes the request head for `parts` into `dst`, adding the framing header
+/// the body needs; returns that framing.
+pub fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
+    dst.extend_from_slice(parts.method.as_str().as_bytes());
+    dst.extend_from_slice(b" ");
+    dst.extend_from_slice(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes());
+    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_length = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            has_length = true;
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    let framing = if body.is_end_stream() {
+        // POST and PUT say they have no body, as hyper does; GET and the like say nothing.
+        if !has_length && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+            dst.extend_from_slice(b"content-length: 0\r\n");
+        }
+        Framing::None
+    } else if has_length {
+        Framing::Length
+    } else if let Some(n) = body.size_hint().exact() {
+        dst.extend_from_slice(b"content-length: ");
+        dst.extend_from_slice(n.to_string().as_bytes());
+        dst.extend_from_slice(b"\r\n");
+        Framing::Length
+    } else {
+        dst.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    };
+    dst.extend_from_slice(b"\r\n");
+    framing
+}
+
+/// How a response's body is framed (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the server closes.
+    Close,
+}
+
+type Parsed = (http::response::Parts, BodyKind, bool);
+
+fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, SendError> {
+    let mut fields: [MaybeUninit<httparse::Header<'_>>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(SendError::BadResponse),
+    };
+    let status = StatusCode::from_u16(res.code.unwrap_or(0)).map_err(|_| SendError::BadResponse)?;
+    let http11 = res.version == Some(1);
+    let base = buf.as_ptr() as usize;
+    let count = res.headers.len();
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
+    for (span, field) in spans.iter_mut().zip(res.headers.iter()) {
+        let name = field.name.as_ptr() as usize - base;
+        let value = field.value.as_ptr() as usize - base;
+        *span = (name, name + field.name.len(), value, value + field.value.len());
+    }
+    let head = buf.split_to(len).freeze();
+    if status.is_informational() {
+        // 100 Continue and the like: the real answer follows.
+        let mut parts = http::Response::new(()).into_parts().0;
+        parts.status = status;
+        return Ok(Some((parts, BodyKind::Empty, true)));
+    }
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut keep_alive = http11;
+    let mut length: Option<u64> = None;
+    let mut chunked: Option<bool> = None;
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| SendError::BadResponse)?;
+        // SAFETY: httparse accepted these bytes as a field value.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(vs..ve)) };
+        match name {
+            header::CONTENT_LENGTH => {
+                let n = std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or(SendError::BadResponse)?;
+                if length.is_some_and(|prev| prev != n) {
+                    return Err(SendError::BadResponse);
+                }
+                if length.replace(n).is_some() {
+                    continue;
+                }
+            }
+            header::TRANSFER_ENCODING => {
+                let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            header::CONNECTION => {
+                if has_token(value.as_bytes(), b"close") {
+                    keep_alive = false;
+                } else if !http11 && has_token(value.as_bytes(), b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+            _ => {}
+        }
+        headers.append(name, value);
+    }
+    let bodiless = *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let kind = match (chunked, length) {
+        _ if bodiless => BodyKind::Empty,
+        (Some(true), _) => {
+            // Chunked wins over a length (RFC 9112 §6.3), which then must not be passed on.
+            headers.remove(header::CONTENT_LENGTH);
+            BodyKind::Chunked
+        }
+        (Some(false), _) => {
+            keep_alive = false;
+            BodyKind::Close
+        }
+        (None, Some(0)) => BodyKind::Empty,
+        (None, Some(n)) => BodyKind::Length(n),
+        (None, None) => {
+            keep_alive = false;
+            BodyKind::Close
+        }
+    };
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+    parts.headers = headers;
+    Ok(Some((parts, kind, keep_alive)))
+}
+
+enum Decode {
+    Empty,
+    Length(u64),
+    Chunked(Box<Chunked>),
+    Close,
+}
+
+/// A response body read from the server connection it rides on.
+pub struct ResponseStream {
+    conn: Option<Conn>,
+    decode: Decode,
+    keep_alive: bool,
+    done: bool,
+}
+
+impl ResponseStream {
+    fn new(conn: Conn, kind: BodyKind, keep_alive: bool) -> ResponseStream {
+        let decode = match kind {
+            BodyKind::Empty => Decode::Empty,
+            BodyKind::Length(n) => Decode::Length(n),
+            BodyKind::Chunked => Decode::Chunked(Box::default()),
+            BodyKind::Close => Decode::Close,
+        };
+        let done = matches!(decode, Decode::Empty);
+        ResponseStream { conn: Some(conn), decode, keep_alive, done }
+    }
+
+    /// The connection, once the body was read to its end and the server keeps it open.
+    pub fn take_reusable(&mut self) -> Option<Conn> {
+        if !(self.done && self.keep_alive) {
+            return None;
+        }
+        let mut conn = self.conn.take()?;
+        match conn.buf.take() {
+            // Bytes after the response: the server is out of step; do not reuse.
+            Some(buf) if !buf.is_empty() => return None,
+            Some(buf) => give_back(buf),
+            None => {}
+        }
+        Some(conn)
+    }
+}
+
+impl Body for ResponseStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+        loop {
+            let buf = conn.buf.get_or_insert_with(take_buffer);
+            if !buf.is_empty() {
+                match &mut this.decode {
+                    Decode::Empty => {
+                        this.done = true;
+                        return Poll::Ready(None);
+                    }
+                    Decode::Length(remaining) => {
+                        let n = (*remaining).min(buf.len() as u64);
+                        let data = buf.split_to(n as usize).freeze();
+                        *remaining -= n;
+                        this.done = *remaining == 0;
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Decode::Close => return Poll::Ready(Some(Ok(Frame::data(buf.split().freeze())))),
+                    Decode::Chunked(chunked) => match chunked.step(buf) {
+                        Ok(Step::Data { range }) => {
+                            buf.advance(range.start);
+                            return Poll::Ready(Some(Ok(Frame::data(buf.split_to(range.len()).freeze()))));
+                        }
+                        Ok(Step::End { consumed }) => {
+                            buf.advance(consumed);
+                            this.done = true;
+                            return match chunked.take_trailers() {
+                                Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                                Ok(None) => Poll::Ready(None),
+                                Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
+                            };
+                        }
+                        Ok(Step::NeedMore { consumed }) => buf.advance(consumed),
+                        Err(e) => {
+                            this.keep_alive = false;
+                            return Poll::Ready(Some(Err(Box::new(e))));
+                        }
+                    },
+                }
+            }
+            let want = match &this.decode {
+                Decode::Length(remaining) => (*remaining).min(MAX_BODY_READ as u64) as usize,
+                _ => crate::http1::io::BUFFER_SIZE,
+            };
+            if buf.capacity() - buf.len() < 1024.min(want) {
+                buf.reserve(want);
+            }
+            match ready!(poll_read_into(&mut conn.io, cx, buf)) {
+                Ok(0) if matches!(this.decode, Decode::Close) => {
+                    this.done = true;
+                    this.keep_alive = false;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.keep_alive = false;
+                    return Poll::Ready(Some(Err(Box::new(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed the connection before the response body was complete",
+                    )))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.keep_alive = false;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.decode {
+            Decode::Empty => SizeHint::with_exact(0),
+            Decode::Length(n) => SizeHint::with_exact(*n),
+            _ if self.done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Bodies up to this size go over porter's own client, which writes the whole
+/// body before reading the answer: they fit the socket buffers even when a
+/// server answers while it reads (an echo). Larger and unsized ones go over
+/// hyper's client, which reads the answer while it still sends.
+pub const MAX_OWN_BODY: u64 = 64 * 1024;
+
+/// Whether a request goes over porter's own client: no upgrade, and no body or
+/// a small one of known size.
+pub fn takes(request: &Request<RequestBody>) -> bool {
+    if request.headers().contains_key(header::UPGRADE) {
+        return false;
+    }
+    let body = request.body();
+    body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= MAX_OWN_BODY)
+}
