@@ -126,7 +126,8 @@ def start_backends(ctx) -> list[subprocess.Popen]:
         want = BIG_SIZE if port in ctx.big else None
         while True:
             try:
-                st, body = http_get(f"http://127.0.0.1:{port}/healthz")
+                path = "/big/64k" if want else "/healthz"
+                st, body = http_get(f"http://127.0.0.1:{port}{path}")
                 if st == 200 and (want is None or len(body) == want):
                     break
             except OSError:
