@@ -81,12 +81,11 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let path_range = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
-    let mut spans: [(usize, usize, usize, usize); MAX_FIELDS] = [(0, 0, 0, 0); MAX_FIELDS];
+    // Left uninitialised past `count`: zeroing 100 spans would cost more than the parse.
+    let mut spans: [MaybeUninit<Span>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let count = req.headers.len();
     for (span, field) in spans.iter_mut().zip(req.headers.iter()) {
-        let name = offset(field.name.as_bytes());
-        let value = offset(field.value);
-        *span = (name, name + field.name.len(), value, value + field.value.len());
+        span.write(Span::of(offset(field.name.as_bytes()), field.name.len(), offset(field.value), field.value.len()));
     }
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| HeadError::Malformed)?;
@@ -98,9 +97,11 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
     let mut te_trailers = false;
     let mut length: Option<u64> = None;
     let mut chunked = None;
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name_start..name_end]).map_err(|_| HeadError::Malformed)?;
-        let value = shared_value(&head, value_start..value_end);
+    for span in &spans[..count] {
+        // SAFETY: the first `count` spans were written above.
+        let span = unsafe { span.assume_init_ref() };
+        let name = HeaderName::from_bytes(&head[span.name()]).map_err(|_| HeadError::Malformed)?;
+        let value = shared_value(&head, span.value());
         match name {
             header::TRANSFER_ENCODING => {
                 if !http11 {
@@ -144,6 +145,22 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
     *request.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
     *request.headers_mut() = headers;
     Ok(Some(Head { request, body, keep_alive, expect_continue, te_trailers }))
+}
+
+/// Where a field's name and value lie in a head (a head is far below 4 GiB).
+#[derive(Clone, Copy)]
+pub(crate) struct Span([u32; 4]);
+
+impl Span {
+    pub(crate) fn of(name: usize, name_len: usize, value: usize, value_len: usize) -> Span {
+        Span([name as u32, (name + name_len) as u32, value as u32, (value + value_len) as u32])
+    }
+    pub(crate) fn name(&self) -> std::ops::Range<usize> {
+        self.0[0] as usize..self.0[1] as usize
+    }
+    pub(crate) fn value(&self) -> std::ops::Range<usize> {
+        self.0[2] as usize..self.0[3] as usize
+    }
 }
 
 /// httparse calls any version but 1.0 and 1.1 an error; a well-formed

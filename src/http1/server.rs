@@ -69,12 +69,12 @@ where
             NextHead::TimedOut => {
                 tracing::debug!("request head not complete within header_read_timeout: 408");
                 let message = "408 Request Timeout: request headers took too long\n";
-                refuse(&mut write, reader.take(), StatusCode::REQUEST_TIMEOUT, message).await;
+                Box::pin(refuse(&mut write, reader.take(), StatusCode::REQUEST_TIMEOUT, message)).await;
                 return;
             }
             NextHead::Refused(error) => {
                 let (status, message) = refusal(error);
-                refuse(&mut write, reader.take(), status, message).await;
+                Box::pin(refuse(&mut write, reader.take(), status, message)).await;
                 return;
             }
         };
@@ -83,7 +83,7 @@ where
         let buffered = home.buf.as_ref().expect("a head was read into it");
         if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
             let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
-            refuse(&mut write, reader.take(), StatusCode::BAD_REQUEST, message).await;
+            Box::pin(refuse(&mut write, reader.take(), StatusCode::BAD_REQUEST, message)).await;
             return;
         }
         let within_limit = match kind {
@@ -119,19 +119,21 @@ where
                 }
                 give_back(head);
                 if let Some(receive) = away.take() {
-                    reader = come_home(receive).await.map(|r| r.reader);
+                    reader = Box::pin(come_home(receive)).await.map(|r| r.reader);
                 }
                 let Some(Reader { io: read, buf }) = reader.take() else { return };
                 let Some(client) = unsplit(read, write) else { return };
-                tunnel.run(client, buf.unwrap_or_default()).await;
+                Box::pin(tunnel.run(client, buf.unwrap_or_default())).await;
                 return;
             }
         }
         let mut keep = keep_alive && !drain.is_signalled();
         let to = Answering { method: &method, http11 };
-        let written = write_response(&mut write, parts.status, &parts.headers, body, to, te_trailers, &mut keep).await;
+        // Boxed, like the pipeline's future: the task keeps only what idle waiting needs.
+        let written =
+            Box::pin(write_response(&mut write, parts.status, &parts.headers, body, to, te_trailers, &mut keep)).await;
         if let Some(receive) = away.take() {
-            match come_home(receive).await {
+            match Box::pin(come_home(receive)).await {
                 Some(Returned { reader: back, complete }) => {
                     keep &= complete;
                     reader = Some(back);
@@ -185,10 +187,15 @@ async fn next_head(
         }
     }
     let deadline = new_since.unwrap_or_else(Instant::now) + settings.header_read_timeout;
+    Box::pin(read_head(reader, settings.max_head, deadline)).await
+}
+
+/// Reads until a whole head is in the buffer, or `deadline`.
+async fn read_head(reader: &mut Reader, max_head: usize, deadline: Instant) -> NextHead {
     let buf = reader.buf.get_or_insert_with(take_buffer);
     loop {
         if !buf.is_empty() {
-            match request::parse(buf, settings.max_head) {
+            match request::parse(buf, max_head) {
                 Ok(Some(head)) => return NextHead::Head(head),
                 Ok(None) => {}
                 Err(error) => return NextHead::Refused(error),
@@ -363,5 +370,29 @@ async fn write_body(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The connection's task holds this future for the connection's life, idle
+    /// or not: per-request work is boxed so it stays small (idle memory).
+    #[tokio::test]
+    async fn the_connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let io = super::ClientIo::Plain(crate::listener::proxy_protocol::ClientStream::new(stream));
+        let drain = crate::shutdown::Drain::new();
+        let settings = super::Settings {
+            max_head: 8192,
+            max_body: 1,
+            header_read_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+        };
+        let serve = super::serve(io, settings, drain.watch(), |_request| async {
+            http::Response::new(crate::body::ResponseBody::empty())
+        });
+        let size = std::mem::size_of_val(&serve);
+        assert!(size < 2048, "serve future is {size} bytes");
     }
 }

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use crate::body::{BodyTooLarge, BoxError, RequestBody};
 use crate::http1::chunked::{Chunked, Step};
 use crate::http1::io::{give_back, take_buffer};
-use crate::http1::request::{has_token, MAX_FIELDS};
+use crate::http1::request::{has_token, Span, MAX_FIELDS};
 use crate::http1::response::chunk_size_line;
 
 /// A response head larger than this is refused (502), as hyper's client does at 400 KiB.
@@ -353,11 +353,11 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
     let http11 = res.version == Some(1);
     let base = buf.as_ptr() as usize;
     let count = res.headers.len();
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
+    let mut spans: [MaybeUninit<Span>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     for (span, field) in spans.iter_mut().zip(res.headers.iter()) {
         let name = field.name.as_ptr() as usize - base;
         let value = field.value.as_ptr() as usize - base;
-        *span = (name, name + field.name.len(), value, value + field.value.len());
+        span.write(Span::of(name, field.name.len(), value, field.value.len()));
     }
     let head = buf.split_to(len).freeze();
     if status.is_informational() {
@@ -370,10 +370,12 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
     let mut keep_alive = http11;
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
-    for &(ns, ne, vs, ve) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| SendError::BadResponse)?;
+    for span in &spans[..count] {
+        // SAFETY: the first `count` spans were written above.
+        let span = unsafe { span.assume_init_ref() };
+        let name = HeaderName::from_bytes(&head[span.name()]).map_err(|_| SendError::BadResponse)?;
         // SAFETY: httparse accepted these bytes as a field value.
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(vs..ve)) };
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(span.value())) };
         match name {
             header::CONTENT_LENGTH => {
                 let n = std::str::from_utf8(value.as_bytes())
