@@ -90,7 +90,9 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| HeadError::Malformed)?;
 
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for what the pipeline adds (X-Forwarded-*, X-Real-IP, Via, X-Request-Id)
+    // without growing the map.
+    let mut headers = HeaderMap::with_capacity(count + 7);
     let mut keep_alive = http11;
     let mut saw_close = false;
     let mut expect_continue = false;

@@ -29,6 +29,11 @@ pub(crate) fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
 
 /// Removes `Connection`, every header it names, and the fixed hop-by-hop set.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names (compared, not hashed) finds the usual case: none present.
+    let hop_by_hop = fixed_hop_by_hop();
+    if !headers.keys().any(|name| hop_by_hop.contains(&name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Allocates only when the rare Connection header is present.
         let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
