@@ -124,6 +124,15 @@ pub fn header_rewrite(data: &[u8]) {
     }
 }
 
+/// The same client bytes through hyper's HTTP/1.1 server and porter's own parser
+/// and body decoder (`http1::differential`): any disagreement on where a message
+/// ends, or on a request's method, target or body, fails.
+pub fn h1_differential(data: &[u8]) {
+    if let Err(disagreement) = crate::http1::differential::compare(data) {
+        panic!("porter and hyper read {:?} differently: {disagreement}", String::from_utf8_lossy(data));
+    }
+}
+
 /// The request head as porter receives it: the framing follower (fed whole
 /// and in two pieces must agree), hyper's parser (httparse), then the Host rules.
 pub fn request_head(data: &[u8]) {
@@ -179,11 +188,12 @@ mod tests {
     fn saved_crash_inputs_pass() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 4] = [
+        let targets: [(&str, Target); 5] = [
             ("config", super::config),
             ("route", super::route),
             ("header_rewrite", super::header_rewrite),
             ("request_head", super::request_head),
+            ("h1_differential", super::h1_differential),
         ];
         let mut replayed = 0;
         for (name, target) in targets {
