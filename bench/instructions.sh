@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind (cachegrind): a figure
+# that does not move with what else runs on the machine, unlike CPU time.
+# porter (one worker) runs twice under valgrind in front of an nginx static-file
+# backend; h2load sends N1 then N2 keep-alive requests over one connection for a
+# 13-byte file; (I refs at N2 - I refs at N1) / (N2 - N1) is the per-request cost.
+#
+#   bench/instructions.sh target/release/porter [porter|hyper] [N1 N2]
+#
+# Needs valgrind, nginx, h2load (nghttp2-client), curl. Binds 127.0.0.1:19001,
+# 19002 (nginx) and 18080/18443 (porter); everything stops when the script ends.
+set -euo pipefail
+BIN=$(realpath "$1")
+ENGINE=${2:-porter}
+N1=${3:-500}
+N2=${4:-2500}
+WORK=$(mktemp -d /tmp/porter-instructions.XXXX)
+trap 'kill "$(cat "$WORK/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/www" "$WORK/certs"
+chmod 755 "$WORK" "$WORK/www" # nginx workers run as nobody
+printf 'hello, world\n' >"$WORK/www/small.txt"
+# A certificate on disk: without one porter would make a self-signed one at start,
+# whose cost varies from run to run and would not cancel out.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost -keyout "$WORK/certs/localhost.key" -out "$WORK/certs/localhost.crt" 2>/dev/null
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes 1; daemon on; pid $WORK/nginx.pid; error_log $WORK/error.log;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:19001; root $WORK/www; }
+  server { listen 127.0.0.1:19002; root $WORK/www; } }
+NGINX
+for port in 18080 18443 19001 19002; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is taken" >&2; exit 1; fi
+done
+nginx -c "$WORK/nginx.conf" -p "$WORK"
+cat >"$WORK/porter.yaml" <<YAML
+listen: { http: "127.0.0.1:18080", https: "127.0.0.1:18443" }
+tls: { certs: $WORK/certs }
+http: { redirect: false }
+upstreams:
+  web: { servers: [ { url: "http://127.0.0.1:19001" }, { url: "http://127.0.0.1:19002" } ] }
+routes: [ { upstream: web } ]
+YAML
+URL=http://127.0.0.1:18080/small.txt
+
+count() {
+  PORTER_WORKERS=1 PORTER_HTTP1_ENGINE=$ENGINE RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
+    --cachegrind-out-file=/dev/null "$BIN" --config "$WORK/porter.yaml" >"$WORK/vg.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 150); do curl -s -o /dev/null "$URL" && break; sleep 0.2; done
+  h2load --h1 -n "$1" -c 1 "$URL" >"$WORK/h2load.log" 2>&1
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  grep -q "$1 succeeded" "$WORK/h2load.log" || { cat "$WORK/h2load.log" "$WORK/vg.log" >&2; exit 1; }
+  awk '/I *refs:/ {gsub(",","",$NF); print $NF}' "$WORK/vg.log"
+}
+
+a=$(count "$N1")
+b=$(count "$N2")
+echo "$(basename "$BIN") engine=$ENGINE: $(((b - a) / (N2 - N1))) instructions per proxied request"
