@@ -138,6 +138,15 @@ fn status_line(dst: &mut BytesMut, status: StatusCode) {
     dst.extend_from_slice(b"\r\n");
 }
 
+/// The last chunk of a chunked body (`0`), its trailer fields, and the blank line.
+pub fn write_last_chunk(dst: &mut BytesMut, trailers: Option<&HeaderMap>) {
+    dst.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        field(dst, name.as_str().as_bytes(), value.as_bytes());
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
 fn field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.extend_from_slice(name);
     dst.extend_from_slice(b": ");

@@ -323,16 +323,7 @@ async fn write_body(
                             continue;
                         }
                         let mut end = BytesMut::with_capacity(64);
-                        end.extend_from_slice(b"0\r\n");
-                        if te_trailers {
-                            for (name, value) in &trailers {
-                                end.extend_from_slice(name.as_str().as_bytes());
-                                end.extend_from_slice(b": ");
-                                end.extend_from_slice(value.as_bytes());
-                                end.extend_from_slice(b"\r\n");
-                            }
-                        }
-                        end.extend_from_slice(b"\r\n");
+                        response::write_last_chunk(&mut end, te_trailers.then_some(&trailers));
                         let mut out = prefix.chain(&end[..]);
                         return write.write_all_buf(&mut out).await.is_ok() && write.flush().await.is_ok();
                     }

@@ -107,17 +107,7 @@ pub async fn connect_own(server: &Server, timeout: Duration) -> Result<super::ht
 
 async fn connect_own_inner(server: &Server) -> Result<super::http1::Conn, ConnectError> {
     use super::http1::{Conn, ServerIo};
-    let mut addrs = server.addrs();
-    if addrs.is_empty() {
-        super::dns::refresh(server).await;
-        addrs = server.addrs();
-        if addrs.is_empty() {
-            let msg = format!("{} does not resolve to any address", server.url.host);
-            return Err(ConnectError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, msg)));
-        }
-    }
-    let (tcp, addr) = open_tcp(&addrs, server.next_addr_index()).await.map_err(ConnectError::Io)?;
-    server.pool.note_connect();
+    let (tcp, addr) = open_server_tcp(server).await?;
     match server.url.scheme {
         Scheme::Http => Ok(Conn::new(ServerIo::Plain(tcp), addr)),
         Scheme::Https => {
@@ -143,18 +133,7 @@ pub async fn connect_http1(server: &Server, timeout: Duration) -> Result<Upstrea
 }
 
 async fn connect_inner(server: &Server, want: Want) -> Result<Connection, ConnectError> {
-    let mut addrs = server.addrs();
-    if addrs.is_empty() {
-        // A DNS name not resolved yet (the resolver task starts with the snapshot).
-        super::dns::refresh(server).await;
-        addrs = server.addrs();
-        if addrs.is_empty() {
-            let msg = format!("{} does not resolve to any address", server.url.host);
-            return Err(ConnectError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, msg)));
-        }
-    }
-    let (tcp, addr) = open_tcp(&addrs, server.next_addr_index()).await.map_err(ConnectError::Io)?;
-    server.pool.note_connect();
+    let (tcp, addr) = open_server_tcp(server).await?;
     match (server.url.scheme, want) {
         (Scheme::Http, Want::Http1) => handshake(tcp, addr).await,
         (Scheme::Http, Want::Http2) => handshake_h2(tcp, addr).await,
@@ -175,6 +154,24 @@ async fn connect_inner(server: &Server, want: Want) -> Result<Connection, Connec
             }
         }
     }
+}
+
+/// A TCP connection to one of the server's addresses (resolving its name first
+/// if the resolver task has not yet), counted as a new connection.
+async fn open_server_tcp(server: &Server) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let mut addrs = server.addrs();
+    if addrs.is_empty() {
+        // A DNS name not resolved yet (the resolver task starts with the snapshot).
+        super::dns::refresh(server).await;
+        addrs = server.addrs();
+        if addrs.is_empty() {
+            let msg = format!("{} does not resolve to any address", server.url.host);
+            return Err(ConnectError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, msg)));
+        }
+    }
+    let opened = open_tcp(&addrs, server.next_addr_index()).await.map_err(ConnectError::Io)?;
+    server.pool.note_connect();
+    Ok(opened)
 }
 
 /// Connects to the first address that accepts, trying them in turn from `start`.

@@ -219,14 +219,7 @@ impl Conn {
                     }
                     let mut end = BytesMut::with_capacity(64);
                     end.extend_from_slice(pending_head);
-                    end.extend_from_slice(b"0\r\n");
-                    for (name, value) in &trailers {
-                        end.extend_from_slice(name.as_str().as_bytes());
-                        end.extend_from_slice(b": ");
-                        end.extend_from_slice(value.as_bytes());
-                        end.extend_from_slice(b"\r\n");
-                    }
-                    end.extend_from_slice(b"\r\n");
+                    crate::http1::response::write_last_chunk(&mut end, Some(&trailers));
                     self.io.write_all(&end).await.map_err(|_| WriteFailure::Io)?;
                     return self.io.flush().await.map_err(|_| WriteFailure::Io);
                 }
