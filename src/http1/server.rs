@@ -62,6 +62,8 @@ where
     let (read, mut write) = split(io);
     let mut reader = Some(Reader { io: read, buf: None });
     let mut first = true;
+    // The task holds this loop's state for the connection's life, idle or not:
+    // everything a request needs lives in `exchange`'s boxed future instead.
     while let Some(home) = reader.as_mut() {
         let head = match next_head(home, &settings, first.then_some(started), &mut drain).await {
             NextHead::Head(head) => head,
@@ -79,73 +81,110 @@ where
             }
         };
         first = false;
-        let Head { request, body: kind, keep_alive, expect_continue, te_trailers } = head;
-        let buffered = home.buf.as_ref().expect("a head was read into it");
-        if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
-            let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
-            Box::pin(refuse(&mut write, reader.take(), StatusCode::BAD_REQUEST, message)).await;
-            return;
-        }
-        let within_limit = match kind {
-            BodyKind::Length(n) => n <= settings.max_body,
-            _ => true,
-        };
-        let continue_now = expect_continue && kind != BodyKind::Empty && within_limit;
-        if continue_now && write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-            return;
-        }
-        let method = request.method().clone();
-        let http11 = request.version() == Version::HTTP_11;
-        let (body, mut away) = match kind {
-            BodyKind::Empty => (ClientBody::Empty, None),
-            kind => {
-                let (send, receive) = oneshot::channel();
-                let stream = RequestStream::new(reader.take().expect("home"), kind, send);
-                (ClientBody::Http1(stream), Some(receive))
-            }
-        };
-        let response = Box::pin(handler(request.map(|()| body))).await;
-
-        let (mut parts, body) = response.into_parts();
-        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(tunnel) = parts.extensions.remove::<PendingTunnel>() {
-                let mut head = take_buffer();
-                let mut keep = true;
-                let to = Answering { method: &method, http11 };
-                response::write_head(&mut head, parts.status, &parts.headers, &body.size_hint(), to, &mut keep);
-                drop(body);
-                if write.write_all(&head).await.is_err() || write.flush().await.is_err() {
-                    return;
-                }
-                give_back(head);
-                if let Some(receive) = away.take() {
-                    reader = Box::pin(come_home(receive)).await.map(|r| r.reader);
-                }
-                let Some(Reader { io: read, buf }) = reader.take() else { return };
+        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &settings, &drain)).await {
+            After::KeepAlive => {}
+            After::Close => break,
+            After::Gone => return,
+            After::Tunnel(tunnel, Reader { io: read, buf }) => {
                 let Some(client) = unsplit(read, write) else { return };
                 Box::pin(tunnel.run(client, buf.unwrap_or_default())).await;
                 return;
             }
         }
-        let mut keep = keep_alive && !drain.is_signalled();
-        let to = Answering { method: &method, http11 };
-        // Boxed, like the pipeline's future: the task keeps only what idle waiting needs.
-        let written =
-            Box::pin(write_response(&mut write, parts.status, &parts.headers, body, to, te_trailers, &mut keep)).await;
-        if let Some(receive) = away.take() {
-            match Box::pin(come_home(receive)).await {
-                Some(Returned { reader: back, complete }) => {
-                    keep &= complete;
-                    reader = Some(back);
-                }
-                None => keep = false,
-            }
-        }
-        if !written || !keep || drain.is_signalled() {
-            break;
-        }
     }
     let _ = write.shutdown().await;
+}
+
+/// What the connection does after an exchange.
+enum After {
+    /// Read the next request.
+    KeepAlive,
+    /// Shut the connection down.
+    Close,
+    /// The connection was answered and closed.
+    Gone,
+    /// A 101 was written: the connection becomes this tunnel.
+    Tunnel(PendingTunnel, Reader),
+}
+
+/// One request: its body set streaming, the pipeline's answer written back,
+/// and the read side home again for the next request.
+async fn exchange<F, Fut>(
+    head: Head,
+    reader: &mut Option<Reader>,
+    write: &mut WriteSide,
+    handler: &F,
+    settings: &Settings,
+    drain: &DrainWatch,
+) -> After
+where
+    F: Fn(Request<ClientBody>) -> Fut,
+    Fut: Future<Output = Response<ResponseBody>> + Send,
+{
+    let Head { request, body: kind, keep_alive, expect_continue, te_trailers } = head;
+    let buffered = reader.as_ref().and_then(|r| r.buf.as_ref()).expect("a head was read into it");
+    if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
+        let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
+        refuse(write, reader.take(), StatusCode::BAD_REQUEST, message).await;
+        return After::Gone;
+    }
+    let within_limit = match kind {
+        BodyKind::Length(n) => n <= settings.max_body,
+        _ => true,
+    };
+    let continue_now = expect_continue && kind != BodyKind::Empty && within_limit;
+    if continue_now && write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+        return After::Gone;
+    }
+    let method = request.method().clone();
+    let http11 = request.version() == Version::HTTP_11;
+    let (body, mut away) = match kind {
+        BodyKind::Empty => (ClientBody::Empty, None),
+        kind => {
+            let (send, receive) = oneshot::channel();
+            let stream = RequestStream::new(reader.take().expect("home"), kind, send);
+            (ClientBody::Http1(stream), Some(receive))
+        }
+    };
+    let response = handler(request.map(|()| body)).await;
+
+    let (mut parts, body) = response.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(tunnel) = parts.extensions.remove::<PendingTunnel>() {
+            let mut head = take_buffer();
+            let mut keep = true;
+            let to = Answering { method: &method, http11 };
+            response::write_head(&mut head, parts.status, &parts.headers, &body.size_hint(), to, &mut keep);
+            drop(body);
+            if write.write_all(&head).await.is_err() || write.flush().await.is_err() {
+                return After::Gone;
+            }
+            give_back(head);
+            if let Some(receive) = away.take() {
+                *reader = come_home(receive).await.map(|r| r.reader);
+            }
+            return match reader.take() {
+                Some(reader) => After::Tunnel(tunnel, reader),
+                None => After::Gone,
+            };
+        }
+    }
+    let mut keep = keep_alive && !drain.is_signalled();
+    let to = Answering { method: &method, http11 };
+    let written = write_response(write, parts.status, &parts.headers, body, to, te_trailers, &mut keep).await;
+    if let Some(receive) = away.take() {
+        match come_home(receive).await {
+            Some(Returned { reader: back, complete }) => {
+                keep &= complete;
+                *reader = Some(back);
+            }
+            None => keep = false,
+        }
+    }
+    if !written || !keep || drain.is_signalled() {
+        return After::Close;
+    }
+    After::KeepAlive
 }
 
 /// The body's read side back from wherever the body went, or None if it
@@ -384,6 +423,6 @@ mod tests {
             http::Response::new(crate::body::ResponseBody::empty())
         });
         let size = std::mem::size_of_val(&serve);
-        assert!(size < 2048, "serve future is {size} bytes");
+        assert!(size < 1024, "serve future is {size} bytes");
     }
 }

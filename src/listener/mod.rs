@@ -227,7 +227,9 @@ pub async fn accept_loop<F, Fut>(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let task = on_connection(stream, peer);
+                // Boxed: a future awaited from an async block is held twice in the
+                // task (as captured and as awaited), for the connection's life.
+                let task = Box::pin(on_connection(stream, peer));
                 let open = OpenConnection::new(stats.clone());
                 tokio::spawn(async move {
                     task.await;
