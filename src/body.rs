@@ -135,6 +135,16 @@ pub enum ServerBody {
     Http1(crate::upstream::http1::ResponseStream),
 }
 
+impl ServerBody {
+    /// A server's response fields kept as bytes (porter's own HTTP/1.1 client).
+    pub fn take_raw_fields(&mut self) -> Option<Box<crate::http1::fields::RawFields>> {
+        match self {
+            ServerBody::Http1(stream) => stream.take_raw_fields(),
+            ServerBody::Hyper(_) => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ServerBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -176,6 +186,15 @@ impl ResponseBody {
 
     fn new(inner: Inner) -> ResponseBody {
         ResponseBody { inner, finished: false, bytes: 0, lease: None, record: None }
+    }
+
+    /// A server's response fields kept as bytes (porter's own HTTP/1.1 client),
+    /// for a writer that passes them on without a map.
+    pub fn take_raw_fields(&mut self) -> Option<Box<crate::http1::fields::RawFields>> {
+        match &mut self.inner {
+            Inner::Upstream(body) => body.take_raw_fields(),
+            Inner::Local(_) => None,
+        }
     }
 
     pub fn set_record(&mut self, record: AccessRecord) {

@@ -6,6 +6,7 @@
 //! - `request`: a head parsed with httparse, framed by SPEC §8's rules;
 //! - `chunked`: the chunked request body decoder;
 //! - `body`: a request body streamed from the connection's read buffer;
+//! - `fields`: a server's response fields kept as bytes, written back without a map;
 //! - `response`: a response head and its framing;
 //! - `io`: the connection's stream, split in two, and the read-buffer pool;
 //! - `server`: the connection loop that ties them together.
@@ -14,6 +15,7 @@ pub mod body;
 pub mod chunked;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod differential;
+pub mod fields;
 pub mod io;
 pub mod request;
 pub mod response;

@@ -20,6 +20,7 @@ use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 use http_body::SizeHint;
 
+use super::fields::{self, RawFields};
 use super::request::has_token;
 
 /// How the body after the head is written.
@@ -42,10 +43,13 @@ pub struct Answering<'a> {
 
 /// Writes the head into `dst`; returns the body's framing. `keep_alive` goes
 /// in as what the request allows and comes out as what this response allows.
+/// `raw`: a server's fields kept as bytes (see `fields`), written after
+/// `headers` (porter's own, which replace a server field of the same name).
 pub fn write_head(
     dst: &mut BytesMut,
     status: StatusCode,
     headers: &HeaderMap,
+    raw: Option<&RawFields>,
     body: &SizeHint,
     to: Answering<'_>,
     keep_alive: &mut bool,
@@ -55,7 +59,7 @@ pub fn write_head(
         for (name, value) in headers {
             field(dst, name.as_str().as_bytes(), value.as_bytes());
         }
-        date_if_missing(dst, headers);
+        date_if_missing(dst, headers.contains_key(header::DATE));
         dst.extend_from_slice(b"\r\n");
         return BodyFraming::None;
     }
@@ -75,11 +79,12 @@ pub fn write_head(
     if framing == BodyFraming::Close {
         *keep_alive = false;
     }
+    // A HEAD answer says how long the body would be; the others are framed below.
+    let mut length_wanted = *to.method == Method::HEAD && !bodiless;
     for (name, value) in headers {
         match *name {
             header::CONTENT_LENGTH => {
-                // A HEAD answer says how long the body would be; the others are framed below.
-                if *to.method == Method::HEAD && !bodiless {
+                if std::mem::take(&mut length_wanted) {
                     field(dst, b"content-length", value.as_bytes());
                 }
             }
@@ -91,6 +96,30 @@ pub fn write_head(
             }
             header::TRAILER if framing != BodyFraming::Chunked => {}
             _ => field(dst, name.as_str().as_bytes(), value.as_bytes()),
+        }
+    }
+    if let Some(raw) = raw {
+        for (name, value) in raw.iter() {
+            match fields::kind(name) {
+                fields::Kind::ContentLength => {
+                    if std::mem::take(&mut length_wanted) {
+                        field(dst, b"content-length", value);
+                    }
+                    continue;
+                }
+                fields::Kind::HopByHop => {
+                    if name.eq_ignore_ascii_case(b"connection") && has_token(value, b"close") {
+                        *keep_alive = false;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            // porter's own fields (HSTS) replace a server's of the same name; there are few.
+            if headers.keys().any(|own| own.as_str().as_bytes().eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            field(dst, name, value);
         }
     }
     match framing {
@@ -109,7 +138,7 @@ pub fn write_head(
     } else if !to.http11 {
         dst.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    date_if_missing(dst, headers);
+    date_if_missing(dst, headers.contains_key(header::DATE) || raw.is_some_and(RawFields::has_date));
     dst.extend_from_slice(b"\r\n");
     framing
 }
@@ -121,7 +150,7 @@ pub fn write_refusal(dst: &mut BytesMut, status: StatusCode, message: &str) {
     dst.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
     dst.extend_from_slice(itoa_buf(message.len() as u64).as_bytes());
     dst.extend_from_slice(b"\r\nconnection: close\r\n");
-    date_if_missing(dst, &HeaderMap::new());
+    date_if_missing(dst, false);
     dst.extend_from_slice(b"\r\n");
     dst.extend_from_slice(message.as_bytes());
 }
@@ -154,8 +183,8 @@ fn field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.extend_from_slice(b"\r\n");
 }
 
-fn date_if_missing(dst: &mut BytesMut, headers: &HeaderMap) {
-    if headers.contains_key(header::DATE) {
+fn date_if_missing(dst: &mut BytesMut, has_date: bool) {
+    if has_date {
         return;
     }
     dst.extend_from_slice(b"date: ");
@@ -253,6 +282,7 @@ mod tests {
             &mut dst,
             StatusCode::from_u16(status).unwrap(),
             &map,
+            None,
             &hint,
             Answering { method: &method, http11 },
             &mut keep,

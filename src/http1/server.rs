@@ -154,7 +154,7 @@ where
             let mut head = take_buffer();
             let mut keep = true;
             let to = Answering { method: &method, http11 };
-            response::write_head(&mut head, parts.status, &parts.headers, &body.size_hint(), to, &mut keep);
+            response::write_head(&mut head, parts.status, &parts.headers, None, &body.size_hint(), to, &mut keep);
             drop(body);
             if write.write_all(&head).await.is_err() || write.flush().await.is_err() {
                 return After::Gone;
@@ -290,13 +290,16 @@ async fn write_response(
     write: &mut WriteSide,
     status: StatusCode,
     headers: &http::HeaderMap,
-    body: ResponseBody,
+    mut body: ResponseBody,
     to: Answering<'_>,
     te_trailers: bool,
     keep: &mut bool,
 ) -> bool {
     let mut head = take_buffer();
-    let framing = response::write_head(&mut head, status, headers, &body.size_hint(), to, keep);
+    let raw = body.take_raw_fields();
+    let framing = response::write_head(&mut head, status, headers, raw.as_deref(), &body.size_hint(), to, keep);
+    // The server's head goes now: its buffer may then be reused (`give_back`).
+    drop(raw);
     let written = write_body(write, &mut head, body, framing, te_trailers).await;
     head.clear();
     give_back(head);

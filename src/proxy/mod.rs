@@ -133,6 +133,9 @@ async fn proxy<'r>(
         }
     }
 
+    // Bodies of requests read by porter's own HTTP/1.1 server (hyper's are `Hyper`).
+    let own_http1_client = matches!(request.body(), ClientBody::Empty | ClientBody::Http1(_));
+
     // hyper's HTTP/1.1 server hands over the client's side of an upgrade with the
     // request; porter's own takes the tunnel from the response (`PendingTunnel`).
     let upgrade =
@@ -177,7 +180,13 @@ async fn proxy<'r>(
         record.upstream = Some(forwarded.lease.server().clone());
     }
 
-    let (mut parts, body) = forwarded.response.into_parts();
+    let (mut parts, mut body) = forwarded.response.into_parts();
+    if !own_http1_client {
+        // Only porter's own HTTP/1.1 server writes a server's fields from their bytes.
+        if let Some(raw) = body.take_raw_fields() {
+            parts.headers = raw.to_header_map();
+        }
+    }
     // An HTTP/2 server's answer: the client's connection decides the version written.
     parts.version = Version::HTTP_11;
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::{Method, Request, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::body::{BodyTooLarge, BoxError, RequestBody};
 use crate::http1::chunked::{Chunked, Step};
+use crate::http1::fields::{self, Kind, RawFields};
 use crate::http1::io::{give_back, take_buffer};
 use crate::http1::request::{has_token, Span, MAX_FIELDS};
 use crate::http1::response::chunk_size_line;
@@ -147,14 +148,16 @@ impl Conn {
             // The server may have answered early and closed (413, 401): read what it said.
             Err(WriteFailure::Io) => {
                 return match self.read_head(method).await {
-                    Ok((parts, kind, _)) => Ok((parts, ResponseStream::new(self, kind, false))),
+                    Ok(Parsed { parts, kind, raw, .. }) => Ok((parts, ResponseStream::new(self, kind, false, raw))),
                     Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started }),
                     Err(e) => Err(e),
                 };
             }
         }
         match self.read_head(method).await {
-            Ok((parts, kind, keep_alive)) => Ok((parts, ResponseStream::new(self, kind, keep_alive))),
+            Ok(Parsed { parts, kind, keep_alive, raw }) => {
+                Ok((parts, ResponseStream::new(self, kind, keep_alive, raw)))
+            }
             Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started }),
             Err(e) => Err(e),
         }
@@ -229,7 +232,7 @@ impl Conn {
     }
 
     /// Reads the response head, skipping interim (1xx) answers.
-    async fn read_head(&mut self, method: &Method) -> Result<(http::response::Parts, BodyKind, bool), SendError> {
+    async fn read_head(&mut self, method: &Method) -> Result<Parsed, SendError> {
         let buf = self.buf.get_or_insert_with(take_buffer);
         let mut received = false;
         loop {
@@ -237,10 +240,10 @@ impl Conn {
                 received = true;
                 match parse_response(buf, method)? {
                     // A switch nobody asked for (upgrades go over hyper's client).
-                    Some(parsed) if parsed.0.status == StatusCode::SWITCHING_PROTOCOLS => {
+                    Some(parsed) if parsed.parts.status == StatusCode::SWITCHING_PROTOCOLS => {
                         return Err(SendError::BadResponse)
                     }
-                    Some(parsed) if parsed.0.status.is_informational() => continue,
+                    Some(parsed) if parsed.parts.status.is_informational() => continue,
                     Some(parsed) => return Ok(parsed),
                     None if buf.len() >= MAX_RESPONSE_HEAD => return Err(SendError::BadResponse),
                     None => {}
@@ -332,7 +335,15 @@ enum BodyKind {
     Close,
 }
 
-type Parsed = (http::response::Parts, BodyKind, bool);
+/// A response head: its parts, how its body is framed, whether the connection
+/// stays open after it, and its fields as bytes when no map was made (then
+/// `parts.headers` is empty).
+struct Parsed {
+    parts: http::response::Parts,
+    kind: BodyKind,
+    keep_alive: bool,
+    raw: Option<Box<RawFields>>,
+}
 
 fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, SendError> {
     let mut fields: [MaybeUninit<httparse::Header<'_>>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
@@ -347,64 +358,62 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
     let base = buf.as_ptr() as usize;
     let count = res.headers.len();
     let mut spans: [MaybeUninit<Span>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut keep_alive = http11;
+    let mut length: Option<u64> = None;
+    let mut chunked: Option<bool> = None;
+    let mut has_date = false;
+    // A Connection header naming other fields: those are stripped from a map.
+    let mut names_fields = false;
     for (span, field) in spans.iter_mut().zip(res.headers.iter()) {
         let name = field.name.as_ptr() as usize - base;
         let value = field.value.as_ptr() as usize - base;
         span.write(Span::of(name, field.name.len(), value, field.value.len()));
-    }
-    let head = buf.split_to(len).freeze();
-    if status.is_informational() {
-        // 100 Continue and the like: the real answer follows.
-        let mut parts = http::Response::new(()).into_parts().0;
-        parts.status = status;
-        return Ok(Some((parts, BodyKind::Empty, true)));
-    }
-    let mut headers = HeaderMap::with_capacity(count);
-    let mut keep_alive = http11;
-    let mut length: Option<u64> = None;
-    let mut chunked: Option<bool> = None;
-    for span in &spans[..count] {
-        // SAFETY: the first `count` spans were written above.
-        let span = unsafe { span.assume_init_ref() };
-        let name = HeaderName::from_bytes(&head[span.name()]).map_err(|_| SendError::BadResponse)?;
-        // SAFETY: httparse accepted these bytes as a field value.
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(span.value())) };
-        match name {
-            header::CONTENT_LENGTH => {
-                let n = std::str::from_utf8(value.as_bytes())
+        let name = field.name.as_bytes();
+        match fields::kind(name) {
+            Kind::ContentLength => {
+                let n = std::str::from_utf8(field.value)
                     .ok()
                     .and_then(|s| s.trim().parse::<u64>().ok())
                     .ok_or(SendError::BadResponse)?;
-                if length.is_some_and(|prev| prev != n) {
+                if length.replace(n).is_some_and(|prev| prev != n) {
                     return Err(SendError::BadResponse);
                 }
-                if length.replace(n).is_some() {
-                    continue;
-                }
             }
-            header::TRANSFER_ENCODING => {
-                let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
+            Kind::HopByHop if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                let last = field.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
-            header::CONNECTION => {
-                if has_token(value.as_bytes(), b"close") {
+            Kind::HopByHop if name.eq_ignore_ascii_case(b"connection") => {
+                if has_token(field.value, b"close") {
                     keep_alive = false;
-                } else if !http11 && has_token(value.as_bytes(), b"keep-alive") {
+                } else if !http11 && has_token(field.value, b"keep-alive") {
                     keep_alive = true;
                 }
+                names_fields |= field.value.split(|&b| b == b',').any(|t| {
+                    let t = t.trim_ascii();
+                    !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive")
+                });
             }
+            Kind::Date => has_date = true,
             _ => {}
         }
-        headers.append(name, value);
+    }
+    // SAFETY: the first `count` spans were written above.
+    let spans = unsafe { std::slice::from_raw_parts(spans.as_ptr().cast::<Span>(), count) };
+    let head = buf.split_to(len).freeze();
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+    if status.is_informational() {
+        // 100 Continue and the like: the real answer follows.
+        return Ok(Some(Parsed { parts, kind: BodyKind::Empty, keep_alive: true, raw: None }));
     }
     let bodiless = *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    // Chunked wins over a length (RFC 9112 §6.3), which then must not be passed on.
+    let drop_length = !bodiless && chunked == Some(true);
     let kind = match (chunked, length) {
         _ if bodiless => BodyKind::Empty,
-        (Some(true), _) => {
-            // Chunked wins over a length (RFC 9112 §6.3), which then must not be passed on.
-            headers.remove(header::CONTENT_LENGTH);
-            BodyKind::Chunked
-        }
+        (Some(true), _) => BodyKind::Chunked,
         (Some(false), _) => {
             keep_alive = false;
             BodyKind::Close
@@ -416,11 +425,12 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
             BodyKind::Close
         }
     };
-    let mut parts = http::Response::new(()).into_parts().0;
-    parts.status = status;
-    parts.version = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
-    parts.headers = headers;
-    Ok(Some((parts, kind, keep_alive)))
+    if count > fields::MAX_RAW || names_fields {
+        parts.headers = fields::to_header_map(&head, spans, drop_length);
+        return Ok(Some(Parsed { parts, kind, keep_alive, raw: None }));
+    }
+    let raw = RawFields::new(head, spans, has_date, drop_length);
+    Ok(Some(Parsed { parts, kind, keep_alive, raw: Some(raw) }))
 }
 
 enum Decode {
@@ -436,10 +446,12 @@ pub struct ResponseStream {
     decode: Decode,
     keep_alive: bool,
     done: bool,
+    /// The head's fields, until the head is written or made into a map.
+    raw: Option<Box<RawFields>>,
 }
 
 impl ResponseStream {
-    fn new(conn: Conn, kind: BodyKind, keep_alive: bool) -> ResponseStream {
+    fn new(conn: Conn, kind: BodyKind, keep_alive: bool, raw: Option<Box<RawFields>>) -> ResponseStream {
         let decode = match kind {
             BodyKind::Empty => Decode::Empty,
             BodyKind::Length(n) => Decode::Length(n),
@@ -447,7 +459,12 @@ impl ResponseStream {
             BodyKind::Close => Decode::Close,
         };
         let done = matches!(decode, Decode::Empty);
-        ResponseStream { conn: Some(conn), decode, keep_alive, done }
+        ResponseStream { conn: Some(conn), decode, keep_alive, done, raw }
+    }
+
+    /// The response head's fields as bytes, when they were not put in a map.
+    pub fn take_raw_fields(&mut self) -> Option<Box<RawFields>> {
+        self.raw.take()
     }
 
     /// The connection, once the body was read to its end and the server keeps it open.

@@ -30,6 +30,7 @@ mod proxy_protocol;
 mod redirect;
 mod reload;
 mod resilience;
+mod response_fields;
 mod routing;
 mod tls;
 mod tls_edge;
