@@ -59,10 +59,16 @@ pub async fn forward(
     let can_retry = upstream.retries > 0 && upstream.servers.len() > 1;
     // After a request was processed, only idempotent ones go elsewhere; an HTTP/2 stream the
     // server did not process may go again whatever the method (it needs the copy too).
-    let resend_processed = can_retry && is_idempotent(request.method());
-    let replay =
-        if (resend_processed || upstream.http2) && request.body_is_empty() { Some(copy_head(&request)) } else { None };
-    let resend_processed = resend_processed && replay.is_some();
+    let resend_processed = can_retry && is_idempotent(request.method()) && request.body_is_empty();
+    // The head is copied (an allocation) only when a replay could go somewhere and the
+    // request may travel over a client that consumes it (HTTP/2, or hyper's for upgrades):
+    // porter's own HTTP/1.1 client hands a body-less request back (`Failure::sent`).
+    let consumed = upstream.http2 || request.headers().contains_key(header::UPGRADE);
+    let replay = if (resend_processed || upstream.http2) && request.body_is_empty() && consumed {
+        Some(copy_head(&request))
+    } else {
+        None
+    };
     let mut pending = Some(request);
     let mut tried = Tried::default();
     let mut last: Option<ForwardError> = None;
@@ -94,7 +100,7 @@ pub async fn forward(
                     server.record_failure(failure.error.message().trim_end());
                 }
                 let retry_allowed = failure.unsent.is_some() || resend_processed;
-                pending = failure.unsent;
+                pending = failure.unsent.or(if resend_processed { failure.sent } else { None });
                 last = Some(ForwardError { error: failure.error, server: Some(server) });
                 if !retry_allowed || failure.error == ProxyError::BodyTooLarge {
                     break;
@@ -111,6 +117,10 @@ pub(super) struct Failure {
     /// (safe to send elsewhere).
     pub unsent: Option<Request<RequestBody>>,
     pub counts_against_server: bool,
+    /// A body-less request handed back after it went out (porter's own client only
+    /// borrows the head): the server may have processed it, so it goes again only if
+    /// idempotent. Saves copying every head up front for a replay that rarely comes.
+    pub sent: Option<Request<RequestBody>>,
 }
 
 async fn send(
@@ -166,7 +176,12 @@ async fn send_own(
                         _ => ProxyError::ConnectFailed,
                     };
                     crate::http1::io::give_back(head);
-                    return Err(Failure { error, unsent: unsent(parts, body), counts_against_server: true });
+                    return Err(Failure {
+                        error,
+                        unsent: unsent(parts, body),
+                        counts_against_server: true,
+                        sent: None,
+                    });
                 }
             },
         };
@@ -180,28 +195,58 @@ async fn send_own(
                 return Ok(Forwarded { response, lease: Lease::own(in_flight) });
             }
             Err(_elapsed) => {
-                return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
+                let sent = sent_back(parts, body);
+                return Err(Failure {
+                    error: ProxyError::ResponseTimeout,
+                    unsent: None,
+                    counts_against_server: true,
+                    sent,
+                });
             }
             Ok(Err(e)) => e,
         };
         match error {
-            SendError::Closed { body_started: false } if reused && !fresh_only && is_idempotent(&parts.method) => {
+            SendError::Closed { body_started: false, .. } if reused && !fresh_only && is_idempotent(&parts.method) => {
                 fresh_only = true;
             }
             SendError::BodyTooLarge => {
-                return Err(Failure { error: ProxyError::BodyTooLarge, unsent: None, counts_against_server: false })
+                return Err(Failure {
+                    error: ProxyError::BodyTooLarge,
+                    unsent: None,
+                    counts_against_server: false,
+                    sent: None,
+                })
             }
             SendError::ClientBody => {
-                return Err(Failure { error: ProxyError::UpstreamFailed, unsent: None, counts_against_server: false })
+                return Err(Failure {
+                    error: ProxyError::UpstreamFailed,
+                    unsent: None,
+                    counts_against_server: false,
+                    sent: None,
+                })
             }
             error => {
                 tracing::debug!(server = %server.label, ?error, "upstream request failed");
-                // Nothing of the request left porter only if the body was untouched and the
-                // connection failed before a response: that much may go to another server.
-                let untouched = matches!(error, SendError::Closed { body_started: false });
-                let unsent =
-                    if untouched && http_body::Body::is_end_stream(&body) { unsent(parts, body) } else { None };
-                return Err(Failure { error: ProxyError::UpstreamFailed, unsent, counts_against_server: true });
+                // Not processed only if the head could not be written whole (nothing of the body
+                // went either): that much may go to another server, whatever the method. A head
+                // that went out may have been acted on: only an idempotent request goes again.
+                let untouched = matches!(error, SendError::Closed { body_started: false, head_sent: false });
+                if untouched && http_body::Body::is_end_stream(&body) {
+                    let unsent = unsent(parts, body);
+                    return Err(Failure {
+                        error: ProxyError::UpstreamFailed,
+                        unsent,
+                        counts_against_server: true,
+                        sent: None,
+                    });
+                }
+                let sent = sent_back(parts, body);
+                return Err(Failure {
+                    error: ProxyError::UpstreamFailed,
+                    unsent: None,
+                    counts_against_server: true,
+                    sent,
+                });
             }
         }
     }
@@ -231,7 +276,7 @@ async fn send_hyper(
                         ConnectError::Timeout => ProxyError::ConnectTimeout,
                         _ => ProxyError::ConnectFailed,
                     };
-                    return Err(Failure { error, unsent: Some(request), counts_against_server: true });
+                    return Err(Failure { error, unsent: Some(request), counts_against_server: true, sent: None });
                 }
             },
         };
@@ -242,7 +287,12 @@ async fn send_hyper(
                 return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) });
             }
             Err(_elapsed) => {
-                return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
+                return Err(Failure {
+                    error: ProxyError::ResponseTimeout,
+                    unsent: None,
+                    counts_against_server: true,
+                    sent: None,
+                })
             }
             Ok(Err(mut e)) => {
                 let unsent = e.take_message();
@@ -252,6 +302,7 @@ async fn send_hyper(
                         error: ProxyError::BodyTooLarge,
                         unsent: None,
                         counts_against_server: false,
+                        sent: None,
                     });
                 }
                 match unsent {
@@ -261,7 +312,12 @@ async fn send_hyper(
                     }
                     unsent => {
                         tracing::debug!(server = %server.label, error = %error, "upstream request failed");
-                        return Err(Failure { error: ProxyError::UpstreamFailed, unsent, counts_against_server: true });
+                        return Err(Failure {
+                            error: ProxyError::UpstreamFailed,
+                            unsent,
+                            counts_against_server: true,
+                            sent: None,
+                        });
                     }
                 }
             }
@@ -302,6 +358,11 @@ pub(super) fn is_body_too_large(error: &hyper::Error) -> bool {
         source = e.source();
     }
     false
+}
+
+/// A request that went out, back for a replay if it had no body.
+fn sent_back(parts: http::request::Parts, body: RequestBody) -> Option<Request<RequestBody>> {
+    http_body::Body::is_end_stream(&body).then(|| Request::from_parts(parts, body))
 }
 
 fn is_idempotent(method: &Method) -> bool {

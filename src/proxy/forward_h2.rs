@@ -43,11 +43,16 @@ pub(super) async fn send(
                     ConnectFailure::Timeout => ProxyError::ConnectTimeout,
                     ConnectFailure::Failed => ProxyError::ConnectFailed,
                 };
-                return Err(Failure { error, unsent: Some(request), counts_against_server: true });
+                return Err(Failure { error, unsent: Some(request), counts_against_server: true, sent: None });
             }
         };
         let Some(h2_request) = to_http2(request, server) else {
-            return Err(Failure { error: ProxyError::InvalidHost, unsent: None, counts_against_server: false });
+            return Err(Failure {
+                error: ProxyError::InvalidHost,
+                unsent: None,
+                counts_against_server: false,
+                sent: None,
+            });
         };
         let mut sender = stream.sender();
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(h2_request)).await;
@@ -57,12 +62,22 @@ pub(super) async fn send(
                 return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight) });
             }
             Err(_elapsed) => {
-                return Err(Failure { error: ProxyError::ResponseTimeout, unsent: None, counts_against_server: true })
+                return Err(Failure {
+                    error: ProxyError::ResponseTimeout,
+                    unsent: None,
+                    counts_against_server: true,
+                    sent: None,
+                })
             }
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),
         };
         if is_body_too_large(&error) {
-            return Err(Failure { error: ProxyError::BodyTooLarge, unsent: None, counts_against_server: false });
+            return Err(Failure {
+                error: ProxyError::BodyTooLarge,
+                unsent: None,
+                counts_against_server: false,
+                sent: None,
+            });
         }
         // Handed back: the connection closed before the stream opened. Else, if the server
         // said it did not process the stream, a copy of a bodiless request is as good.
@@ -79,10 +94,16 @@ pub(super) async fn send(
                     error: ProxyError::UpstreamFailed,
                     unsent: Some(back),
                     counts_against_server: false,
+                    sent: None,
                 })
             }
             None => {
-                return Err(Failure { error: ProxyError::UpstreamFailed, unsent: None, counts_against_server: true })
+                return Err(Failure {
+                    error: ProxyError::UpstreamFailed,
+                    unsent: None,
+                    counts_against_server: true,
+                    sent: None,
+                })
             }
         }
     }

@@ -109,8 +109,9 @@ impl std::fmt::Debug for Conn {
 #[derive(Debug)]
 pub enum SendError {
     /// The connection closed or failed before any byte of a response came;
-    /// `body_started`: some of the request body had been taken from the client.
-    Closed { body_started: bool },
+    /// `body_started`: some of the request body had been taken from the client;
+    /// `head_sent`: the whole head was written, so the server may have acted on it.
+    Closed { body_started: bool, head_sent: bool },
     /// The request body passed `max_body_bytes`.
     BodyTooLarge,
     /// The client's body failed (it went away, or its framing was malformed).
@@ -149,7 +150,7 @@ impl Conn {
             Err(WriteFailure::Io) => {
                 return match self.read_head(method).await {
                     Ok(Parsed { parts, kind, raw, .. }) => Ok((parts, ResponseStream::new(self, kind, false, raw))),
-                    Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started }),
+                    Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: body_started }),
                     Err(e) => Err(e),
                 };
             }
@@ -158,7 +159,7 @@ impl Conn {
             Ok(Parsed { parts, kind, keep_alive, raw }) => {
                 Ok((parts, ResponseStream::new(self, kind, keep_alive, raw)))
             }
-            Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started }),
+            Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: true }),
             Err(e) => Err(e),
         }
     }
@@ -250,7 +251,7 @@ impl Conn {
                 }
             }
             match read_some(&mut self.io, buf, crate::http1::io::BUFFER_SIZE).await {
-                Ok(0) | Err(_) if !received => return Err(SendError::Closed { body_started: false }),
+                Ok(0) | Err(_) if !received => return Err(SendError::Closed { body_started: false, head_sent: true }),
                 Ok(0) | Err(_) => return Err(SendError::BadResponse),
                 Ok(_) => {}
             }
