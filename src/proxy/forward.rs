@@ -123,6 +123,22 @@ pub(super) struct Failure {
     pub sent: Option<Request<RequestBody>>,
 }
 
+impl Failure {
+    /// The server failed the request (counted against it).
+    pub(super) fn server(
+        error: ProxyError,
+        unsent: Option<Request<RequestBody>>,
+        sent: Option<Request<RequestBody>>,
+    ) -> Failure {
+        Failure { error, unsent, counts_against_server: true, sent }
+    }
+
+    /// The request failed on porter's side or the client's: nothing to send again.
+    pub(super) fn local(error: ProxyError) -> Failure {
+        Failure { error, unsent: None, counts_against_server: false, sent: None }
+    }
+}
+
 async fn send(
     upstream: &Upstream,
     server: &Arc<Server>,
@@ -176,12 +192,7 @@ async fn send_own(
                         _ => ProxyError::ConnectFailed,
                     };
                     crate::http1::io::give_back(head);
-                    return Err(Failure {
-                        error,
-                        unsent: unsent(parts, body),
-                        counts_against_server: true,
-                        sent: None,
-                    });
+                    return Err(Failure::server(error, unsent(parts, body), None));
                 }
             },
         };
@@ -196,12 +207,7 @@ async fn send_own(
             }
             Err(_elapsed) => {
                 let sent = sent_back(parts, body);
-                return Err(Failure {
-                    error: ProxyError::ResponseTimeout,
-                    unsent: None,
-                    counts_against_server: true,
-                    sent,
-                });
+                return Err(Failure::server(ProxyError::ResponseTimeout, None, sent));
             }
             Ok(Err(e)) => e,
         };
@@ -209,22 +215,8 @@ async fn send_own(
             SendError::Closed { body_started: false, .. } if reused && !fresh_only && is_idempotent(&parts.method) => {
                 fresh_only = true;
             }
-            SendError::BodyTooLarge => {
-                return Err(Failure {
-                    error: ProxyError::BodyTooLarge,
-                    unsent: None,
-                    counts_against_server: false,
-                    sent: None,
-                })
-            }
-            SendError::ClientBody => {
-                return Err(Failure {
-                    error: ProxyError::UpstreamFailed,
-                    unsent: None,
-                    counts_against_server: false,
-                    sent: None,
-                })
-            }
+            SendError::BodyTooLarge => return Err(Failure::local(ProxyError::BodyTooLarge)),
+            SendError::ClientBody => return Err(Failure::local(ProxyError::UpstreamFailed)),
             error => {
                 tracing::debug!(server = %server.label, ?error, "upstream request failed");
                 // Not processed only if the head could not be written whole (nothing of the body
@@ -233,20 +225,10 @@ async fn send_own(
                 let untouched = matches!(error, SendError::Closed { body_started: false, head_sent: false });
                 if untouched && http_body::Body::is_end_stream(&body) {
                     let unsent = unsent(parts, body);
-                    return Err(Failure {
-                        error: ProxyError::UpstreamFailed,
-                        unsent,
-                        counts_against_server: true,
-                        sent: None,
-                    });
+                    return Err(Failure::server(ProxyError::UpstreamFailed, unsent, None));
                 }
                 let sent = sent_back(parts, body);
-                return Err(Failure {
-                    error: ProxyError::UpstreamFailed,
-                    unsent: None,
-                    counts_against_server: true,
-                    sent,
-                });
+                return Err(Failure::server(ProxyError::UpstreamFailed, None, sent));
             }
         }
     }
@@ -276,7 +258,7 @@ async fn send_hyper(
                         ConnectError::Timeout => ProxyError::ConnectTimeout,
                         _ => ProxyError::ConnectFailed,
                     };
-                    return Err(Failure { error, unsent: Some(request), counts_against_server: true, sent: None });
+                    return Err(Failure::server(error, Some(request), None));
                 }
             },
         };
@@ -286,24 +268,12 @@ async fn send_hyper(
                 let response = response.map(ServerBody::Hyper);
                 return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) });
             }
-            Err(_elapsed) => {
-                return Err(Failure {
-                    error: ProxyError::ResponseTimeout,
-                    unsent: None,
-                    counts_against_server: true,
-                    sent: None,
-                })
-            }
+            Err(_elapsed) => return Err(Failure::server(ProxyError::ResponseTimeout, None, None)),
             Ok(Err(mut e)) => {
                 let unsent = e.take_message();
                 let error = e.into_error();
                 if is_body_too_large(&error) {
-                    return Err(Failure {
-                        error: ProxyError::BodyTooLarge,
-                        unsent: None,
-                        counts_against_server: false,
-                        sent: None,
-                    });
+                    return Err(Failure::local(ProxyError::BodyTooLarge));
                 }
                 match unsent {
                     Some(back) if reused && !fresh_only => {
@@ -312,12 +282,7 @@ async fn send_hyper(
                     }
                     unsent => {
                         tracing::debug!(server = %server.label, error = %error, "upstream request failed");
-                        return Err(Failure {
-                            error: ProxyError::UpstreamFailed,
-                            unsent,
-                            counts_against_server: true,
-                            sent: None,
-                        });
+                        return Err(Failure::server(ProxyError::UpstreamFailed, unsent, None));
                     }
                 }
             }

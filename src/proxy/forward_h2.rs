@@ -43,16 +43,11 @@ pub(super) async fn send(
                     ConnectFailure::Timeout => ProxyError::ConnectTimeout,
                     ConnectFailure::Failed => ProxyError::ConnectFailed,
                 };
-                return Err(Failure { error, unsent: Some(request), counts_against_server: true, sent: None });
+                return Err(Failure::server(error, Some(request), None));
             }
         };
         let Some(h2_request) = to_http2(request, server) else {
-            return Err(Failure {
-                error: ProxyError::InvalidHost,
-                unsent: None,
-                counts_against_server: false,
-                sent: None,
-            });
+            return Err(Failure::local(ProxyError::InvalidHost));
         };
         let mut sender = stream.sender();
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(h2_request)).await;
@@ -61,23 +56,11 @@ pub(super) async fn send(
                 let response = response.map(crate::body::ServerBody::Hyper);
                 return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight) });
             }
-            Err(_elapsed) => {
-                return Err(Failure {
-                    error: ProxyError::ResponseTimeout,
-                    unsent: None,
-                    counts_against_server: true,
-                    sent: None,
-                })
-            }
+            Err(_elapsed) => return Err(Failure::server(ProxyError::ResponseTimeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),
         };
         if is_body_too_large(&error) {
-            return Err(Failure {
-                error: ProxyError::BodyTooLarge,
-                unsent: None,
-                counts_against_server: false,
-                sent: None,
-            });
+            return Err(Failure::local(ProxyError::BodyTooLarge));
         }
         // Handed back: the connection closed before the stream opened. Else, if the server
         // said it did not process the stream, a copy of a bodiless request is as good.
@@ -97,14 +80,7 @@ pub(super) async fn send(
                     sent: None,
                 })
             }
-            None => {
-                return Err(Failure {
-                    error: ProxyError::UpstreamFailed,
-                    unsent: None,
-                    counts_against_server: true,
-                    sent: None,
-                })
-            }
+            None => return Err(Failure::server(ProxyError::UpstreamFailed, None, None)),
         }
     }
 }
