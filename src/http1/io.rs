@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::listener::proxy_protocol::ClientStream;
 
-pub type TlsStream = tokio_rustls::server::TlsStream<ClientStream>;
+pub use crate::tls::server_stream::TlsServerStream as TlsStream;
 
 /// A client connection, plain or TLS.
 pub enum ClientIo {
@@ -30,16 +30,9 @@ impl ClientIo {
     fn poll_wait_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             ClientIo::Plain(stream) => stream.poll_wait_readable(cx),
-            ClientIo::Tls(tls) => {
-                let (stream, session) = tls.get_mut();
-                // Plaintext rustls already decrypted (a pipelined request), or the
-                // peer's close_notify, is ready without the socket.
-                match session.process_new_packets() {
-                    Ok(state) if state.plaintext_bytes_to_read() > 0 || state.peer_has_closed() => Poll::Ready(Ok(())),
-                    Err(_) => Poll::Ready(Ok(())),
-                    Ok(_) => stream.poll_wait_readable(cx),
-                }
-            }
+            // Plaintext already decrypted (a pipelined request) or the peer's
+            // close_notify is ready without the socket.
+            ClientIo::Tls(tls) => tls.poll_wait_readable(cx),
         }
     }
 }

@@ -27,7 +27,7 @@ pub async fn serve(
     // statement can keep a slot of its own in this task's state next to the box.
     let handshake = Box::pin(handshake(stream, peer, &shared, &stats));
     let Some((tls, client)) = handshake.await else { return };
-    if tls.get_ref().1.alpn_protocol() == Some(crate::acme::challenges::ACME_TLS_ALPN) {
+    if tls.alpn_protocol() == Some(crate::acme::challenges::ACME_TLS_ALPN) {
         // RFC 8737 §3: a TLS-ALPN-01 validation ends with the handshake.
         let close = Box::pin(close(tls));
         close.await;
@@ -47,11 +47,18 @@ async fn handshake(
 ) -> Option<(Box<TlsStream>, SocketAddr)> {
     let runtime = shared.runtime.load_full();
     let (stream, client) = super::accept_client(stream, peer, &runtime).await?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(runtime.tls.clone());
-    match tokio::time::timeout(runtime.limits.header_read_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
+    let mut tls = match TlsStream::new(runtime.tls.clone(), stream) {
+        Ok(tls) => Box::new(tls),
+        Err(e) => {
+            stats.tls_handshake_failures_total.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%client, error = %e, "TLS handshake failed");
+            return None;
+        }
+    };
+    match tokio::time::timeout(runtime.limits.header_read_timeout, tls.handshake()).await {
+        Ok(Ok(())) => {
             stats.tls_handshakes_total.fetch_add(1, Ordering::Relaxed);
-            Some((Box::new(tls), client))
+            Some((tls, client))
         }
         Ok(Err(e)) => {
             stats.tls_handshake_failures_total.fetch_add(1, Ordering::Relaxed);
@@ -70,15 +77,19 @@ async fn close(mut tls: Box<TlsStream>) {
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
 }
 
-async fn serve_tls(tls: Box<TlsStream>, client: SocketAddr, shared: Arc<Shared>, drain: crate::shutdown::DrainWatch) {
+async fn serve_tls(
+    mut tls: Box<TlsStream>,
+    client: SocketAddr,
+    shared: Arc<Shared>,
+    drain: crate::shutdown::DrainWatch,
+) {
     let runtime = shared.runtime.load_full();
-    let session = tls.get_ref().1;
-    let sni_cert = session.server_name().and_then(|sni| runtime.certs.store().by_sni(sni).cloned());
+    let sni_cert = tls.take_sni_cert();
     let conn = Arc::new(ConnContext {
         client,
         client_headers: ClientHeaders::new(client.ip(), true, runtime.trusts(client.ip())),
         sni_cert,
-        tls_version: session.protocol_version().map(|v| match v {
+        tls_version: tls.protocol_version().map(|v| match v {
             rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
             rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
             _ => "TLS",
@@ -87,7 +98,7 @@ async fn serve_tls(tls: Box<TlsStream>, client: SocketAddr, shared: Arc<Shared>,
         head: Default::default(),
     });
     let builders = runtime.connection_builders.clone();
-    let protocol = match session.alpn_protocol() {
+    let protocol = match tls.alpn_protocol() {
         Some(b"h2") => super::Protocol::Http2,
         _ => super::Protocol::Http1,
     };

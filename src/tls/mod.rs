@@ -10,12 +10,14 @@
 //! - `resolver`: rustls `ResolvesServerCert` and the `ServerConfig`.
 //! - `watch`: periodic rescan, SIGHUP reload, change logging.
 //! - `self_signed`: the in-memory localhost fallback.
+//! - `server_stream`: client connections' TLS on rustls' unbuffered API, no buffer held while idle.
 
 mod layouts;
 mod load;
 mod provider;
 mod resolver;
 mod self_signed;
+pub mod server_stream;
 mod store;
 mod watch;
 

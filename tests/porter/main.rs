@@ -34,6 +34,7 @@ mod response_fields;
 mod routing;
 mod tls;
 mod tls_edge;
+mod tls_stream;
 mod upgrade;
 mod upstream_h2;
 mod upstream_tls;
