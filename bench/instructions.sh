@@ -7,6 +7,10 @@
 #
 #   bench/instructions.sh target/release/porter [porter|hyper] [N1 N2]
 #
+# MODE=h1_tls counts the same over HTTPS/1.1 (one TLS connection); MODE=tls_conn
+# one request per new TLS connection (curl, full handshake: X25519), so the
+# figure is per handshake and request (use smaller N, e.g. 100 300).
+#
 # Needs valgrind, nginx, h2load (nghttp2-client), curl. Binds 127.0.0.1:19001,
 # 19002 (nginx) and 18080/18443 (porter); everything stops when the script ends.
 set -euo pipefail
@@ -43,13 +47,21 @@ upstreams:
 routes: [ { upstream: web } ]
 YAML
 URL=http://127.0.0.1:18080/small.txt
+MODE=${MODE:-h1}
+TLS_URL=https://localhost:18443/small.txt
 
 count() {
   PORTER_WORKERS=1 PORTER_HTTP1_ENGINE=$ENGINE RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
     --cachegrind-out-file=/dev/null "$BIN" --config "$WORK/porter.yaml" >"$WORK/vg.log" 2>&1 &
   local pid=$!
   for _ in $(seq 150); do curl -s -o /dev/null "$URL" && break; sleep 0.2; done
-  h2load --h1 -n "$1" -c 1 "$URL" >"$WORK/h2load.log" 2>&1
+  case $MODE in
+    h1) h2load --h1 -n "$1" -c 1 "$URL" >"$WORK/h2load.log" 2>&1 ;;
+    h1_tls) h2load --h1 -n "$1" -c 1 "$TLS_URL" >"$WORK/h2load.log" 2>&1 ;;
+    tls_conn)
+      for _ in $(seq "$1"); do curl -sk --http1.1 -o /dev/null "$TLS_URL" || exit 1; done
+      echo "$1 succeeded" >"$WORK/h2load.log" ;;
+  esac
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
   grep -q "$1 succeeded" "$WORK/h2load.log" || { cat "$WORK/h2load.log" "$WORK/vg.log" >&2; exit 1; }
@@ -58,4 +70,4 @@ count() {
 
 a=$(count "$N1")
 b=$(count "$N2")
-echo "$(basename "$BIN") engine=$ENGINE: $(((b - a) / (N2 - N1))) instructions per proxied request"
+echo "$(basename "$BIN") engine=$ENGINE mode=$MODE: $(((b - a) / (N2 - N1))) instructions per proxied request"
