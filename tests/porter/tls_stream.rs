@@ -83,13 +83,21 @@ async fn requests_pipelined_in_one_tls_record_are_all_answered_in_order_on(engin
     let (p, _b) = porter_on(engine).await;
     for versions in [&TLS13_ONLY[..], &TLS12_ONLY[..]] {
         let mut tls = tls_connect(addr(&p), "localhost", tls_config(versions, &[b"http/1.1"])).await.unwrap();
-        // One write: rustls makes one record of it, so porter decrypts all three at once.
-        let three = "GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n\
-                     GET /second HTTP/1.1\r\nHost: localhost\r\n\r\n\
-                     GET /third HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        // One write: rustls makes one record of it (under 16 KiB), so porter decrypts
+        // all three at once. Padded to ~13 KiB, more than one read of porter's
+        // HTTP/1.1 layer takes: the rest waits in the stream, decrypted, and is read
+        // from there (the stream's unit test checks it is readable without the socket).
+        let pad = "p".repeat(4300);
+        let three: String = ["/first", "/second", "/third"]
+            .iter()
+            .map(|path| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nX-Pad: {pad}\r\n\r\n"))
+            .collect();
+        assert!(three.len() > 12 * 1024 && three.len() < 16 * 1024);
         tls.write_all(three.as_bytes()).await.unwrap();
         tls.flush().await.unwrap();
-        let responses = read_responses(&mut tls, 3).await;
+        let responses = tokio::time::timeout(std::time::Duration::from_secs(10), read_responses(&mut tls, 3))
+            .await
+            .expect("three answers in time");
         for (response, path) in responses.iter().zip(["/first", "/second", "/third"]) {
             assert!(response.starts_with("HTTP/1.1 200"), "{response}");
             assert!(response.contains(&format!("b1 GET {path}\n")), "{path} answered out of order: {response}");
