@@ -44,20 +44,22 @@ pub fn try_lock(certs: &Path, name: &str, owner: &str) -> std::io::Result<(Acqui
     let path = dir.join(format!("{name}.lock"));
     for _ in 0..2 {
         let expires = unix(SystemTime::now() + LEASE);
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut file) => {
-                file.write_all(format!("owner={owner}\nexpires={expires}\n").as_bytes())?;
-                file.sync_all()?;
-                return Ok((Acquire::Got, Some(LockGuard { path, owner: owner.to_string() })));
-            }
+        let contents = format!("owner={owner}\nexpires={expires}\n");
+        match create_whole(&dir, &path, name, contents.as_bytes()) {
+            Ok(()) => return Ok((Acquire::Got, Some(LockGuard { path, owner: owner.to_string() }))),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let (holder, expires) = read_lock(&path);
-                let expired = expires.is_none_or(|t| t <= unix(SystemTime::now()));
+                let expired = match expires {
+                    Some(t) => t <= unix(SystemTime::now()),
+                    // Garbage (or a file being written by a system without hard links):
+                    // only a file older than a lease is taken for abandoned.
+                    None => modified_age(&path).is_some_and(|age| age > LEASE),
+                };
                 if !expired {
                     return Ok((Acquire::Held(holder), None));
                 }
                 // The owner died mid-order (or wrote garbage): take the lock over. If
-                // two instances race here, `create_new` lets only one of them in.
+                // two instances race here, the exclusive create lets only one of them in.
                 tracing::warn!(lock = %path.display(), %holder, "ACME order lock expired; taking it over");
                 let _ = std::fs::remove_file(&path);
             }
@@ -66,6 +68,36 @@ pub fn try_lock(certs: &Path, name: &str, owner: &str) -> std::io::Result<(Acqui
     }
     let (holder, _) = read_lock(&path);
     Ok((Acquire::Held(holder), None))
+}
+
+/// Creates `path` exclusively with `contents` already in it. A lock file that
+/// appears empty and fills a moment later would let a second instance read it
+/// as garbage and take it over, so the contents go into a private file first
+/// and are hard-linked into place (atomic, and exclusive on NFS too). Where
+/// the file system has no hard links, an exclusive create and write stands in.
+fn create_whole(dir: &Path, path: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    let private = dir.join(format!(".{name}.lock.{}.{:08x}", std::process::id(), fastrand::u32(..)));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&private)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    })();
+    let linked = written.and_then(|()| std::fs::hard_link(&private, path));
+    let _ = std::fs::remove_file(&private);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            tracing::debug!("hard link for the ACME lock failed ({e}); creating it in place");
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+            file.write_all(contents)?;
+            file.sync_all()
+        }
+        other => other,
+    }
+}
+
+fn modified_age(path: &Path) -> Option<Duration> {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    SystemTime::now().duration_since(modified).ok()
 }
 
 fn read_lock(path: &Path) -> (String, Option<u64>) {
@@ -103,5 +135,35 @@ mod tests {
         // "two" no longer owns it: dropping its guard leaves three's lock alone.
         drop(guard);
         assert_eq!(try_lock(dir.path(), "a.test", "four").unwrap().0, Acquire::Held("three".into()));
+    }
+
+    #[test]
+    fn racing_owners_get_the_lock_once_and_a_fresh_garbage_file_is_held() {
+        for round in 0..50 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Barrier::new(4);
+            let got: Vec<bool> = std::thread::scope(|s| {
+                let tries: Vec<_> = (0..4)
+                    .map(|i| {
+                        let (dir, barrier) = (dir.path(), &barrier);
+                        s.spawn(move || {
+                            barrier.wait();
+                            let (got, guard) = try_lock(dir, "a.test", &format!("owner{i}")).unwrap();
+                            std::mem::forget(guard);
+                            got == Acquire::Got
+                        })
+                    })
+                    .collect();
+                tries.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            assert_eq!(got.iter().filter(|g| **g).count(), 1, "round {round}: {got:?}");
+            // Only the lock itself is left behind, no private files.
+            assert_eq!(std::fs::read_dir(dir.path().join(STATE_DIR)).unwrap().count(), 1);
+        }
+        // A file without a lease that was just written is someone's, not garbage.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(STATE_DIR)).unwrap();
+        std::fs::write(dir.path().join(STATE_DIR).join("a.test.lock"), "").unwrap();
+        assert!(matches!(try_lock(dir.path(), "a.test", "one").unwrap().0, Acquire::Held(_)));
     }
 }

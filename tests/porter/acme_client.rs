@@ -317,12 +317,15 @@ async fn failing_ca_keeps_the_old_certificate_backs_off_and_recovers() {
     // The old certificate stays in service meanwhile.
     assert_eq!(served_leaf(https, DOMAIN).await, old);
     // Spacing: retry_min, then doubling, each ±20 % jitter (plus the attempt itself).
+    // The slack beyond that is for a loaded CI machine: an attempt, or this loop's
+    // look at the status, can run late by a fraction of a second there.
     let gaps: Vec<Duration> = attempts_at.windows(2).map(|w| w[1] - w[0]).collect();
     eprintln!("timing: attempts against the failing CA spaced {gaps:?}");
     for (i, gap) in gaps.iter().enumerate() {
         let expected = retry_min * (1 << i);
         assert!(
-            *gap >= expected.mul_f64(0.8) && *gap <= expected.mul_f64(1.2) + Duration::from_millis(300),
+            *gap >= expected.mul_f64(0.8) - Duration::from_millis(100)
+                && *gap <= expected.mul_f64(1.2) + Duration::from_millis(1000),
             "gap {i}: {gap:?}, expected {expected:?} ±20 %: {gaps:?}"
         );
     }

@@ -248,12 +248,14 @@ async fn resilience_resetting_server_is_ejected_after_max_failures_and_retried_a
         if bad.accepts() == 4 {
             break ejected_at.elapsed();
         }
-        assert!(ejected_at.elapsed() < Duration::from_secs(2), "never tried again");
+        assert!(ejected_at.elapsed() < Duration::from_secs(3), "never tried again");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     eprintln!("ejected server tried again {retried_at:?} after ejection (cooldown 500ms)");
+    // The ejection is seen when its request returns, a little after it happened,
+    // hence 450 ms; the upper slack is for a loaded CI machine.
     assert!(
-        retried_at >= Duration::from_millis(500) && retried_at <= Duration::from_millis(500 + 250),
+        retried_at >= Duration::from_millis(450) && retried_at <= Duration::from_millis(500 + 750),
         "{retried_at:?}"
     );
     for _ in 0..10 {
