@@ -21,6 +21,9 @@ pub struct RawFields {
     head: Bytes,
     spans: [Span; MAX_RAW],
     len: u8,
+    /// Bit i: field i is Content-Length or hop-by-hop, as the parser found
+    /// (so writing it back classifies only those few names again).
+    special: u32,
     has_date: bool,
     /// Content-Length is not passed on (the body is chunked, RFC 9112 §6.3).
     drop_length: bool,
@@ -53,12 +56,14 @@ pub fn kind(name: &[u8]) -> Kind {
 }
 
 impl RawFields {
-    /// `head` holds the fields at `spans` (as httparse found them; at most [`MAX_RAW`]).
-    pub(crate) fn new(head: Bytes, spans: &[Span], has_date: bool, drop_length: bool) -> Box<RawFields> {
+    /// `head` holds the fields at `spans` (as httparse found them; at most [`MAX_RAW`]);
+    /// bit i of `special` is set when field i's [`kind`] is `ContentLength` or `HopByHop`.
+    pub(crate) fn new(head: Bytes, spans: &[Span], special: u32, has_date: bool, drop_length: bool) -> Box<RawFields> {
         let mut raw = Box::new(RawFields {
             head,
             spans: [Span::of(0, 0, 0, 0); MAX_RAW],
             len: spans.len() as u8,
+            special,
             has_date,
             drop_length,
         });
@@ -66,9 +71,12 @@ impl RawFields {
         raw
     }
 
-    /// Each field's name and value, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans[..self.len as usize].iter().map(|span| (&self.head[span.name()], &self.head[span.value()]))
+    /// Each field's name and value, in order, and whether it is special (see `new`).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], bool)> {
+        self.spans[..self.len as usize]
+            .iter()
+            .enumerate()
+            .map(|(i, span)| (&self.head[span.name()], &self.head[span.value()], self.special & (1 << i) != 0))
     }
 
     pub fn has_date(&self) -> bool {
@@ -123,7 +131,12 @@ mod tests {
             })
             .collect();
         let has_date = parsed.iter().any(|f| kind(f.name.as_bytes()) == Kind::Date);
-        RawFields::new(Bytes::from_static(text), &spans, has_date, drop_length)
+        let special = parsed
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(kind(f.name.as_bytes()), Kind::ContentLength | Kind::HopByHop))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        RawFields::new(Bytes::from_static(text), &spans, special, has_date, drop_length)
     }
 
     #[test]

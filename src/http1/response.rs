@@ -99,8 +99,8 @@ pub fn write_head(
         }
     }
     if let Some(raw) = raw {
-        for (name, value) in raw.iter() {
-            match fields::kind(name) {
+        for (name, value, special) in raw.iter() {
+            match if special { fields::kind(name) } else { fields::Kind::Other } {
                 fields::Kind::ContentLength => {
                     if std::mem::take(&mut length_wanted) {
                         field(dst, b"content-length", value);

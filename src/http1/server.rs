@@ -9,6 +9,8 @@
 //! closes idle connections at once and busy ones after their response.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -16,7 +18,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::body::{Reader, RequestStream, Returned};
 use super::chunked::Chunked;
@@ -62,10 +64,14 @@ where
     let (read, mut write) = split(io);
     let mut reader = Some(Reader { io: read, buf: None });
     let mut first = true;
+    // One timer for every wait between requests, moved on rather than made anew:
+    // moving a registered timer later costs an atomic store, making one a trip
+    // through the timer wheel (boxed: the task holds it idle too).
+    let mut wait_timer: Option<Pin<Box<Sleep>>> = None;
     // The task holds this loop's state for the connection's life, idle or not:
     // everything a request needs lives in `exchange`'s boxed future instead.
     while let Some(home) = reader.as_mut() {
-        let head = match next_head(home, &settings, first.then_some(started), &mut drain).await {
+        let head = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await {
             NextHead::Head(head) => head,
             NextHead::Closed => break,
             NextHead::TimedOut => {
@@ -203,6 +209,7 @@ async fn next_head(
     settings: &Settings,
     new_since: Option<Instant>,
     drain: &mut DrainWatch,
+    wait_timer: &mut Option<Pin<Box<Sleep>>>,
 ) -> NextHead {
     let pipelined = reader.buf.as_ref().is_some_and(|b| !b.is_empty());
     if !pipelined {
@@ -214,6 +221,8 @@ async fn next_head(
             Some(since) => since + settings.header_read_timeout,
             None => Instant::now() + settings.idle_timeout,
         };
+        let timer = wait_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wait_until)));
+        timer.as_mut().reset(wait_until);
         tokio::select! {
             biased;
             ready = reader.io.readable() => {
@@ -221,7 +230,7 @@ async fn next_head(
                     return NextHead::Closed;
                 }
             }
-            _ = tokio::time::sleep_until(wait_until) => return NextHead::Closed,
+            _ = timer.as_mut() => return NextHead::Closed,
             _ = drain.signalled() => return NextHead::Closed,
         }
     }
@@ -240,7 +249,14 @@ async fn read_head(reader: &mut Reader, max_head: usize, deadline: Instant) -> N
                 Err(error) => return NextHead::Refused(error),
             }
         }
-        match tokio::time::timeout_at(deadline, reader.io.read_into(buf)).await {
+        // After a wait for readability the bytes are there: read them without
+        // setting up a timeout, which only a head arriving in pieces needs.
+        let at_once = reader.io.poll_read_into(&mut Context::from_waker(Waker::noop()), buf);
+        let read = match at_once {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => tokio::time::timeout_at(deadline, reader.io.read_into(buf)).await,
+        };
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
             Ok(Ok(_)) => {}
             // Leading empty lines alone are not a head begun (hyper skips them too).

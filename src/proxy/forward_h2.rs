@@ -75,7 +75,7 @@ pub(super) async fn send(
             Some(back) => {
                 return Err(Failure {
                     error: ProxyError::UpstreamFailed,
-                    unsent: Some(back),
+                    unsent: Some(Box::new(back)),
                     counts_against_server: false,
                     sent: None,
                 })

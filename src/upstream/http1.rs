@@ -96,6 +96,10 @@ pub struct Conn {
     io: ServerIo,
     /// Read buffer: none while the connection idles in the pool.
     buf: Option<BytesMut>,
+    /// The response-header timer, kept from request to request: moving a
+    /// registered timer later costs an atomic store, a new one a trip through
+    /// the timer wheel and back.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     pub addr: SocketAddr,
 }
 
@@ -118,11 +122,13 @@ pub enum SendError {
     ClientBody,
     /// The server's answer is not HTTP/1.x, or its head is too large.
     BadResponse,
+    /// No response head before the deadline.
+    TimedOut,
 }
 
 impl Conn {
     pub fn new(io: ServerIo, addr: SocketAddr) -> Conn {
-        Conn { io, buf: None, addr }
+        Conn { io, buf: None, timer: None, addr }
     }
 
     /// An idle connection is usable while the server has sent nothing on it:
@@ -133,14 +139,37 @@ impl Conn {
     }
 
     /// Writes `head` and streams `body` after it in `framing`, then reads the
-    /// response head. On success the connection rides inside the body.
+    /// response head, all before `deadline` (else `TimedOut`, and the
+    /// connection is dropped). On success the connection rides inside the body.
     pub async fn send(
         mut self,
         head: &[u8],
         body: &mut RequestBody,
         framing: Framing,
         method: &Method,
+        deadline: tokio::time::Instant,
     ) -> Result<(http::response::Parts, ResponseStream), SendError> {
+        let mut timer = self.timer.take().unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().reset(deadline);
+        let exchanged = tokio::select! {
+            biased;
+            exchanged = self.exchange(head, body, framing, method) => exchanged,
+            _ = timer.as_mut() => return Err(SendError::TimedOut),
+        };
+        self.timer = Some(timer);
+        let (parsed, keep_alive) = exchanged?;
+        Ok((parsed.parts, ResponseStream::new(self, parsed.kind, keep_alive, parsed.raw)))
+    }
+
+    /// `send` without the deadline: the response head and whether the
+    /// connection may be kept.
+    async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: &mut RequestBody,
+        framing: Framing,
+        method: &Method,
+    ) -> Result<(Parsed, bool), SendError> {
         let mut body_started = false;
         let written = self.write_request(head, body, framing, &mut body_started).await;
         match written {
@@ -149,15 +178,16 @@ impl Conn {
             // The server may have answered early and closed (413, 401): read what it said.
             Err(WriteFailure::Io) => {
                 return match self.read_head(method).await {
-                    Ok(Parsed { parts, kind, raw, .. }) => Ok((parts, ResponseStream::new(self, kind, false, raw))),
+                    Ok(parsed) => Ok((parsed, false)),
                     Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: body_started }),
                     Err(e) => Err(e),
                 };
             }
         }
         match self.read_head(method).await {
-            Ok(Parsed { parts, kind, keep_alive, raw }) => {
-                Ok((parts, ResponseStream::new(self, kind, keep_alive, raw)))
+            Ok(parsed) => {
+                let keep_alive = parsed.keep_alive;
+                Ok((parsed, keep_alive))
             }
             Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: true }),
             Err(e) => Err(e),
@@ -363,14 +393,19 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
     let mut has_date = false;
+    let mut special = 0u32;
     // A Connection header naming other fields: those are stripped from a map.
     let mut names_fields = false;
-    for (span, field) in spans.iter_mut().zip(res.headers.iter()) {
+    for (i, (span, field)) in spans.iter_mut().zip(res.headers.iter()).enumerate() {
         let name = field.name.as_ptr() as usize - base;
         let value = field.value.as_ptr() as usize - base;
         span.write(Span::of(name, field.name.len(), value, field.value.len()));
         let name = field.name.as_bytes();
-        match fields::kind(name) {
+        let kind = fields::kind(name);
+        if matches!(kind, Kind::ContentLength | Kind::HopByHop) && i < fields::MAX_RAW {
+            special |= 1 << i;
+        }
+        match kind {
             Kind::ContentLength => {
                 let n = std::str::from_utf8(field.value)
                     .ok()
@@ -430,7 +465,7 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
         parts.headers = fields::to_header_map(&head, spans, drop_length);
         return Ok(Some(Parsed { parts, kind, keep_alive, raw: None }));
     }
-    let raw = RawFields::new(head, spans, has_date, drop_length);
+    let raw = RawFields::new(head, spans, special, has_date, drop_length);
     Ok(Some(Parsed { parts, kind, keep_alive, raw: Some(raw) }))
 }
 

@@ -301,6 +301,36 @@ async fn resilience_connect_timeout_fires_on_time_against_a_full_backlog() {
     p.stop().await;
 }
 
+/// The response-header timer of a pooled connection is kept and moved on from
+/// request to request: it must still fire on time for a later request, and not
+/// early for requests that together take longer than the timeout.
+#[tokio::test]
+async fn resilience_response_header_timeout_fires_on_a_reused_connection() {
+    let b = Backend::start("b").await;
+    let p = TestPorter::start(&config(&[b.url()], "    timeouts:\n      response_header: 500ms\n")).await;
+    let c = plain_client();
+    // Quick answers spread over 1.2 s (more than two timeouts) on one pooled connection.
+    b.behaviour.lock().unwrap().delay = Some(Duration::from_millis(100));
+    for _ in 0..8 {
+        assert_eq!(c.get(p.http_url("/")).send().await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.accepts(), 1, "one pooled connection served them all");
+    // Now the server is slow: 504 after 500 ms, from the timer the connection kept.
+    b.behaviour.lock().unwrap().delay = Some(Duration::from_secs(3));
+    let started = Instant::now();
+    let r = c.get(p.http_url("/")).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 504);
+    eprintln!("response_header timeout 500ms on a reused connection: 504 after {took:?}");
+    assert!(took >= Duration::from_millis(400) && took <= Duration::from_millis(900), "{took:?}");
+    // The timed-out connection is dropped; the next request gets a new one and its own full timeout.
+    b.behaviour.lock().unwrap().delay = Some(Duration::from_millis(300));
+    assert_eq!(c.get(p.http_url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(b.accepts(), 2);
+    p.stop().await;
+}
+
 #[tokio::test]
 async fn resilience_response_header_timeout_is_504_within_20_percent() {
     let slow =
