@@ -130,3 +130,31 @@ async fn oversized_headers_are_431_and_oversized_bodies_413() {
     assert!(raw_status(addr, small, b"hello").await.starts_with("HTTP/1.1 200"));
     p.stop().await;
 }
+
+/// One timer serves every wait on a connection (the first head's deadline, then
+/// each wait between requests) and is moved on rather than made anew. A first
+/// deadline that passes while porter is busy answering must not close the
+/// connection afterwards, nor make it skip its idle timeout.
+#[tokio::test]
+async fn a_first_head_deadline_passing_during_a_slow_answer_leaves_keep_alive_alone() {
+    let b = Backend::start_with("a", Behaviour { delay: Some(Duration::from_millis(600)), ..Default::default() }).await;
+    let yaml = format!(
+        "{}http:\n  redirect: false\nlimits:\n  header_read_timeout: 300ms\n  idle_timeout: 800ms\nupstreams:\n{}routes:\n  - upstream: web\n",
+        listen_block(),
+        upstream_block("web", &[(&b, 1)])
+    );
+    let p = TestPorter::start(&yaml).await;
+    let mut conn = tokio::net::TcpStream::connect(p.http.unwrap()).await.unwrap();
+    // The first answer takes 600 ms: the 300 ms first-head deadline passes meanwhile.
+    one_request(&mut conn).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    one_request(&mut conn).await;
+    // Then the idle timeout, counted from the last answer.
+    let quiet_since = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await.expect("never closed").unwrap();
+    let waited = quiet_since.elapsed();
+    assert_eq!(n, 0, "expected the connection to be closed");
+    assert!(waited >= Duration::from_millis(700) && waited < Duration::from_millis(2500), "{waited:?}");
+    p.stop().await;
+}

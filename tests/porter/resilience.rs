@@ -316,6 +316,11 @@ async fn resilience_response_header_timeout_fires_on_a_reused_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(b.accepts(), 1, "one pooled connection served them all");
+    // The kept timer fires while its connection waits in the pool: the next request
+    // on that connection must get a full timeout again, not an immediate 504.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(c.get(p.http_url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(b.accepts(), 1, "the pooled connection was used again");
     // Now the server is slow: 504 after 500 ms, from the timer the connection kept.
     b.behaviour.lock().unwrap().delay = Some(Duration::from_secs(3));
     let started = Instant::now();
