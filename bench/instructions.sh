@@ -6,6 +6,11 @@
 # 13-byte file; (I refs at N2 - I refs at N1) / (N2 - N1) is the per-request cost.
 #
 #   bench/instructions.sh target/release/porter [porter|hyper] [N1 N2]
+#   bench/instructions.sh "$(command -v nginx)" nginx [N1 N2]
+#
+# The second form counts nginx itself as the proxy (one worker, no master process,
+# upstream keep-alive and the forwarding headers porter adds: the bench's nginx peer),
+# for the figure porter is compared with.
 #
 # MODE=h1_tls counts the same over HTTPS/1.1 (one TLS connection); MODE=tls_conn
 # one request per new TLS connection (curl, full handshake: X25519), so the
@@ -46,13 +51,34 @@ upstreams:
   web: { servers: [ { url: "http://127.0.0.1:19001" }, { url: "http://127.0.0.1:19002" } ] }
 routes: [ { upstream: web } ]
 YAML
+cat >"$WORK/proxy.conf" <<NGINX
+worker_processes 1; master_process off; daemon off; error_log $WORK/proxy-error.log;
+pid $WORK/proxy.pid;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  upstream web { server 127.0.0.1:19001; server 127.0.0.1:19002; keepalive 128; keepalive_requests 1000000; }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$http_host;
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto \$scheme;
+  proxy_set_header X-Forwarded-Host \$host;
+  proxy_set_header X-Real-IP \$remote_addr;
+  server { listen 127.0.0.1:18080; location / { proxy_pass http://web; } } }
+NGINX
 URL=http://127.0.0.1:18080/small.txt
 MODE=${MODE:-h1}
+if [ "$ENGINE" = nginx ] && [ "$MODE" != h1 ]; then echo "the nginx engine counts MODE=h1 only" >&2; exit 1; fi
 TLS_URL=https://localhost:18443/small.txt
 
 count() {
-  PORTER_WORKERS=1 PORTER_HTTP1_ENGINE=$ENGINE RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
-    --cachegrind-out-file=/dev/null "$BIN" --config "$WORK/porter.yaml" >"$WORK/vg.log" 2>&1 &
+  if [ "$ENGINE" = nginx ]; then
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+      "$BIN" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/vg.log" 2>&1 &
+  else
+    PORTER_WORKERS=1 PORTER_HTTP1_ENGINE=$ENGINE RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
+      --cachegrind-out-file=/dev/null "$BIN" --config "$WORK/porter.yaml" >"$WORK/vg.log" 2>&1 &
+  fi
   local pid=$!
   for _ in $(seq 150); do curl -s -o /dev/null "$URL" && break; sleep 0.2; done
   case $MODE in
