@@ -241,6 +241,7 @@ async fn next_head(
 /// Reads until a whole head is in the buffer, or `deadline`.
 async fn read_head(reader: &mut Reader, max_head: usize, deadline: Instant) -> NextHead {
     let buf = reader.buf.get_or_insert_with(take_buffer);
+    let mut first_read = true;
     loop {
         if !buf.is_empty() {
             match request::parse(buf, max_head) {
@@ -249,9 +250,13 @@ async fn read_head(reader: &mut Reader, max_head: usize, deadline: Instant) -> N
                 Err(error) => return NextHead::Refused(error),
             }
         }
-        // After a wait for readability the bytes are there: read them without
-        // setting up a timeout, which only a head arriving in pieces needs.
-        let at_once = reader.io.poll_read_into(&mut Context::from_waker(Waker::noop()), buf);
+        // After a wait for readability the bytes are there: the first read goes
+        // without setting up a timeout. Every later read for the same head (one
+        // arriving in pieces) is bounded by the deadline, however fast it trickles.
+        let at_once = match std::mem::take(&mut first_read) {
+            true => reader.io.poll_read_into(&mut Context::from_waker(Waker::noop()), buf),
+            false => Poll::Pending,
+        };
         let read = match at_once {
             Poll::Ready(result) => Ok(result),
             Poll::Pending => tokio::time::timeout_at(deadline, reader.io.read_into(buf)).await,
