@@ -157,19 +157,18 @@ impl Conn {
             _ = timer.as_mut() => return Err(SendError::TimedOut),
         };
         self.timer = Some(timer);
-        let (parsed, keep_alive) = exchanged?;
-        Ok((parsed.parts, ResponseStream::new(self, parsed.kind, keep_alive, parsed.raw)))
+        let Parsed { parts, kind, keep_alive, raw } = exchanged?;
+        Ok((parts, ResponseStream::new(self, kind, keep_alive, raw)))
     }
 
-    /// `send` without the deadline: the response head and whether the
-    /// connection may be kept.
+    /// `send` without the deadline: the response head.
     async fn exchange(
         &mut self,
         head: &[u8],
         body: &mut RequestBody,
         framing: Framing,
         method: &Method,
-    ) -> Result<(Parsed, bool), SendError> {
+    ) -> Result<Parsed, SendError> {
         let mut body_started = false;
         let written = self.write_request(head, body, framing, &mut body_started).await;
         match written {
@@ -178,17 +177,15 @@ impl Conn {
             // The server may have answered early and closed (413, 401): read what it said.
             Err(WriteFailure::Io) => {
                 return match self.read_head(method).await {
-                    Ok(parsed) => Ok((parsed, false)),
+                    // The connection failed under the request: never kept.
+                    Ok(parsed) => Ok(Parsed { keep_alive: false, ..parsed }),
                     Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: body_started }),
                     Err(e) => Err(e),
                 };
             }
         }
         match self.read_head(method).await {
-            Ok(parsed) => {
-                let keep_alive = parsed.keep_alive;
-                Ok((parsed, keep_alive))
-            }
+            Ok(parsed) => Ok(parsed),
             Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: true }),
             Err(e) => Err(e),
         }

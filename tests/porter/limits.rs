@@ -7,13 +7,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
-async fn idle_porter(b: &Backend) -> TestPorter {
+/// porter in front of `b` with `limits` (YAML lines under `limits:`).
+async fn porter_with_limits(b: &Backend, limits: &str) -> TestPorter {
     let yaml = format!(
-        "{}http:\n  redirect: false\nlimits:\n  idle_timeout: 400ms\nupstreams:\n{}routes:\n  - upstream: web\n",
+        "{}http:\n  redirect: false\nlimits:\n{limits}upstreams:\n{}routes:\n  - upstream: web\n",
         listen_block(),
         upstream_block("web", &[(b, 1)])
     );
     TestPorter::start(&yaml).await
+}
+
+async fn idle_porter(b: &Backend) -> TestPorter {
+    porter_with_limits(b, "  idle_timeout: 400ms\n").await
 }
 
 async fn one_request(stream: &mut tokio::net::TcpStream) {
@@ -99,12 +104,7 @@ async fn oversized_headers_are_431_and_oversized_bodies_413() {
     // The backend waits before answering, so a body that passes the limit mid-stream
     // is caught before any response exists (afterwards only the stream can be cut).
     let b = Backend::start_with("a", Behaviour { delay: Some(Duration::from_millis(300)), ..Default::default() }).await;
-    let yaml = format!(
-        "{}http:\n  redirect: false\nlimits:\n  max_header_bytes: 16KiB\n  max_body_bytes: 1KiB\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &[(&b, 1)])
-    );
-    let p = TestPorter::start(&yaml).await;
+    let p = porter_with_limits(&b, "  max_header_bytes: 16KiB\n  max_body_bytes: 1KiB\n").await;
     let addr = p.http.unwrap();
 
     let big_header = format!("GET / HTTP/1.1\r\nHost: example.com\r\nX-Big: {}\r\n\r\n", "x".repeat(40 * 1024));
@@ -138,12 +138,7 @@ async fn oversized_headers_are_431_and_oversized_bodies_413() {
 #[tokio::test]
 async fn a_first_head_deadline_passing_during_a_slow_answer_leaves_keep_alive_alone() {
     let b = Backend::start_with("a", Behaviour { delay: Some(Duration::from_millis(600)), ..Default::default() }).await;
-    let yaml = format!(
-        "{}http:\n  redirect: false\nlimits:\n  header_read_timeout: 300ms\n  idle_timeout: 800ms\nupstreams:\n{}routes:\n  - upstream: web\n",
-        listen_block(),
-        upstream_block("web", &[(&b, 1)])
-    );
-    let p = TestPorter::start(&yaml).await;
+    let p = porter_with_limits(&b, "  header_read_timeout: 300ms\n  idle_timeout: 800ms\n").await;
     let mut conn = tokio::net::TcpStream::connect(p.http.unwrap()).await.unwrap();
     // The first answer takes 600 ms: the 300 ms first-head deadline passes meanwhile.
     one_request(&mut conn).await;
