@@ -144,7 +144,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     let reloads = Arc::new(ReloadStats::started());
     let acme = Arc::new(acme::Acme::new(certs.clone()));
     let admin_task = admin_listener.map(|listener| {
-        tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /)");
+        tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /livez, /)");
         let sources = admin::Sources {
             shared: shared.clone(),
             listeners: listener_stats,
