@@ -131,7 +131,7 @@ async fn fields_reach_an_http1_client(engine: Engine) {
     assert_eq!(body, "5\r\nhello\r\n0\r\n\r\n");
 
     // Over TLS porter's HSTS replaces the server's.
-    let c = reqwest::Client::builder()
+    let c = http_client()
         .danger_accept_invalid_certs(true)
         .http1_only()
         .no_proxy()
