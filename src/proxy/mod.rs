@@ -180,15 +180,13 @@ async fn proxy<'r>(
     }
     // An HTTP/2 server's answer: the client's connection decides the version written.
     parts.version = Version::HTTP_11;
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        if upgrade.is_some() {
-            let mut server_response = Response::from_parts(parts, body);
-            let server_upgrade = hyper::upgrade::on(&mut server_response);
-            let (mut parts, _) = server_response.into_parts();
-            let in_flight = forwarded.lease.into_in_flight();
-            parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
-            return Ok(Response::from_parts(parts, ResponseBody::empty()));
-        }
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+        let mut server_response = Response::from_parts(parts, body);
+        let server_upgrade = hyper::upgrade::on(&mut server_response);
+        let (mut parts, _) = server_response.into_parts();
+        let in_flight = forwarded.lease.into_in_flight();
+        parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
+        return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease)))
