@@ -153,6 +153,15 @@ async fn slow_headers_get_408_then_close_and_idle_keepalive_is_not_cut() {
     assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
     assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(2500), "408 after {took:?}");
 
+    // A fresh connection that sends nothing: closed without a word once its time is up.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    let took = start.elapsed();
+    assert!(read.expect("closed in time").is_ok() && got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+
     // A trickle (one byte every 100 ms) does not reset the clock: 408 all the same.
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let start = Instant::now();
