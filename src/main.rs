@@ -311,6 +311,9 @@ async fn serve(path: PathBuf, config: Config, watch: bool) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
     };
+    // Before start: a change made while porter starts is reloaded once it runs.
+    let mut watcher =
+        watch.then(|| porter::config::watch::ConfigWatch::start(path.clone(), porter::config::watch::WATCH_INTERVAL));
     let porter = match porter::start(config).await {
         Ok(porter) => porter,
         Err(e) => {
@@ -319,10 +322,9 @@ async fn serve(path: PathBuf, config: Config, watch: bool) -> ExitCode {
         }
     };
     notify(&[NotifyState::Ready]);
-    let mut watcher = watch.then(|| {
+    if watcher.is_some() {
         tracing::info!(config = %path.display(), "watching the configuration file (--watch)");
-        porter::config::watch::ConfigWatch::start(path.clone(), porter::config::watch::WATCH_INTERVAL)
-    });
+    }
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&porter, &path, &mut shutdown_timeout),

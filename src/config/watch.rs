@@ -37,12 +37,14 @@ pub struct ConfigWatch {
 }
 
 impl ConfigWatch {
-    /// Starts polling `path` every `every` (needs a tokio runtime). The content at
-    /// start is the baseline: only a change from it is reported.
+    /// Starts polling `path` every `every` (needs a tokio runtime). The content now
+    /// (read before this returns, so no later change can slip into the baseline) is
+    /// what the running configuration was loaded from: only a change from it is reported.
     pub fn start(path: PathBuf, every: Duration) -> ConfigWatch {
         // One pending notice is enough: a reload reads the file as it is then.
         let (tx, changes) = mpsc::channel(1);
-        let task = tokio::spawn(poll(path, every, tx));
+        let baseline = std::fs::read(&path).map_err(|e| e.kind());
+        let task = tokio::spawn(poll(path, every, baseline, tx));
         ConfigWatch { changes, task }
     }
 
@@ -73,13 +75,13 @@ async fn read(path: &std::path::Path) -> Content {
     }
 }
 
-async fn poll(path: PathBuf, every: Duration, changes: mpsc::Sender<()>) {
+async fn poll(path: PathBuf, every: Duration, baseline: Content, changes: mpsc::Sender<()>) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
     // What the running configuration was read from (or last reported), and what the
     // previous tick saw.
-    let mut reported = read(&path).await;
+    let mut reported = baseline;
     let mut previous = reported.clone();
     loop {
         tick.tick().await;
