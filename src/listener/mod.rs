@@ -9,6 +9,7 @@ pub mod guard;
 pub mod http;
 pub mod https;
 pub mod idle;
+pub mod inherit;
 pub mod proxy_protocol;
 pub mod redirect;
 mod slots;
