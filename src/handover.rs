@@ -56,6 +56,11 @@ impl Upgrades {
             tracing::warn!("upgrade: one is already under way");
             return;
         }
+        if std::process::id() == 1 {
+            // A container ends when its PID 1 exits, taking the new process with it.
+            tracing::error!("upgrade refused: porter is PID 1 (a container); replace the container instead");
+            return;
+        }
         let program = program();
         let successor = match spawn(&program, listeners) {
             Ok(successor) => successor,
