@@ -44,7 +44,7 @@ fn config(dir: &std::path::Path, http: &str, admin: &str, backend: &Backend) -> 
 }
 
 async fn get(url: String) -> reqwest::Response {
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = http_client().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
     client.get(url).send().await.unwrap()
 }
 
