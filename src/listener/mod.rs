@@ -98,9 +98,9 @@ impl ConnectionBuilders {
             engine,
             http1_settings: crate::http1::server::Settings {
                 max_head: header_bytes,
-                max_body: limits.max_body_bytes,
                 header_read_timeout: limits.header_read_timeout,
                 idle_timeout: limits.idle_timeout,
+                keep_underscores: limits.underscores_in_headers,
             },
         }
     }

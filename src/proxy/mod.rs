@@ -145,6 +145,9 @@ async fn proxy<'r>(
         });
 
     let (mut parts, body) = request.into_parts();
+    if !own_http1_client && !runtime.limits.underscores_in_headers {
+        headers::drop_underscored(&mut parts.headers);
+    }
     let downstream_version = parts.version;
     parts.uri = upstream_uri(&parts.uri, route)?;
     parts.version = Version::HTTP_11;

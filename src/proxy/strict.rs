@@ -3,6 +3,12 @@
 //! one idea of the host are 400, so the router and the server behind can
 //! never see different hosts or different message boundaries.
 //!
+//! Methods and targets (RFC 9112 §3.2): `CONNECT` is 405, porter is not a
+//! forward proxy (its HTTP/2 server does not enable extended CONNECT, so every
+//! CONNECT asks for a tunnel). On HTTP/1.x an authority-form target (`GET a:80`)
+//! and `*` on anything but OPTIONS are 400, and an absolute-form target needs a
+//! Host header beside it, as every HTTP/1.1 request does (400).
+//!
 //! What hyper already refuses itself, with 400 before the service runs:
 //! differing duplicate Content-Length values, a Transfer-Encoding whose last
 //! coding is not chunked, bad chunk sizes, obs-fold and bytes not allowed in
@@ -10,7 +16,7 @@
 //! and a Content-Length that disagrees with the DATA frames.
 
 use http::header::{self, HeaderValue};
-use http::{Request, Version};
+use http::{Method, Request, Version};
 
 use super::error::ProxyError;
 use super::ConnContext;
@@ -22,7 +28,33 @@ pub fn check<B>(request: &Request<B>, conn: &ConnContext) -> Result<(), ProxyErr
     if version <= Version::HTTP_11 && conn.head.take_next_is_ambiguous() {
         return Err(ProxyError::AmbiguousFraming);
     }
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    if version <= Version::HTTP_11 {
+        check_target(request)?;
+    }
     check_hosts(request)
+}
+
+/// The HTTP/1.x target forms each method may use (CONNECT is refused before).
+fn check_target<B>(request: &Request<B>) -> Result<(), ProxyError> {
+    let uri = request.uri();
+    if uri.scheme().is_some() {
+        // Absolute-form: the Host header must be there too (and agree, `check_hosts`).
+        return match request.headers().contains_key(header::HOST) {
+            true => Ok(()),
+            false => Err(ProxyError::MissingHost),
+        };
+    }
+    if uri.authority().is_some() {
+        return Err(ProxyError::BadTarget);
+    }
+    match uri.path().as_bytes() {
+        [b'/', ..] => Ok(()),
+        b"*" if request.method() == Method::OPTIONS => Ok(()),
+        _ => Err(ProxyError::BadTarget),
+    }
 }
 
 /// The Host rules alone: one Host at most, and equal to the target's authority.
