@@ -28,7 +28,7 @@ pub(crate) fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
 }
 
 /// Removes header names with `_` (`limits.underscores_in_headers: false`), for
-/// requests not read by porter's own HTTP/1.1 parser, which drops them itself:
+/// HTTP/2 requests (porter's own HTTP/1.1 parser drops them itself):
 /// CGI-style servers (PHP, WSGI) read `X_Real_IP` as `X-Real-IP`, so a client
 /// could otherwise forge the forwarding headers porter sets.
 pub fn drop_underscored(headers: &mut HeaderMap) {
