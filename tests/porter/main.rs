@@ -22,6 +22,7 @@ mod forwarding;
 mod grpc;
 mod hostile;
 mod hostile_targets;
+mod hot_upgrade;
 mod lifecycle;
 mod limits;
 mod pebble;
