@@ -163,7 +163,7 @@ async fn proxy<'r>(
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
-    let upstream_request = Request::from_parts(parts, RequestBody::new(body, limit));
+    let upstream_request = Request::from_parts(parts, RequestBody::new(body, limit, runtime.limits.body_timeout));
 
     // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
     // future by value, so keeping this out of line saves more than the allocation costs.
@@ -208,7 +208,7 @@ async fn proxy<'r>(
         }
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease)))
+    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, route.upstream.read_timeout)))
 }
 
 /// Host from `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target), else the Host header.
