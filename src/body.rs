@@ -161,6 +161,8 @@ pub struct BodyProgress {
     /// `now_ms()` of the last frame taken from the client.
     last_frame_ms: AtomicU64,
     waiting_on_client: AtomicBool,
+    /// The body failed on the client's side (or passed `max_body_bytes`).
+    failed: AtomicBool,
 }
 
 impl BodyProgress {
@@ -169,6 +171,9 @@ impl BodyProgress {
     }
     pub fn last_frame_ms(&self) -> u64 {
         self.last_frame_ms.load(Ordering::Relaxed)
+    }
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
     pub fn waiting_on_client(&self) -> bool {
         self.waiting_on_client.load(Ordering::Relaxed)
@@ -219,6 +224,7 @@ impl RequestBody {
     fn failed(&mut self, error: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.inner = None;
         if let Some(progress) = &self.progress {
+            progress.failed.store(true, Ordering::Relaxed);
             progress.end();
         }
         Poll::Ready(Some(Err(error)))
@@ -426,9 +432,12 @@ impl Body for ResponseBody {
             Poll::Ready(Some(Err(error))) => {
                 // Only the server fails a body porter reads from it: a reset, a close
                 // mid-body, bytes it cannot frame, or silence for `timeouts.read`.
+                // Unless the client's own body broke first and took the exchange down with it.
                 if let Some(lease) = this.lease.take() {
                     tracing::debug!(server = %lease.server().label, %error, "upstream response body failed");
-                    lease.server().record_failure("response body failed");
+                    if !lease.request_body_failed() {
+                        lease.server().record_failure("response body failed");
+                    }
                 }
             }
             Poll::Ready(None) => this.finished = true,

@@ -101,6 +101,7 @@ impl ConnectionBuilders {
                 max_body: limits.max_body_bytes,
                 header_read_timeout: limits.header_read_timeout,
                 idle_timeout: limits.idle_timeout,
+                body_timeout: limits.body_timeout,
             },
         }
     }

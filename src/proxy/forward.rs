@@ -278,7 +278,7 @@ async fn send_hyper(
         match sent {
             Ok(Ok(response)) => {
                 let response = response.map(ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) });
+                return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight, progress) });
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => {

@@ -57,7 +57,7 @@ pub(super) async fn send(
         let (unsent, error) = match sent {
             Ok(Ok(response)) => {
                 let response = response.map(crate::body::ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight) });
+                return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight, progress) });
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),

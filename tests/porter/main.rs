@@ -12,6 +12,7 @@ mod acme_client;
 mod admin;
 mod admin_dashboard;
 mod balancers;
+mod blame;
 mod balancing;
 mod cli;
 mod config;
