@@ -199,7 +199,14 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn new(inner: ClientBody, limit: u64, stall_timeout: Duration) -> RequestBody {
-        RequestBody { inner: Some(inner), remaining: limit, stall_timeout, stall_timer: None, waiting: false, progress: None }
+        RequestBody {
+            inner: Some(inner),
+            remaining: limit,
+            stall_timeout,
+            stall_timer: None,
+            waiting: false,
+            progress: None,
+        }
     }
     pub fn empty() -> RequestBody {
         RequestBody {

@@ -75,6 +75,7 @@ pub(crate) struct RawLimits {
     pub idle_timeout: Option<S<String>>,
     pub body_timeout: Option<S<String>>,
     pub max_connections: Option<S<usize>>,
+    pub underscores_in_headers: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

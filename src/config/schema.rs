@@ -120,6 +120,9 @@ pub struct Limits {
     /// writes of the response (nginx `client_body_timeout` / `send_timeout`).
     pub body_timeout: Duration,
     pub max_connections: usize,
+    /// Pass request header names containing `_` on (nginx's `underscores_in_headers`);
+    /// off, they are dropped: CGI-style servers read `X_Real_IP` as `X-Real-IP`.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for Limits {
@@ -131,6 +134,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(75),
             body_timeout: Duration::from_secs(60),
             max_connections: 20_000,
+            underscores_in_headers: false,
         }
     }
 }

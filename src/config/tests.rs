@@ -157,6 +157,7 @@ fn minimal_config_gets_every_default() {
         idle_timeout: Duration::from_secs(75),
         body_timeout: Duration::from_secs(60),
         max_connections: 20_000,
+        underscores_in_headers: false,
     };
     assert_eq!(config.limits, limits);
     assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
@@ -218,7 +219,7 @@ fn every_value_can_be_set() {
 listen: {https: \"127.0.0.1:8443\", proxy_protocol: true}
 tls: {certs: /srv/certs, min_version: 1.3, hsts: max-age=60}
 http: {redirect: false, redirect_port: 8443, acme_webroot: acme}
-limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10}
+limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10, underscores_in_headers: true}
 shutdown_timeout: 0s
 upstreams:
   sticky:
@@ -258,6 +259,7 @@ routes:
         idle_timeout: Duration::from_secs(120),
         body_timeout: Duration::from_secs(60),
         max_connections: 10,
+        underscores_in_headers: true,
     };
     assert_eq!(c.limits, limits);
     assert_eq!(c.shutdown_timeout, Duration::ZERO);
@@ -277,7 +279,11 @@ routes:
     assert_eq!(s.passive, PassiveConfig { max_failures: 0, cooldown: Duration::ZERO });
     assert_eq!(
         s.timeouts,
-        TimeoutsConfig { connect: Duration::from_secs(1), response_header: Duration::from_secs(120), ..Default::default() }
+        TimeoutsConfig {
+            connect: Duration::from_secs(1),
+            response_header: Duration::from_secs(120),
+            ..Default::default()
+        }
     );
     assert_eq!((s.retries, s.http2), (0, true));
     assert_eq!((s.tls.server_name.as_deref(), s.tls.ca.is_none()), (Some("internal.example"), true));

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use super::connect::UpstreamSender;
-use crate::body::BodyProgress;
 use super::h2::Stream;
 use super::http1::Conn;
 use super::server::{InFlight, Server};
+use crate::body::BodyProgress;
 
 #[derive(Debug)]
 enum Held {

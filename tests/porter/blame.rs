@@ -76,7 +76,8 @@ async fn collecting_backend() -> String {
                     let answer = http_body_util::Full::new(Bytes::from(format!("got {}", body.len())));
                     Ok::<_, hyper::Error>(hyper::Response::new(answer))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -255,10 +256,8 @@ async fn an_http2_client_cancelling_its_upload_is_not_the_servers_failure() {
         tokio::spawn(conn);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
         let body = StreamBody::new(tokio_stream_from(rx));
-        let request = hyper::Request::post("https://localhost/up")
-            .header("content-length", size.to_string())
-            .body(body)
-            .unwrap();
+        let request =
+            hyper::Request::post("https://localhost/up").header("content-length", size.to_string()).body(body).unwrap();
         let send = tokio::spawn(async move { sender.send_request(request).await.map(|r| r.status()) });
         tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 500])))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
