@@ -90,7 +90,6 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         Some(acme) => Some(super::acme::acme(&check, acme, &listen, &routes, base_dir)?),
         None => None,
     };
-    let http1_engine = crate::http1::Engine::from_env().map_err(|e| ConfigError::new(file, e))?;
     Ok(Config {
         listen,
         tls,
@@ -102,7 +101,6 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         upstreams,
         routes,
         base_dir: base_dir.to_path_buf(),
-        http1_engine,
     })
 }
 

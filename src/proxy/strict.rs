@@ -1,32 +1,22 @@
 //! SPEC §8 rules on the request head, checked before anything else looks at
-//! the request (router, 421 check, upstream): ambiguous framing and more than
-//! one idea of the host are 400, so the router and the server behind can
-//! never see different hosts or different message boundaries.
+//! the request (router, 421 check, upstream): more than one idea of the host
+//! is 400, so the router and the server behind can never see different hosts.
 //!
-//! What hyper already refuses itself, with 400 before the service runs:
-//! differing duplicate Content-Length values, a Transfer-Encoding whose last
-//! coding is not chunked, bad chunk sizes, obs-fold and bytes not allowed in
-//! names or values. HTTP/2 (the h2 crate) refuses malformed pseudo-headers
-//! and a Content-Length that disagrees with the DATA frames.
+//! Framing is refused before the pipeline runs, with 400 and close: on
+//! HTTP/1.1 by porter's own parser (`http1::request`: Content-Length with
+//! Transfer-Encoding, differing lengths, a last coding other than chunked,
+//! obs-fold, bytes not allowed in names or values) and chunk decoder; on
+//! HTTP/2 by the h2 crate (malformed pseudo-headers, a Content-Length that
+//! disagrees with the DATA frames).
 
 use http::header::{self, HeaderValue};
-use http::{Request, Version};
+use http::Request;
 
 use super::error::ProxyError;
-use super::ConnContext;
 use crate::router::normalize_host;
 
-/// Checks one request, once, in arrival order (HTTP/1.1 heads are counted).
-pub fn check<B>(request: &Request<B>, conn: &ConnContext) -> Result<(), ProxyError> {
-    let version = request.version();
-    if version <= Version::HTTP_11 && conn.head.take_next_is_ambiguous() {
-        return Err(ProxyError::AmbiguousFraming);
-    }
-    check_hosts(request)
-}
-
-/// The Host rules alone: one Host at most, and equal to the target's authority.
-pub fn check_hosts<B>(request: &Request<B>) -> Result<(), ProxyError> {
+/// The Host rules: one Host at most, and equal to the target's authority.
+pub fn check<B>(request: &Request<B>) -> Result<(), ProxyError> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
