@@ -7,6 +7,7 @@ pub mod acme;
 pub mod http;
 pub mod https;
 pub mod idle;
+pub mod inherit;
 pub mod proxy_protocol;
 pub mod redirect;
 mod slots;

@@ -21,6 +21,7 @@ mod faults;
 mod forwarding;
 mod grpc;
 mod hostile;
+mod hot_upgrade;
 mod lifecycle;
 mod limits;
 mod pebble;
