@@ -273,6 +273,10 @@ fn limits(check: &Checker, raw: Option<&RawLimits>) -> Result<Limits, ConfigErro
             Zero::Forbidden,
         )?,
         max_connections,
+        underscores_in_headers: raw
+            .underscores_in_headers
+            .as_ref()
+            .map_or(defaults.underscores_in_headers, |b| b.value),
     })
 }
 

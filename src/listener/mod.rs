@@ -82,9 +82,9 @@ impl ConnectionBuilders {
             idle_timeout: limits.idle_timeout,
             http1: crate::http1::server::Settings {
                 max_head: header_bytes,
-                max_body: limits.max_body_bytes,
                 header_read_timeout: limits.header_read_timeout,
                 idle_timeout: limits.idle_timeout,
+                keep_underscores: limits.underscores_in_headers,
             },
         }
     }

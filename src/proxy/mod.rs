@@ -128,6 +128,10 @@ async fn proxy<'r>(
         .then(|| request.headers().get(header::UPGRADE).cloned());
 
     let (mut parts, body) = request.into_parts();
+    // HTTP/1.1 heads were filtered by the parser; HTTP/2 heads are filtered here.
+    if !http1_client && !runtime.limits.underscores_in_headers {
+        headers::drop_underscored(&mut parts.headers);
+    }
     let downstream_version = parts.version;
     parts.uri = upstream_uri(&parts.uri, route)?;
     parts.version = Version::HTTP_11;

@@ -21,6 +21,7 @@ mod faults;
 mod forwarding;
 mod grpc;
 mod hostile;
+mod hostile_targets;
 mod hot_upgrade;
 mod lifecycle;
 mod limits;
