@@ -195,6 +195,8 @@ pub struct RequestBody {
     stall_timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     progress: Option<Arc<BodyProgress>>,
+    /// The access log's count of body bytes read (only when the log is on).
+    counted: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
@@ -206,6 +208,7 @@ impl RequestBody {
             stall_timer: None,
             waiting: false,
             progress: None,
+            counted: None,
         }
     }
     pub fn empty() -> RequestBody {
@@ -216,7 +219,14 @@ impl RequestBody {
             stall_timer: None,
             waiting: false,
             progress: None,
+            counted: None,
         }
+    }
+
+    /// Adds the bytes read to `counter` as they pass.
+    pub fn counting(mut self, counter: Arc<AtomicU64>) -> RequestBody {
+        self.counted = Some(counter);
+        self
     }
 
     /// Shares this body's progress with whoever waits on the server's answer.
@@ -254,6 +264,9 @@ impl Body for RequestBody {
                         return this.failed(Box::new(BodyTooLarge));
                     }
                     this.remaining -= len;
+                    if let Some(counted) = &this.counted {
+                        counted.fetch_add(len, Ordering::Relaxed);
+                    }
                 }
                 if let Some(progress) = &this.progress {
                     progress.waiting_on_client.store(false, Ordering::Relaxed);

@@ -27,6 +27,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{header, Method, Request, Response};
 use http_body::Body;
@@ -42,6 +43,10 @@ use crate::upstream::{Lease, Upstream};
 pub struct Forwarded {
     pub response: Response<ServerBody>,
     pub lease: Lease,
+    /// For the access log: time to get the connection (pooled: near zero), and from the
+    /// start of the attempt that answered to its response head (set by [`forward`]).
+    pub connect: Duration,
+    pub first_byte: Duration,
 }
 
 pub struct ForwardError {
@@ -96,8 +101,10 @@ pub async fn forward(
                 _ => break,
             },
         };
+        let attempt = Instant::now();
         match send(upstream, &server, request, replay.as_ref()).await {
-            Ok(forwarded) => {
+            Ok(mut forwarded) => {
+                forwarded.first_byte = attempt.elapsed();
                 server.record_success();
                 return Ok(forwarded);
             }
@@ -189,6 +196,7 @@ async fn send_own(
     // one, when nothing of a body was taken and the method may be repeated.
     let mut fresh_only = false;
     loop {
+        let began = Instant::now();
         let (conn, reused) = match checkout(server, fresh_only) {
             Some(conn) => (conn, true),
             None => match Box::pin(connect::connect_own(server, upstream.connect_timeout)).await {
@@ -204,11 +212,13 @@ async fn send_own(
                 }
             },
         };
+        let connect = began.elapsed();
         let error = match conn.send(&head, &mut body, framing, &parts.method, upstream.timeouts()).await {
             Ok((response, stream)) => {
                 crate::http1::io::give_back(head);
                 let response = Response::from_parts(response, ServerBody::Http1(stream));
-                return Ok(Forwarded { response, lease: Lease::own(in_flight) });
+                let lease = Lease::own(in_flight);
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
             }
             Err(SendError::TimedOut) => {
                 let sent = sent_back(parts, body);
@@ -258,6 +268,7 @@ async fn send_hyper(
     // An upgrade always opens its own: its connection leaves the pool for good.
     let mut fresh_only = request.headers().contains_key(header::UPGRADE);
     loop {
+        let began = Instant::now();
         let (mut sender, reused) = match checkout_hyper(server, fresh_only).await {
             Some(sender) => (sender, true),
             // Boxed: the connect future (TCP + TLS) is large and rare.
@@ -273,12 +284,14 @@ async fn send_hyper(
                 }
             },
         };
+        let connect = began.elapsed();
         let progress = (!request.body().is_end_stream()).then(|| request.body_mut().track());
         let sent = answer_within(upstream, progress.as_deref(), sender.try_send_request(request)).await;
         match sent {
             Ok(Ok(response)) => {
                 let response = response.map(ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight, progress) });
+                let lease = Lease::http1(sender, in_flight, progress);
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => {

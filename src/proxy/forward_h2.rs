@@ -33,6 +33,7 @@ pub(super) async fn send(
     // One more go on this server, for a stream it refused or a connection that closed under us.
     let mut again = true;
     loop {
+        let began = std::time::Instant::now();
         let stream = match h2::acquire(server, upstream.connect_timeout).await {
             Ok(Acquired::Stream(stream)) => stream,
             Ok(Acquired::Http1) => {
@@ -52,12 +53,14 @@ pub(super) async fn send(
         };
         let mut h2_request = h2_request;
         let progress = (!h2_request.body().is_end_stream()).then(|| h2_request.body_mut().track());
+        let connect = began.elapsed();
         let mut sender = stream.sender();
         let sent = answer_within(upstream, progress.as_deref(), sender.try_send_request(h2_request)).await;
         let (unsent, error) = match sent {
             Ok(Ok(response)) => {
                 let response = response.map(crate::body::ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight, progress) });
+                let lease = Lease::http2(stream, in_flight, progress);
+                return Ok(Forwarded { response, lease, connect, first_byte: std::time::Duration::ZERO });
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),
