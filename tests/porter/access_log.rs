@@ -108,13 +108,18 @@ async fn json_lines_have_the_documented_keys_and_values() {
     assert_eq!(c.get(format!("http://{http}/dead/x")).send().await.unwrap().status(), 502);
     b.behaviour.lock().unwrap().health_status = Some(503);
     assert_eq!(c.get(format!("http://{http}/healthz")).send().await.unwrap().status(), 503);
+    // HTTP/2 over TLS, with a body: counted as HTTP/1.1 bodies are.
+    let tls = client_for(p.https.unwrap(), &["localhost"]);
+    let r = tls.post(p.https_url("/echo?h2")).body("h2 body").send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.unwrap(), "h2 body");
 
-    let lines: Vec<serde_json::Value> = lines(&log, 4)
+    let lines: Vec<serde_json::Value> = lines(&log, 5)
         .await
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object: {e}: {l}")))
         .collect();
-    assert_eq!(lines.len(), 4, "one line per request");
+    assert_eq!(lines.len(), 5, "one line per request");
     let time = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$").unwrap();
     for line in &lines {
         let keys: BTreeSet<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
@@ -122,8 +127,10 @@ async fn json_lines_have_the_documented_keys_and_values() {
         assert!(time.is_match(line["time"].as_str().unwrap()), "{line}");
         assert_eq!(line["client_ip"], "127.0.0.1");
         assert!(line["client_port"].as_u64().unwrap() > 0);
-        assert_eq!(line["protocol"], "HTTP/1.1");
-        assert_eq!(line["tls"], serde_json::Value::Null);
+        if line["path"] != "/echo?h2" {
+            assert_eq!(line["protocol"], "HTTP/1.1");
+            assert_eq!(line["tls"], serde_json::Value::Null);
+        }
         assert!(line["duration_ms"].as_f64().unwrap() >= 0.0, "{line}");
         assert_eq!(line["request_id"].as_str().unwrap().len(), 32, "{line}");
     }
@@ -157,6 +164,14 @@ async fn json_lines_have_the_documented_keys_and_values() {
     assert_eq!(dead["upstream_connect_ms"], serde_json::Value::Null);
     assert_eq!(dead["upstream_first_byte_ms"], serde_json::Value::Null);
     assert_eq!(dead["route"], "*/dead/");
+
+    let h2 = find(&lines, "/echo?h2");
+    assert_eq!((h2["protocol"].as_str(), h2["tls"].as_str()), (Some("h2"), Some("TLSv1.3")));
+    assert_eq!((h2["request_bytes"].as_u64(), h2["bytes"].as_u64()), (Some(7), Some(7)));
+    assert_eq!(
+        (h2["host"].as_str(), h2["upstream_status"].as_u64()),
+        (Some(format!("localhost:{}", p.https.unwrap().port())).as_deref(), Some(200))
+    );
 
     let health = find(&lines, "/healthz");
     assert_eq!((health["status"].as_u64(), health["upstream_status"].as_u64()), (Some(503), Some(503)));
