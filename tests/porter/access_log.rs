@@ -357,6 +357,58 @@ async fn sigusr1_reopens_the_file_after_logrotate_renamed_it() {
     signal(&porter.0, "TERM");
 }
 
+/// The README's logrotate stanza run by the real logrotate (forced, own state file), with
+/// `kill -USR1 PID` for systemd's `systemctl kill`: the old lines stay in `access.log.1`,
+/// new ones land in a new `access.log`.
+#[tokio::test]
+async fn logrotate_with_the_readme_stanza_rotates_without_losing_a_line() {
+    let Some(logrotate) = crate::deploy_files::tool_or_skip("logrotate", "logrotate", "access-log logrotate") else {
+        return;
+    };
+    let b = Backend::start("one").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("porter.yaml");
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  http: \"127.0.0.1:{port}\"\nhttp:\n  redirect: false\naccess_log:\n  format: combined\n  path: {}\n\
+             upstreams:\n{}routes:\n  - upstream: web\n",
+            log.display(),
+            upstream_block("web", &[(&b, 1)])
+        ),
+    )
+    .unwrap();
+    let porter = spawn_porter(&config);
+    let c = plain_client();
+    for path in ["/one", "/two"] {
+        assert_eq!(c.get(format!("http://127.0.0.1:{port}{path}")).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(lines(&log, 2).await.len(), 2);
+
+    let stanza = format!(
+        "{} {{\n    daily\n    rotate 14\n    missingok\n    notifempty\n    compress\n    delaycompress\n    \
+         postrotate\n        kill -USR1 {}\n    endscript\n}}\n",
+        log.display(),
+        porter.0.id()
+    );
+    let conf = dir.path().join("logrotate.conf");
+    std::fs::write(&conf, stanza).unwrap();
+    let out = Command::new(logrotate).arg("-f").arg("-s").arg(dir.path().join("state")).arg(&conf).output().unwrap();
+    assert!(out.status.success(), "logrotate: {}", String::from_utf8_lossy(&out.stderr));
+    porter.wait_for_line("access log reopened", Duration::from_secs(10)).await;
+
+    assert_eq!(c.get(format!("http://127.0.0.1:{port}/three")).send().await.unwrap().status(), 200);
+    let new = lines(&log, 1).await;
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(new[0].contains("\"GET /three HTTP/1.1\""), "{new:?}");
+    let old = lines(&dir.path().join("access.log.1"), 2).await;
+    assert!(old[0].contains("GET /one ") && old[1].contains("GET /two "), "{old:?}");
+    assert_eq!(old.len(), 2);
+    signal(&porter.0, "TERM");
+}
+
 /// Starts the binary with `args`, RUST_LOG=`rust_log`, and stderr collected line by line.
 fn spawn_with(config: &Path, args: &[&str], rust_log: &str) -> crate::lifecycle::Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
