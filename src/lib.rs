@@ -163,7 +163,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
     let acme = Arc::new(acme::Acme::new(certs.clone()));
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin_task = admin_listener.map(|listener| {
-        tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /)");
+        tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /livez, /)");
         let sources = admin::Sources {
             shared: shared.clone(),
             listeners: listener_stats,

@@ -24,7 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
     name = "porter",
     version,
     about = "HTTP/HTTPS edge reverse proxy and load balancer",
-    after_long_help = "Environment: PORTER_WORKERS=N worker threads (as --workers); RUST_LOG log level \
+    after_long_help = "Environment: PORTER_WORKERS=N worker threads (as --workers); PORTER_WATCH=1 (as --watch); RUST_LOG log level \
                        (default info; warn turns the access log off).\n\
                        Signals: SIGHUP reloads the configuration and certificates; SIGTERM and SIGINT stop \
                        accepting, finish requests in flight (shutdown_timeout), then exit 0. SIGUSR2 \
@@ -42,6 +42,10 @@ struct Cli {
     /// Worker threads [default: one per core]
     #[arg(long, env = "PORTER_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
+    /// Reload when the configuration file changes, as SIGHUP does (sees editors' saves and
+    /// Kubernetes ConfigMap updates)
+    #[arg(long, env = "PORTER_WATCH", value_parser = clap::builder::FalseyValueParser::new())]
+    watch: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -127,7 +131,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            run(path, config, cli.workers, inherited)
+            run(path, config, cli.workers, inherited, cli.watch)
         }
     }
 }
@@ -297,7 +301,7 @@ fn check(path: &Path, config: &Config) -> ExitCode {
     }
 }
 
-fn run(path: PathBuf, config: Config, workers: Option<u16>, inherited: Inherited) -> ExitCode {
+fn run(path: PathBuf, config: Config, workers: Option<u16>, inherited: Inherited, watch: bool) -> ExitCode {
     let workers = workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -311,10 +315,10 @@ fn run(path: PathBuf, config: Config, workers: Option<u16>, inherited: Inherited
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(path, config, inherited))
+    runtime.block_on(serve(path, config, inherited, watch))
 }
 
-async fn serve(path: PathBuf, config: Config, mut inherited: Inherited) -> ExitCode {
+async fn serve(path: PathBuf, config: Config, mut inherited: Inherited, watch: bool) -> ExitCode {
     let mut shutdown_timeout = config.shutdown_timeout;
     // Handlers first: a SIGHUP that arrives while porter starts must not kill it (the
     // default action); it is handled as a reload once porter runs.
@@ -327,6 +331,9 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited) -> ExitC
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
     };
+    // Before start: a change made while porter starts is reloaded once it runs.
+    let mut watcher =
+        watch.then(|| porter::config::watch::ConfigWatch::start(path.clone(), porter::config::watch::WATCH_INTERVAL));
     let upgrade = inherited.is_upgrade();
     let porter = match porter::start_with(config, &mut inherited).await {
         Ok(porter) => porter,
@@ -343,30 +350,15 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited) -> ExitC
     } else {
         notify(&[NotifyState::Ready]);
     }
+    if watcher.is_some() {
+        tracing::info!(config = %path.display(), "watching the configuration file (--watch)");
+    }
     let mut upgrades = Upgrades::new();
     let mut successor = None;
     loop {
         tokio::select! {
-            _ = hup.recv() => {
-                let reloading = NotifyState::monotonic_usec_now().map(|now| [NotifyState::Reloading, now]);
-                if let Ok(states) = &reloading {
-                    notify(states);
-                }
-                match Config::load(&path) {
-                    Ok(config) => match porter.reload(&config) {
-                        Ok(()) => {
-                            shutdown_timeout = config.shutdown_timeout;
-                            tracing::info!(config = %path.display(), "configuration reloaded");
-                        }
-                        Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
-                    },
-                    Err(e) => {
-                        tracing::error!("reload failed, keeping the running configuration: {e}");
-                        porter.reload_refused(&e.to_string());
-                    }
-                }
-                notify(&[NotifyState::Ready]);
-            }
+            _ = hup.recv() => reload(&porter, &path, &mut shutdown_timeout),
+            () = file_changed(&mut watcher) => reload(&porter, &path, &mut shutdown_timeout),
             _ = usr2.recv() => upgrades.begin(&porter.listening_fds()),
             pid = upgrades.taken_over() => {
                 successor = Some(pid);
@@ -376,6 +368,7 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited) -> ExitC
             _ = int.recv() => break,
         }
     }
+    drop(watcher);
     if let Some(pid) = successor {
         // Not STOPPING: the service goes on, in the new process.
         notify(&[NotifyState::MainPid(pid)]);
@@ -393,6 +386,38 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited) -> ExitC
     porter.shutdown(shutdown_timeout).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// The next settled change of the configuration file; never, without `--watch`.
+async fn file_changed(watcher: &mut Option<porter::config::watch::ConfigWatch>) {
+    match watcher {
+        Some(watcher) => watcher.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reloads the configuration file and certificates: SIGHUP and `--watch` both come here.
+/// A file that does not load, or a configuration that does not apply, is refused and
+/// counted; the running configuration keeps serving.
+fn reload(porter: &porter::Porter, path: &Path, shutdown_timeout: &mut Duration) {
+    let reloading = NotifyState::monotonic_usec_now().map(|now| [NotifyState::Reloading, now]);
+    if let Ok(states) = &reloading {
+        notify(states);
+    }
+    match Config::load(path) {
+        Ok(config) => match porter.reload(&config) {
+            Ok(()) => {
+                *shutdown_timeout = config.shutdown_timeout;
+                tracing::info!(config = %path.display(), "configuration reloaded");
+            }
+            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+        },
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e}");
+            porter.reload_refused(&e.to_string());
+        }
+    }
+    notify(&[NotifyState::Ready]);
 }
 
 /// Tells systemd about a state change; does nothing unless `NOTIFY_SOCKET` is set.

@@ -21,6 +21,7 @@ mod units;
 mod upstream;
 mod validate;
 mod values;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
