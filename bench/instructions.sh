@@ -5,7 +5,7 @@
 # backend; h2load sends N1 then N2 keep-alive requests over one connection for a
 # 13-byte file; (I refs at N2 - I refs at N1) / (N2 - N1) is the per-request cost.
 #
-#   bench/instructions.sh target/release/porter [porter|hyper] [N1 N2]
+#   bench/instructions.sh target/release/porter [porter] [N1 N2]
 #   bench/instructions.sh "$(command -v nginx)" nginx [N1 N2]
 #
 # The second form counts nginx itself as the proxy (one worker, no master process,
@@ -20,7 +20,8 @@
 # 19002 (nginx) and 18080/18443 (porter); everything stops when the script ends.
 set -euo pipefail
 BIN=$(realpath "$1")
-ENGINE=${2:-porter}
+PROXY=${2:-porter}
+if [ "$PROXY" != porter ] && [ "$PROXY" != nginx ]; then echo "the proxy is porter or nginx, not $PROXY" >&2; exit 1; fi
 N1=${3:-500}
 N2=${4:-2500}
 WORK=$(mktemp -d /tmp/porter-instructions.XXXX)
@@ -68,15 +69,15 @@ http { access_log off; keepalive_requests 1000000;
 NGINX
 URL=http://127.0.0.1:18080/small.txt
 MODE=${MODE:-h1}
-if [ "$ENGINE" = nginx ] && [ "$MODE" != h1 ]; then echo "the nginx engine counts MODE=h1 only" >&2; exit 1; fi
+if [ "$PROXY" = nginx ] && [ "$MODE" != h1 ]; then echo "nginx is counted with MODE=h1 only" >&2; exit 1; fi
 TLS_URL=https://localhost:18443/small.txt
 
 count() {
-  if [ "$ENGINE" = nginx ]; then
+  if [ "$PROXY" = nginx ]; then
     valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
       "$BIN" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/vg.log" 2>&1 &
   else
-    PORTER_WORKERS=1 PORTER_HTTP1_ENGINE=$ENGINE RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
+    PORTER_WORKERS=1 RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
       --cachegrind-out-file=/dev/null "$BIN" --config "$WORK/porter.yaml" >"$WORK/vg.log" 2>&1 &
   fi
   local pid=$!
@@ -96,4 +97,4 @@ count() {
 
 a=$(count "$N1")
 b=$(count "$N2")
-echo "$(basename "$BIN") engine=$ENGINE mode=$MODE: $(((b - a) / (N2 - N1))) instructions per proxied request"
+echo "$(basename "$BIN") proxy=$PROXY mode=$MODE: $(((b - a) / (N2 - N1))) instructions per proxied request"

@@ -5,6 +5,8 @@
 //! Under systemd (`NOTIFY_SOCKET` set) it reports READY=1 once listening,
 //! RELOADING=1 with MONOTONIC_USEC then READY=1 around a reload, and STOPPING=1
 //! on the way out, as a `Type=notify-reload` unit expects.
+//! SIGUSR2 upgrades the binary (`porter::handover`): the new process takes the
+//! listening sockets over, systemd's MAINPID follows it, and this one drains.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use porter::config::Config;
+use porter::handover::Upgrades;
+use porter::listener::inherit::Inherited;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -23,7 +27,10 @@ use tokio::signal::unix::{signal, SignalKind};
     after_long_help = "Environment: PORTER_WORKERS=N worker threads (as --workers); RUST_LOG log level \
                        (default info; warn turns the access log off).\n\
                        Signals: SIGHUP reloads the configuration and certificates; SIGTERM and SIGINT stop \
-                       accepting, finish requests in flight (shutdown_timeout), then exit 0."
+                       accepting, finish requests in flight (shutdown_timeout), then exit 0. SIGUSR2 \
+                       upgrades: the binary at the same path starts with the same arguments, takes the \
+                       listening sockets over, and this process drains and exits 0.\n\
+                       Listening sockets from systemd (LISTEN_FDS) are used instead of binding."
 )]
 struct Cli {
     /// Configuration file (default: porter.yaml, then /etc/porter/porter.yaml)
@@ -111,7 +118,17 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => check(&path, &config),
-        _ => run(path, config, cli.workers),
+        _ => {
+            // Before anything else opens a descriptor: the sockets are numbered ones.
+            let inherited = match porter::listener::inherit::Inherited::from_environment() {
+                Ok(inherited) => inherited,
+                Err(e) => {
+                    eprintln!("porter: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            run(path, config, cli.workers, inherited)
+        }
     }
 }
 
@@ -280,7 +297,7 @@ fn check(path: &Path, config: &Config) -> ExitCode {
     }
 }
 
-fn run(path: PathBuf, config: Config, workers: Option<u16>) -> ExitCode {
+fn run(path: PathBuf, config: Config, workers: Option<u16>, inherited: Inherited) -> ExitCode {
     let workers = workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -294,27 +311,40 @@ fn run(path: PathBuf, config: Config, workers: Option<u16>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(path, config))
+    runtime.block_on(serve(path, config, inherited))
 }
 
-async fn serve(path: PathBuf, config: Config) -> ExitCode {
+async fn serve(path: PathBuf, config: Config, mut inherited: Inherited) -> ExitCode {
     let mut shutdown_timeout = config.shutdown_timeout;
     // Handlers first: a SIGHUP that arrives while porter starts must not kill it (the
     // default action); it is handled as a reload once porter runs.
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr2)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined2()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
     };
-    let porter = match porter::start(config).await {
+    let upgrade = inherited.is_upgrade();
+    let porter = match porter::start_with(config, &mut inherited).await {
         Ok(porter) => porter,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(1);
         }
     };
-    notify(&[NotifyState::Ready]);
+    if upgrade {
+        // The old process hands systemd over to this one (MAINPID) once told.
+        if let Err(e) = inherited.ready() {
+            tracing::error!(error = %e, "upgrade: cannot tell the old process that this one serves");
+        }
+    } else {
+        notify(&[NotifyState::Ready]);
+    }
+    let mut upgrades = Upgrades::new();
+    let mut successor = None;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -337,9 +367,26 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
                 }
                 notify(&[NotifyState::Ready]);
             }
+            _ = usr2.recv() => upgrades.begin(&porter.listening_fds()),
+            pid = upgrades.taken_over() => {
+                successor = Some(pid);
+                break;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    if let Some(pid) = successor {
+        // Not STOPPING: the service goes on, in the new process.
+        notify(&[NotifyState::MainPid(pid)]);
+        tracing::info!(
+            pid,
+            ?shutdown_timeout,
+            "upgrade: handed the listeners over to process {pid}; finishing requests in flight"
+        );
+        porter.hand_over(shutdown_timeout).await;
+        tracing::info!("stopped");
+        return ExitCode::SUCCESS;
     }
     notify(&[NotifyState::Stopping]);
     tracing::info!(?shutdown_timeout, "stopping: no new connections, finishing requests in flight");

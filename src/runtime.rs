@@ -84,10 +84,7 @@ impl Runtime {
             redirect: config.http.redirect,
             https_port: config.http.redirect_port.or(https_port),
             acme_webroot: config.http.acme_webroot.clone(),
-            connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(
-                &config.limits,
-                config.http1_engine,
-            )),
+            connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(&config.limits)),
             tls,
             proxy_protocol: config.listen.proxy_protocol,
             trusted_proxies: config.listen.trusted_proxies.clone(),

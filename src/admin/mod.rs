@@ -49,11 +49,17 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Serves the admin endpoints on `listener` until the task is aborted; aborting
 /// also closes every admin connection (they live in this task's `JoinSet`).
-pub async fn serve(listener: TcpListener, sources: Arc<Sources>) {
+/// `stop` ends the accepting only (the listener closes, connections carry on).
+pub async fn serve(listener: TcpListener, sources: Arc<Sources>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let metrics = Arc::new(metrics::Metrics::new(sources.clone()));
     let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // A hand-over: the new process answers from here on; requests under way finish.
+            Ok(_) = stop.wait_for(|stop| *stop) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -82,6 +88,9 @@ pub async fn serve(listener: TcpListener, sources: Arc<Sources>) {
             }
         });
     }
+    drop(listener);
+    // The connections under way live in `connections` until porter stops (which aborts this task).
+    std::future::pending::<()>().await;
 }
 
 fn respond(request: &Request<Incoming>, sources: &Sources, metrics: &metrics::Metrics) -> Response<Full<Bytes>> {

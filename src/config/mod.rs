@@ -56,8 +56,6 @@ pub struct Config {
     /// Directory of the config file ("." for a bare file name). Relative paths
     /// in the file (`tls.certs`, `http.acme_webroot`) are already joined to it.
     pub base_dir: PathBuf,
-    /// Not in the file: `PORTER_HTTP1_ENGINE` (porter's own HTTP/1.1 server, or hyper's).
-    pub http1_engine: crate::http1::Engine,
 }
 
 impl Config {

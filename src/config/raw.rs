@@ -74,6 +74,7 @@ pub(crate) struct RawLimits {
     pub header_read_timeout: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
     pub max_connections: Option<S<usize>>,
+    pub underscores_in_headers: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

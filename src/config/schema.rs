@@ -117,6 +117,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Pass request header names containing `_` on (nginx's `underscores_in_headers`);
+    /// off, they are dropped: CGI-style servers read `X_Real_IP` as `X-Real-IP`.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for Limits {
@@ -127,6 +130,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             max_connections: 20_000,
+            underscores_in_headers: false,
         }
     }
 }

@@ -156,6 +156,7 @@ fn minimal_config_gets_every_default() {
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(75),
         max_connections: 20_000,
+        underscores_in_headers: false,
     };
     assert_eq!(config.limits, limits);
     assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
@@ -217,7 +218,7 @@ fn every_value_can_be_set() {
 listen: {https: \"127.0.0.1:8443\", proxy_protocol: true}
 tls: {certs: /srv/certs, min_version: 1.3, hsts: max-age=60}
 http: {redirect: false, redirect_port: 8443, acme_webroot: acme}
-limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10}
+limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10, underscores_in_headers: true}
 shutdown_timeout: 0s
 upstreams:
   sticky:
@@ -256,6 +257,7 @@ routes:
         header_read_timeout: Duration::from_millis(250),
         idle_timeout: Duration::from_secs(120),
         max_connections: 10,
+        underscores_in_headers: true,
     };
     assert_eq!(c.limits, limits);
     assert_eq!(c.shutdown_timeout, Duration::ZERO);

@@ -359,6 +359,10 @@ fn scalars_of_the_wrong_type() {
     assert_at(&err, 2, 13, "http.redirect");
     assert_eq!(err.message, "expected true or false, found `maybe`");
 
+    let err = fail(&format!("limits:\n  underscores_in_headers: sometimes\n{BASE}"));
+    assert_at(&err, 2, 27, "limits.underscores_in_headers");
+    assert_eq!(err.message, "expected true or false, found `sometimes`");
+
     let err = fail(&format!("limits:\n  idle_timeout: {{s: 5}}\n{BASE}"));
     assert_at(&err, 2, 17, "limits.idle_timeout");
     assert_eq!(err.message, "expected a single value, found a mapping");

@@ -87,7 +87,6 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         Some(acme) => Some(super::acme::acme(&check, acme, &listen, &routes, base_dir)?),
         None => None,
     };
-    let http1_engine = crate::http1::Engine::from_env().map_err(|e| ConfigError::new(file, e))?;
     Ok(Config {
         listen,
         tls,
@@ -98,7 +97,6 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         upstreams,
         routes,
         base_dir: base_dir.to_path_buf(),
-        http1_engine,
     })
 }
 
@@ -246,6 +244,10 @@ fn limits(check: &Checker, raw: Option<&RawLimits>) -> Result<Limits, ConfigErro
             Zero::Forbidden,
         )?,
         max_connections,
+        underscores_in_headers: raw
+            .underscores_in_headers
+            .as_ref()
+            .map_or(defaults.underscores_in_headers, |b| b.value),
     })
 }
 

@@ -1,7 +1,6 @@
-//! porter's own HTTP/1.1 server side: the client connections of both
-//! listeners, unless `PORTER_HTTP1_ENGINE=hyper` picks hyper's server (kept
-//! as the reference the framing tests and the differential fuzz target
-//! compare against). HTTP/2 stays on hyper.
+//! porter's HTTP/1.1 server side: the client connections of both listeners.
+//! HTTP/2 stays on hyper, and hyper's HTTP/1.1 server is only the reference
+//! the differential tests and fuzz target (`differential`) compare against.
 //!
 //! - `request`: a head parsed with httparse, framed by SPEC §8's rules;
 //! - `chunked`: the chunked request body decoder;
@@ -20,24 +19,3 @@ pub mod io;
 pub mod request;
 pub mod response;
 pub mod server;
-
-/// Which implementation serves HTTP/1.1 client connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Engine {
-    /// porter's own (this module).
-    #[default]
-    Porter,
-    /// hyper's server, with the framing follower and head guard of `listener`.
-    Hyper,
-}
-
-impl Engine {
-    /// From `PORTER_HTTP1_ENGINE` (`porter`, the default, or `hyper`).
-    pub fn from_env() -> Result<Engine, String> {
-        match std::env::var("PORTER_HTTP1_ENGINE").as_deref() {
-            Err(_) | Ok("") | Ok("porter") => Ok(Engine::Porter),
-            Ok("hyper") => Ok(Engine::Hyper),
-            Ok(other) => Err(format!("PORTER_HTTP1_ENGINE must be `porter` or `hyper`, not `{other}`")),
-        }
-    }
-}

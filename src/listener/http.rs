@@ -20,8 +20,6 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
         client_headers: ClientHeaders::new(client.ip(), false, runtime.trusts(client.ip())),
         sni_cert: None,
         tls_version: None,
-        drain: drain.clone(),
-        head: Default::default(),
     });
     drop(runtime);
     Box::pin(super::serve_connection(
@@ -29,13 +27,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
         super::Protocol::Http1,
         &builders,
         drain,
-        conn.clone(),
         move |request| {
             let conn = conn.clone();
             let runtime = shared.runtime.load_full();
             async move {
                 // Before the redirect too: it is built from the Host.
-                let verdict = proxy::strict::check(&request, &conn);
+                let verdict = proxy::strict::check(&request);
                 if let Err(e) = verdict {
                     return proxy::handle_checked(request, &conn, runtime, Err(e)).await;
                 }

@@ -94,8 +94,6 @@ async fn serve_tls(
             rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
             _ => "TLS",
         }),
-        drain: drain.clone(),
-        head: Default::default(),
     });
     let builders = runtime.connection_builders.clone();
     let protocol = match tls.alpn_protocol() {
@@ -103,18 +101,11 @@ async fn serve_tls(
         _ => super::Protocol::Http1,
     };
     drop(runtime);
-    super::serve_connection(
-        crate::http1::io::ClientIo::Tls(tls),
-        protocol,
-        &builders,
-        drain,
-        conn.clone(),
-        move |request| {
-            let conn = conn.clone();
-            let runtime = shared.runtime.load_full();
-            async move { proxy::handle(request, &conn, runtime).await }
-        },
-    )
+    super::serve_connection(crate::http1::io::ClientIo::Tls(tls), protocol, &builders, drain, move |request| {
+        let conn = conn.clone();
+        let runtime = shared.runtime.load_full();
+        async move { proxy::handle(request, &conn, runtime).await }
+    })
     .await;
 }
 

@@ -1,7 +1,7 @@
-//! `limits.idle_timeout`: a client connection on which no byte has moved for
-//! that long is closed gracefully. A request still in flight finishes first
-//! (HTTP/1.1 closes after its response, HTTP/2 sends GOAWAY and lets its
-//! streams end), so only keep-alive time is cut, never a request.
+//! `limits.idle_timeout` for HTTP/2 client connections: one on which no byte
+//! has moved for that long is closed gracefully (GOAWAY, its streams end
+//! first), so only keep-alive time is cut, never a request. porter's HTTP/1.1
+//! server times its own wait between requests (`http1::server`).
 //!
 //! Activity is the time of the last read or write that moved bytes, one
 //! relaxed store per I/O call; one timer per connection checks it.

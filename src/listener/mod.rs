@@ -4,11 +4,10 @@
 //! connection only. Shutdown stops accepting and lets connections finish.
 
 pub mod acme;
-pub mod framing;
-pub mod guard;
 pub mod http;
 pub mod https;
 pub mod idle;
+pub mod inherit;
 pub mod proxy_protocol;
 pub mod redirect;
 mod slots;
@@ -29,7 +28,6 @@ use tokio::sync::watch;
 use crate::body::{ClientBody, ResponseBody};
 use crate::config::Limits;
 use crate::http1::io::ClientIo;
-use crate::http1::Engine;
 use crate::shutdown::DrainWatch;
 use crate::stats::{ListenerStats, OpenConnection};
 
@@ -48,31 +46,20 @@ pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 pub const H2_PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// HTTP/1.1 and HTTP/2 server settings with the configured limits, made once per
-/// configuration. Choosing the protocol before building the connection (rather than
-/// hyper-util's auto builder sniffing it) keeps each idle connection to the state of
-/// the one protocol it speaks.
+/// Client connection settings with the configured limits, made once per configuration:
+/// porter's own HTTP/1.1 server's, and hyper's HTTP/2 builder. Choosing the protocol
+/// before building the connection (rather than hyper-util's auto builder sniffing it)
+/// keeps each idle connection to the state of the one protocol it speaks.
 #[derive(Debug)]
 pub struct ConnectionBuilders {
-    http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     idle_timeout: std::time::Duration,
-    header_read_timeout: std::time::Duration,
-    engine: Engine,
-    http1_settings: crate::http1::server::Settings,
+    http1: crate::http1::server::Settings,
 }
 
 impl ConnectionBuilders {
-    pub fn new(limits: &Limits, engine: Engine) -> ConnectionBuilders {
+    pub fn new(limits: &Limits) -> ConnectionBuilders {
         let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            // Request heads are timed by `guard`, which answers 408 (hyper's timer closes
-            // silently and also runs while a keep-alive connection waits).
-            .header_read_timeout(None)
-            .max_buf_size(header_bytes)
-            .writev(false);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
@@ -91,16 +78,13 @@ impl ConnectionBuilders {
             .keep_alive_interval(limits.idle_timeout + H2_PING_AFTER_IDLE)
             .keep_alive_timeout(H2_PING_TIMEOUT);
         ConnectionBuilders {
-            http1,
             http2,
             idle_timeout: limits.idle_timeout,
-            header_read_timeout: limits.header_read_timeout,
-            engine,
-            http1_settings: crate::http1::server::Settings {
+            http1: crate::http1::server::Settings {
                 max_head: header_bytes,
-                max_body: limits.max_body_bytes,
                 header_read_timeout: limits.header_read_timeout,
                 idle_timeout: limits.idle_timeout,
+                keep_underscores: limits.underscores_in_headers,
             },
         }
     }
@@ -128,23 +112,19 @@ pub async fn accept_client(
 
 /// Runs a client connection with `handler` as its service until it ends or, after a
 /// drain signal, until its requests in flight have finished. HTTP/1.1 is served by
-/// porter's own layer (`http1`), or on the hyper engine through [`guard::H1Guard`],
-/// which reports to `conn`'s verdict; HTTP/2 by hyper.
-pub async fn serve_connection<C, F, Fut>(
+/// porter's own layer (`http1::server`), HTTP/2 by hyper.
+pub async fn serve_connection<F, Fut>(
     io: ClientIo,
     protocol: Protocol,
     builders: &ConnectionBuilders,
     drain: DrainWatch,
-    conn: Arc<C>,
     handler: F,
 ) where
-    C: guard::HasVerdict,
     F: Fn(hyper::Request<ClientBody>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
-    if protocol == Protocol::Http1 && builders.engine == Engine::Porter {
-        drop(conn);
-        return crate::http1::server::serve(io, builders.http1_settings, drain, handler).await;
+    if protocol == Protocol::Http1 {
+        return crate::http1::server::serve(io, builders.http1, drain, handler).await;
     }
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
@@ -155,20 +135,9 @@ pub async fn serve_connection<C, F, Fut>(
     let activity = idle::Activity::new();
     let io = TokioIo::new(idle::IdleIo::new(io, activity.clone()));
     let idle = Idle { activity, timeout: builders.idle_timeout };
-    // Each arm is boxed so the task holds only the protocol in use.
-    let result = match protocol {
-        Protocol::Http1 => {
-            let io = TokioIo::new(guard::H1Guard::new(io.into_inner(), conn, builders.header_read_timeout));
-            let conn = builders.http1.serve_connection(io, service).with_upgrades();
-            Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await
-        }
-        Protocol::Http2 => {
-            drop(conn);
-            let conn = builders.http2.serve_connection(io, service);
-            Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await
-        }
-    };
-    if let Err(e) = result {
+    // Boxed so the task holds the HTTP/2 state only on connections that speak it.
+    let conn = builders.http2.serve_connection(io, service);
+    if let Err(e) = Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await {
         tracing::debug!(error = %e, "client connection ended with an error");
     }
 }

@@ -37,19 +37,14 @@ pub struct ConnContext {
     pub sni_cert: Option<Arc<LoadedCert>>,
     /// The negotiated TLS version ("TLSv1.3"), for the access log; `None` on plaintext.
     pub tls_version: Option<&'static str>,
-    /// HTTP/1.1: what the listener's guard saw in the raw request heads.
-    pub head: crate::listener::guard::HeadVerdict,
-    /// Held by upgraded tunnels so shutdown waits for them (up to `shutdown_timeout`).
-    pub drain: crate::shutdown::DrainWatch,
 }
 
 pub async fn handle(request: Request<ClientBody>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
-    let verdict = strict::check(&request, conn);
+    let verdict = strict::check(&request);
     handle_checked(request, conn, runtime, verdict).await
 }
 
-/// [`handle`] for a request that already went through [`strict::check`] (which
-/// must run exactly once per request).
+/// [`handle`] for a request that already went through [`strict::check`].
 pub async fn handle_checked(
     mut request: Request<ClientBody>,
     conn: &ConnContext,
@@ -101,7 +96,7 @@ pub async fn handle_checked(
 }
 
 async fn proxy<'r>(
-    mut request: Request<ClientBody>,
+    request: Request<ClientBody>,
     host: Option<HeaderValue>,
     conn: &ConnContext,
     runtime: &'r Runtime,
@@ -133,18 +128,18 @@ async fn proxy<'r>(
         }
     }
 
-    // Bodies of requests read by porter's own HTTP/1.1 server (hyper's are `Hyper`).
-    let own_http1_client = matches!(request.body(), ClientBody::Empty | ClientBody::Http1(_));
+    // Bodies of requests read by porter's own HTTP/1.1 server (HTTP/2's are `Hyper`).
+    let http1_client = matches!(request.body(), ClientBody::Empty | ClientBody::Http1(_));
 
-    // hyper's HTTP/1.1 server hands over the client's side of an upgrade with the
-    // request; porter's own takes the tunnel from the response (`PendingTunnel`).
-    let upgrade =
-        (request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(request.headers())).then(|| {
-            let client = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
-            (client, request.headers().get(header::UPGRADE).cloned())
-        });
+    // The protocol asked for; the HTTP/1.1 server takes the tunnel from the 101 (`PendingTunnel`).
+    let upgrade = (request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(request.headers()))
+        .then(|| request.headers().get(header::UPGRADE).cloned());
 
     let (mut parts, body) = request.into_parts();
+    // HTTP/1.1 heads were filtered by the parser; HTTP/2 heads are filtered here.
+    if !http1_client && !runtime.limits.underscores_in_headers {
+        headers::drop_underscored(&mut parts.headers);
+    }
     let downstream_version = parts.version;
     parts.uri = upstream_uri(&parts.uri, route)?;
     parts.version = Version::HTTP_11;
@@ -159,7 +154,7 @@ async fn proxy<'r>(
     }
     let via = if downstream_version == Version::HTTP_2 { &headers::VIA_HTTP2 } else { &headers::VIA_HTTP11 };
     headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
-    if let Some((_, Some(protocol))) = &upgrade {
+    if let Some(Some(protocol)) = &upgrade {
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
@@ -181,7 +176,7 @@ async fn proxy<'r>(
     }
 
     let (mut parts, mut body) = forwarded.response.into_parts();
-    if !own_http1_client {
+    if !http1_client {
         // Only porter's own HTTP/1.1 server writes a server's fields from their bytes.
         if let Some(raw) = body.take_raw_fields() {
             parts.headers = raw.to_header_map();
@@ -189,23 +184,13 @@ async fn proxy<'r>(
     }
     // An HTTP/2 server's answer: the client's connection decides the version written.
     parts.version = Version::HTTP_11;
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some((client_upgrade, _)) = upgrade {
-            let mut server_response = Response::from_parts(parts, body);
-            let server_upgrade = hyper::upgrade::on(&mut server_response);
-            let (mut parts, _) = server_response.into_parts();
-            let in_flight = forwarded.lease.into_in_flight();
-            match client_upgrade {
-                Some(client_upgrade) => {
-                    conn.head.tunnel();
-                    upgrade::spawn_tunnel(client_upgrade, server_upgrade, in_flight, conn.drain.clone());
-                }
-                None => {
-                    parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
-                }
-            }
-            return Ok(Response::from_parts(parts, ResponseBody::empty()));
-        }
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+        let mut server_response = Response::from_parts(parts, body);
+        let server_upgrade = hyper::upgrade::on(&mut server_response);
+        let (mut parts, _) = server_response.into_parts();
+        let in_flight = forwarded.lease.into_in_flight();
+        parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
+        return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease)))
@@ -236,11 +221,5 @@ fn upstream_uri(uri: &Uri, route: &router::Route) -> Result<Uri, ProxyError> {
     match uri.path_and_query() {
         Some(pq) => Ok(Uri::from(pq.clone())),
         None => Ok(Uri::from_static("/")),
-    }
-}
-
-impl crate::listener::guard::HasVerdict for ConnContext {
-    fn verdict(&self) -> &crate::listener::guard::HeadVerdict {
-        &self.head
     }
 }

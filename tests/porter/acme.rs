@@ -93,7 +93,7 @@ async fn real_issuance_through_porter() {
 
     // A client that trusts only pebble's root accepts the chain porter serves.
     let root = pebble.issuing_root().await;
-    let strict = reqwest::Client::builder()
+    let strict = http_client()
         .tls_built_in_root_certs(false)
         .add_root_certificate(root)
         .resolve(DOMAIN, https)

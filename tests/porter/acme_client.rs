@@ -57,7 +57,7 @@ async fn wait_issued(porter: &porter::Porter, n: u64, within: Duration, pebble: 
 
 /// A client that trusts only pebble's issuing root, sending `domain` to `https`.
 async fn strict_client(pebble: &Pebble, domain: &str, https: SocketAddr) -> reqwest::Client {
-    reqwest::Client::builder()
+    http_client()
         .tls_built_in_root_certs(false)
         .add_root_certificate(pebble.issuing_root().await)
         .resolve(domain, https)

@@ -359,10 +359,21 @@ pub fn write_cert(dir: &Path, file_stem: &str, names: &[&str]) -> Vec<u8> {
     cert.der().to_vec()
 }
 
+/// reqwest's client builder with porter's crypto provider (aws-lc-rs) installed as
+/// the process default first: reqwest is built without a provider of its own (its
+/// choice would be ring, a second crypto library in the test build). Every client
+/// comes from here; clippy.toml refuses `reqwest::Client::builder`/`new` elsewhere.
+#[allow(clippy::disallowed_methods)]
+pub fn http_client() -> reqwest::ClientBuilder {
+    // Err: already installed (by an earlier call, or by a test with its own provider).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// A client that trusts anything (test certs are self-signed), keeps connections alive,
 /// and sends every host name in `resolve` to `addr` (so SNI and Host are that name).
 pub fn client_for(addr: SocketAddr, resolve: &[&str]) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
+    let mut builder = http_client()
         .danger_accept_invalid_certs(true)
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)
@@ -375,7 +386,7 @@ pub fn client_for(addr: SocketAddr, resolve: &[&str]) -> reqwest::Client {
 
 /// Plain client: no redirects followed, no proxy.
 pub fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
+    http_client().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
 }
 
 /// An HTTP/1.1 client request to porter over a hyper connection; for tests that need

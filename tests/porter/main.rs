@@ -21,6 +21,8 @@ mod faults;
 mod forwarding;
 mod grpc;
 mod hostile;
+mod hostile_targets;
+mod hot_upgrade;
 mod lifecycle;
 mod limits;
 mod pebble;

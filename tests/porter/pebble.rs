@@ -206,7 +206,7 @@ impl Pebble {
 
     /// The root that signs what pebble issues (it makes a new one per run).
     pub async fn issuing_root(&self) -> reqwest::Certificate {
-        let management = reqwest::Client::builder()
+        let management = crate::harness::http_client()
             .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&self.ca_pem).unwrap()).unwrap())
             .no_proxy()
             .build()

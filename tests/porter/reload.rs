@@ -84,7 +84,7 @@ async fn a_reload_applies_min_version_and_hsts() {
     let addr = p.https.unwrap();
     let url = format!("https://site.example.com:{}/", addr.port());
     let tls12_client = || {
-        reqwest::Client::builder()
+        http_client()
             .danger_accept_invalid_certs(true)
             .max_tls_version(reqwest::tls::Version::TLS_1_2)
             .resolve("site.example.com", addr)

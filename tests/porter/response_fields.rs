@@ -1,17 +1,15 @@
 //! A server's response fields on their way back (SPEC §6): hop-by-hop fields
 //! stop at porter, everything else arrives, whichever way porter carries the
-//! head. To an HTTP/1.1 client on porter's own server the fields are written
-//! from the server's bytes; to an HTTP/2 client, or on the hyper engine, from
-//! a map made of them; a Connection header naming other fields goes through
-//! the map on every path. A server speaking raw bytes plays each case.
+//! head. To an HTTP/1.1 client the fields are written from the server's bytes;
+//! to an HTTP/2 client from a map made of them; a Connection header naming
+//! other fields goes through the map on every path. A server speaking raw
+//! bytes plays each case.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-use porter::http1::Engine;
 
 use crate::harness::*;
 
@@ -62,15 +60,13 @@ async fn raw_server() -> SocketAddr {
     addr
 }
 
-async fn porter_for(server: SocketAddr, engine: Engine) -> TestPorter {
+async fn porter_for(server: SocketAddr) -> TestPorter {
     let yaml = format!(
         "listen:\n  https: \"127.0.0.1:0\"\n  http: \"127.0.0.1:0\"\ntls:\n  certs: certs\n  hsts: \"max-age=31536000\"\n\
          http:\n  redirect: false\nupstreams:\n  raw:\n    servers:\n      - url: \"http://{server}\"\n\
          routes:\n  - upstream: raw\n"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    TestPorter::start_tweaked(dir, &yaml, |config| config.http1_engine = engine).await
+    TestPorter::start(&yaml).await
 }
 
 /// One request over a plain connection, read to its declared end; the head's lines
@@ -96,9 +92,10 @@ fn count(lines: &[String], name: &str) -> usize {
 
 const HOP_BY_HOP: [&str; 5] = ["keep-alive", "proxy-connection", "upgrade", "te", "trailer"];
 
-async fn fields_reach_an_http1_client(engine: Engine) {
+#[tokio::test]
+async fn a_servers_fields_reach_an_http1_client_without_hop_by_hop() {
     let server = raw_server().await;
-    let p = porter_for(server, engine).await;
+    let p = porter_for(server).await;
     let http = p.http.unwrap();
 
     let (lines, body) = over_plain(http, "GET", "/").await;
@@ -131,7 +128,7 @@ async fn fields_reach_an_http1_client(engine: Engine) {
     assert_eq!(body, "5\r\nhello\r\n0\r\n\r\n");
 
     // Over TLS porter's HSTS replaces the server's.
-    let c = reqwest::Client::builder()
+    let c = http_client()
         .danger_accept_invalid_certs(true)
         .http1_only()
         .no_proxy()
@@ -148,19 +145,9 @@ async fn fields_reach_an_http1_client(engine: Engine) {
 }
 
 #[tokio::test]
-async fn a_servers_fields_reach_an_http1_client_without_hop_by_hop() {
-    fields_reach_an_http1_client(Engine::Porter).await
-}
-
-#[tokio::test]
-async fn a_servers_fields_reach_an_http1_client_without_hop_by_hop_on_hyper() {
-    fields_reach_an_http1_client(Engine::Hyper).await
-}
-
-#[tokio::test]
 async fn a_servers_fields_reach_an_http2_client_without_hop_by_hop() {
     let server = raw_server().await;
-    let p = porter_for(server, Engine::Porter).await;
+    let p = porter_for(server).await;
     let c = client_for(p.https.unwrap(), &["localhost"]);
     let r = c.get(p.https_url("/")).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);

@@ -59,7 +59,7 @@ async fn misdirected_request_is_421_only_across_certificates() {
     let (p, _b, _, _) = two_certs().await;
     let port = p.https.unwrap().port();
     // One connection with SNI a.example.com, then a request for a host another certificate covers.
-    let c = reqwest::Client::builder()
+    let c = http_client()
         .danger_accept_invalid_certs(true)
         .http1_only()
         .resolve("a.example.com", p.https.unwrap())

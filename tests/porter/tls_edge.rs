@@ -520,7 +520,7 @@ async fn min_version_1_3_refuses_tls_1_2() {
     let url = format!("https://site.example.com:{}/", p.https.unwrap().port());
     // Baseline: the default (1.2) accepts a TLS 1.2-only client.
     let tls12_client = || {
-        reqwest::Client::builder()
+        http_client()
             .danger_accept_invalid_certs(true)
             .max_tls_version(reqwest::tls::Version::TLS_1_2)
             .resolve("site.example.com", p.https.unwrap())
@@ -536,7 +536,7 @@ async fn min_version_1_3_refuses_tls_1_2() {
     let (p, _b) = porter_with(dir, "  min_version: \"1.3\"\n").await;
     let addr = p.https.unwrap();
     let url = format!("https://site.example.com:{}/", addr.port());
-    let tls12_client = reqwest::Client::builder()
+    let tls12_client = http_client()
         .danger_accept_invalid_certs(true)
         .max_tls_version(reqwest::tls::Version::TLS_1_2)
         .resolve("site.example.com", addr)

@@ -12,8 +12,6 @@ use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, SupportedProtocolVers
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use porter::http1::Engine;
-
 use crate::harness::*;
 use crate::tls_edge::{tls_config, tls_connect, TLS12_AND_13};
 
@@ -21,16 +19,8 @@ static TLS12_ONLY: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
 static TLS13_ONLY: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
 
 async fn porter() -> (TestPorter, Backend) {
-    porter_on(Engine::Porter).await
-}
-
-/// The stream serves porter's own HTTP/1.1 layer and hyper's (`PORTER_HTTP1_ENGINE=hyper`).
-async fn porter_on(engine: Engine) -> (TestPorter, Backend) {
     let backend = Backend::start("b1").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    let yaml = proxy_yaml(&[(&backend, 1)]);
-    let p = TestPorter::start_tweaked(dir, &yaml, |config| config.http1_engine = engine).await;
+    let p = TestPorter::start(&proxy_yaml(&[(&backend, 1)])).await;
     (p, backend)
 }
 
@@ -74,13 +64,7 @@ async fn read_responses(io: &mut (impl tokio::io::AsyncRead + Unpin), n: usize) 
 
 #[tokio::test]
 async fn requests_pipelined_in_one_tls_record_are_all_answered_in_order() {
-    for engine in [Engine::Porter, Engine::Hyper] {
-        requests_pipelined_in_one_tls_record_are_all_answered_in_order_on(engine).await;
-    }
-}
-
-async fn requests_pipelined_in_one_tls_record_are_all_answered_in_order_on(engine: Engine) {
-    let (p, _b) = porter_on(engine).await;
+    let (p, _b) = porter().await;
     for versions in [&TLS13_ONLY[..], &TLS12_ONLY[..]] {
         let mut tls = tls_connect(addr(&p), "localhost", tls_config(versions, &[b"http/1.1"])).await.unwrap();
         // One write: rustls makes one record of it (under 16 KiB), so porter decrypts
@@ -108,13 +92,7 @@ async fn requests_pipelined_in_one_tls_record_are_all_answered_in_order_on(engin
 
 #[tokio::test]
 async fn several_mib_up_and_down_through_tls_arrive_intact() {
-    for engine in [Engine::Porter, Engine::Hyper] {
-        several_mib_up_and_down_through_tls_arrive_intact_on(engine).await;
-    }
-}
-
-async fn several_mib_up_and_down_through_tls_arrive_intact_on(engine: Engine) {
-    let (p, _b) = porter_on(engine).await;
+    let (p, _b) = porter().await;
     let upload: Vec<u8> = (0..5 * 1024 * 1024 + 7).map(|i: usize| (i % 251) as u8).collect();
     for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
         let tls = tls_connect(addr(&p), "localhost", tls_config(&TLS12_AND_13, &[alpn])).await.unwrap();
