@@ -1,6 +1,7 @@
 //! The admin listener (`listen.admin`, SPEC §7): `GET /metrics` (Prometheus
-//! text), `GET /status` (JSON), `GET /healthz` (200 serving, 503 draining) and
-//! `GET /` (an HTML dashboard of the same).
+//! text), `GET /status` (JSON), `GET /healthz` (readiness: 200 serving, 503
+//! draining), `GET /livez` (liveness: 200 while the process runs, draining
+//! included) and `GET /` (an HTML dashboard of the same).
 //!
 //! It has its own accept loop and its own connections, outside the proxy's
 //! drain and connection limits, so an operator can watch porter while it
@@ -9,6 +10,7 @@
 //! listeners, the reload record) and are walked at scrape time.
 
 mod metrics;
+mod process;
 mod status;
 
 use std::convert::Infallible;
@@ -107,8 +109,11 @@ fn respond(request: &Request<Incoming>, sources: &Sources, metrics: &metrics::Me
         }
         "/healthz" if sources.drain.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        // Liveness: the process answers, draining or not (an orchestrator must not kill
+        // a porter that is finishing its requests; readiness is /healthz).
+        "/livez" => text(StatusCode::OK, "alive\n"),
         "/" => with_type(Response::new(Full::from(DASHBOARD)), "text/html; charset=utf-8"),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /, /metrics, /status or /healthz\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found: try /, /metrics, /status, /healthz or /livez\n"),
     }
 }
 

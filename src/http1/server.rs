@@ -6,7 +6,8 @@
 //! within `header_read_timeout` of the accept (silence is closed quietly, a
 //! partial head gets 408); later heads are timed from their first byte; the
 //! wait between requests is bounded by `idle_timeout`. A drain (shutdown)
-//! closes idle connections at once and busy ones after their response.
+//! closes idle connections at once and busy ones after their response; a new
+//! connection still gets its first request served (within `header_read_timeout`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -247,7 +248,10 @@ async fn next_head(
                 }
             }
             _ = timer.as_mut() => return NextHead::Closed,
-            _ = drain.signalled() => return NextHead::Closed,
+            // A new connection is owed its first answer (its request may be on the way:
+            // accepted just before an upgrade handed the listener over); an idle
+            // keep-alive one closes now, and its client retries on a new connection.
+            _ = drain.signalled(), if new_since.is_none() => return NextHead::Closed,
         }
     }
     let deadline = new_since.unwrap_or_else(Instant::now) + settings.header_read_timeout;

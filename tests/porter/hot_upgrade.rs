@@ -233,6 +233,10 @@ async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_
     let before = load.ok.load(Ordering::Relaxed);
     assert!(before > 0, "the load runs before the upgrade");
 
+    // A connection the old process accepts before the upgrade, whose request comes after it.
+    let mut late = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
     let upgraded = Instant::now();
     signal(&old.0, "USR2");
     let line = old.wait_for_line("handed the listeners over to process", Duration::from_secs(30)).await;
@@ -248,6 +252,12 @@ async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_
     assert!(old.0.try_wait().unwrap().is_none(), "the old process exited with a WebSocket open");
     ws.write_all(b"after the upgrade").await.unwrap();
     read_until(&mut ws, b"after the upgrade").await;
+    // The connection accepted before the hand-over still gets its answer, and then closes.
+    late.write_all(b"GET /load HTTP/1.1\r\nHost: example.com\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), late.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(whole_200(&answer), "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("connection: close"), "{}", String::from_utf8_lossy(&answer));
     // The new process answers health checks (the old one stopped accepting on admin too).
     for _ in 0..5 {
         assert_eq!(get(format!("http://127.0.0.1:{admin}/healthz")).await.status(), 200);
