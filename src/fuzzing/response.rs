@@ -27,7 +27,7 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::body::RequestBody;
-use crate::upstream::http1::{Conn, Framing, SendError, ServerIo};
+use crate::upstream::http1::{Conn, Framing, SendError, ServerIo, Timeouts};
 
 /// How one side read the server's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +105,10 @@ async fn porter_reads(method: &Method, server: Bytes) -> Read {
     });
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect to 127.0.0.1");
     let conn = Conn::new(ServerIo::Plain(tcp), addr);
-    // The server always closes: no read waits for this deadline.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let sent = conn.send(request_head(method), &mut RequestBody::empty(), Framing::None, method, deadline).await;
+    // The server always closes: no read waits for these.
+    let limit = Duration::from_secs(30);
+    let timeouts = Timeouts { response_header: limit, send: limit, read: limit };
+    let sent = conn.send(request_head(method), &mut RequestBody::empty(), Framing::None, method, timeouts).await;
     let read = match sent {
         Err(_) => Read::NoHead,
         Ok((parts, mut stream)) => {
@@ -134,7 +135,7 @@ async fn porter_reads(method: &Method, server: Bytes) -> Read {
                     None => false,
                     Some(conn) => {
                         let next = conn
-                            .send(request_head(method), &mut RequestBody::empty(), Framing::None, method, deadline)
+                            .send(request_head(method), &mut RequestBody::empty(), Framing::None, method, timeouts)
                             .await;
                         matches!(next, Err(SendError::Closed { .. }))
                     }
