@@ -10,6 +10,8 @@
 //! client, which all pass them around.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -83,14 +85,21 @@ impl Body for ClientBody {
 pub struct RequestBody {
     inner: Option<ClientBody>,
     remaining: u64,
+    /// The access log's count of body bytes read (only when the log is on).
+    counted: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
     pub fn new(inner: ClientBody, limit: u64) -> RequestBody {
-        RequestBody { inner: Some(inner), remaining: limit }
+        RequestBody { inner: Some(inner), remaining: limit, counted: None }
     }
     pub fn empty() -> RequestBody {
-        RequestBody { inner: None, remaining: 0 }
+        RequestBody { inner: None, remaining: 0, counted: None }
+    }
+    /// Adds the bytes read to `counter` as they pass.
+    pub fn counting(mut self, counter: Arc<AtomicU64>) -> RequestBody {
+        self.counted = Some(counter);
+        self
     }
 }
 
@@ -110,6 +119,9 @@ impl Body for RequestBody {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                     this.remaining -= len;
+                    if let Some(counted) = &this.counted {
+                        counted.fetch_add(len, Ordering::Relaxed);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

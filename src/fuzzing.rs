@@ -143,8 +143,8 @@ pub fn request_head(data: &[u8]) {
 fn request_head_split(data: &[u8], split: usize) {
     use crate::http1::request::{parse, BodyKind};
     const MAX_HEAD: usize = 16 * 1024;
-    let whole = parse(&mut bytes::BytesMut::from(data), MAX_HEAD);
-    match parse(&mut bytes::BytesMut::from(&data[..split]), MAX_HEAD) {
+    let whole = parse(&mut bytes::BytesMut::from(data), MAX_HEAD, false);
+    match parse(&mut bytes::BytesMut::from(&data[..split]), MAX_HEAD, false) {
         Ok(None) => {}
         // A head complete in the prefix is the same head in the whole.
         Ok(Some(first)) => {

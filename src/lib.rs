@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handover;
 pub mod http1;
 pub mod listener;
 pub mod probe;
@@ -59,6 +60,12 @@ pub struct Porter {
     /// The listener settings of the running configuration (addresses fixed at start).
     listen: std::sync::Mutex<config::Listen>,
     acme: Arc<acme::Acme>,
+    /// The access log's writer (stderr or `access_log.path`), kept across reloads.
+    access_log: access_log::Sink,
+    /// Copies of the listening sockets, for a successor to take over ([`Porter::listening_fds`]).
+    listening: Vec<(&'static str, std::os::fd::OwnedFd)>,
+    /// Stops the admin listener's accepting at once (a hand-over: the successor answers).
+    admin_stop: watch::Sender<bool>,
 }
 
 struct CertWatch {
@@ -82,6 +89,12 @@ const CERT_RESCAN: Duration = Duration::from_secs(1);
 const POOL_SWEEP: Duration = Duration::from_secs(5);
 
 pub async fn start(config: Config) -> Result<Porter, StartError> {
+    start_with(config, &mut listener::inherit::Inherited::none()).await
+}
+
+/// [`start`], taking the listening sockets `inherited` holds (systemd socket activation,
+/// or an upgrade's hand-over) instead of binding their addresses.
+pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inherited) -> Result<Porter, StartError> {
     for warning in validate(&config)? {
         tracing::warn!("{warning}");
     }
@@ -97,15 +110,25 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         }
     }
     let certs = CertResolver::new(store);
+    let access_log = access_log::Sink::start().map_err(|e| StartError(format!("cannot start the access log: {e}")))?;
+    let log = access_log.prepare(&config.access_log).map_err(StartError)?;
 
-    let https_listener = bind(config.listen.https, "https").await?;
-    let http_listener = bind(config.listen.http, "http").await?;
-    let admin_listener = bind(config.listen.admin, "admin").await?;
+    let https_listener = bind(config.listen.https, "https", inherited).await?;
+    let http_listener = bind(config.listen.http, "http", inherited).await?;
+    let admin_listener = bind(config.listen.admin, "admin", inherited).await?;
+    inherited.close_unused();
+    let mut listening = Vec::new();
+    for (name, listener) in [("https", &https_listener), ("http", &http_listener), ("admin", &admin_listener)] {
+        if let Some(listener) = listener {
+            listening.push((name, std::os::fd::AsFd::as_fd(listener).try_clone_to_owned().map_err(io_error)?));
+        }
+    }
     let https_addr = https_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
     let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
 
-    let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
+    let mut runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
+    runtime.access_log = access_log.apply(log);
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
     let (stop, stop_rx) = watch::channel(false);
     let drain = Arc::new(shutdown::Drain::new());
@@ -143,8 +166,9 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
     }
     let reloads = Arc::new(ReloadStats::started());
     let acme = Arc::new(acme::Acme::new(certs.clone()));
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin_task = admin_listener.map(|listener| {
-        tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /)");
+        tracing::info!(address = %admin_addr.unwrap(), "listening for admin (/metrics, /status, /healthz, /livez, /)");
         let sources = admin::Sources {
             shared: shared.clone(),
             listeners: listener_stats,
@@ -153,7 +177,7 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
             started: std::time::SystemTime::now(),
             acme: acme.clone(),
         };
-        tokio::spawn(admin::serve(listener, Arc::new(sources)))
+        tokio::spawn(admin::serve(listener, Arc::new(sources), admin_stop_rx))
     });
 
     let cert_watch = CertWatch {
@@ -179,6 +203,9 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
         slots,
         listen: std::sync::Mutex::new(config.listen.clone()),
         acme,
+        access_log,
+        listening,
+        admin_stop,
     })
 }
 
@@ -206,6 +233,8 @@ impl Porter {
         for warning in validate(config)? {
             tracing::warn!("{warning}");
         }
+        // First: a file that cannot be opened refuses the reload before anything changes.
+        let log = self.access_log.prepare(&config.access_log).map_err(StartError)?;
         {
             let mut listen = self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for warning in restart_needed(&listen, &config.listen) {
@@ -226,8 +255,10 @@ impl Porter {
             tls::reload_now(&watch.dir, &self.certs);
         }
         let previous = self.shared.runtime.load_full();
-        let runtime = Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
-            .map_err(StartError)?;
+        let mut runtime =
+            Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
+                .map_err(StartError)?;
+        runtime.access_log = self.access_log.apply(log);
         self.shared.runtime.store(Arc::new(runtime));
         for slots in &self.slots {
             slots.resize(config.limits.max_connections);
@@ -237,6 +268,11 @@ impl Porter {
         previous.cancel.cancel();
         self.acme.apply(config);
         Ok(())
+    }
+
+    /// SIGUSR1: opens the access log file again at its path (after logrotate moved it).
+    pub fn reopen_logs(&self) {
+        self.access_log.reopen();
     }
 
     /// Managed names, their state, and the ACME counters (for /status and metrics).
@@ -255,8 +291,25 @@ impl Porter {
         self.drain.clone()
     }
 
+    /// The listening sockets by listener name (`https`, `http`, `admin`), for a new
+    /// process to take over ([`handover`]).
+    pub fn listening_fds(&self) -> Vec<(&'static str, std::os::fd::BorrowedFd<'_>)> {
+        self.listening.iter().map(|(name, fd)| (*name, std::os::fd::AsFd::as_fd(fd))).collect()
+    }
+
+    /// [`Porter::shutdown`] after a new process took the listeners over: the admin
+    /// listener stops accepting at once too (the new process answers health checks;
+    /// this one's would say 503 while it drains).
+    pub async fn hand_over(self, timeout: Duration) {
+        let _ = self.admin_stop.send(true);
+        self.shutdown(timeout).await;
+    }
+
     /// Stops accepting, lets open connections finish their requests for up to `timeout`, then returns.
-    pub async fn shutdown(self, timeout: Duration) {
+    pub async fn shutdown(mut self, timeout: Duration) {
+        // The copies kept for a hand-over would hold the sockets open (connections
+        // would wait in the backlog instead of being refused).
+        self.listening.clear();
         // /healthz answers 503 from here on, while the admin listener keeps serving.
         self.drain.begin();
         let _ = self.stop.send(true);
@@ -275,6 +328,8 @@ impl Porter {
         if let Some(task) = self.admin_task {
             task.abort();
         }
+        // The lines of the last requests, written before the process exits.
+        self.access_log.close().await;
     }
 }
 
@@ -282,7 +337,20 @@ impl Porter {
 /// what loading it checked: an error refuses the file, warnings name settings that are
 /// parsed but not implemented (never passed over silently).
 pub fn validate(config: &Config) -> Result<Vec<String>, StartError> {
-    let _ = config; // every setting is implemented now; new checks go here
+    // What start would fail to open, `porter check` names too (it cannot know permissions).
+    if let (true, Some(path)) = (config.access_log.enabled, &config.access_log.path) {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if path.is_dir() {
+            return Err(StartError(format!("access_log.path: {} is a folder, not a file", path.display())));
+        }
+        if !folder.is_dir() {
+            return Err(StartError(format!(
+                "access_log.path: {}: the folder {} does not exist",
+                path.display(),
+                folder.display()
+            )));
+        }
+    }
     Ok(Vec::new())
 }
 
@@ -305,8 +373,17 @@ pub fn restart_needed(running: &config::Listen, new: &config::Listen) -> Vec<Str
     changed
 }
 
-async fn bind(address: Option<SocketAddr>, what: &str) -> Result<Option<TcpListener>, StartError> {
+async fn bind(
+    address: Option<SocketAddr>,
+    what: &str,
+    inherited: &mut listener::inherit::Inherited,
+) -> Result<Option<TcpListener>, StartError> {
     let Some(address) = address else { return Ok(None) };
+    if let Some(listener) = inherited.take(what, address) {
+        return TcpListener::from_std(listener)
+            .map(Some)
+            .map_err(|e| StartError(format!("cannot listen for {what} on the inherited socket: {e}")));
+    }
     TcpListener::bind(address)
         .await
         .map(Some)

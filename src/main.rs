@@ -5,6 +5,8 @@
 //! Under systemd (`NOTIFY_SOCKET` set) it reports READY=1 once listening,
 //! RELOADING=1 with MONOTONIC_USEC then READY=1 around a reload, and STOPPING=1
 //! on the way out, as a `Type=notify-reload` unit expects.
+//! SIGUSR2 upgrades the binary (`porter::handover`): the new process takes the
+//! listening sockets over, systemd's MAINPID follows it, and this one drains.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use porter::config::Config;
+use porter::handover::Upgrades;
+use porter::listener::inherit::Inherited;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,21 +24,33 @@ use tokio::signal::unix::{signal, SignalKind};
     name = "porter",
     version,
     about = "HTTP/HTTPS edge reverse proxy and load balancer",
-    after_long_help = "Environment: PORTER_WORKERS=N worker threads (as --workers); RUST_LOG log level \
-                       (default info; warn turns the access log off).\n\
-                       Signals: SIGHUP reloads the configuration and certificates; SIGTERM and SIGINT stop \
-                       accepting, finish requests in flight (shutdown_timeout), then exit 0."
+    after_long_help = "Environment: PORTER_WORKERS=N worker threads (as --workers); PORTER_WATCH=1 (as --watch); RUST_LOG log level \
+                       and filter (default info; --log-level wins). The access log is `access_log:` in the \
+                       configuration, whatever the level.\n\
+                       Signals: SIGHUP reloads the configuration and certificates; SIGUSR1 reopens the access \
+                       log file (logrotate); SIGTERM and SIGINT stop accepting, finish requests in flight \
+                       (shutdown_timeout), then exit 0. SIGUSR2 \
+                       upgrades: the binary at the same path starts with the same arguments, takes the \
+                       listening sockets over, and this process drains and exits 0.\n\
+                       Listening sockets from systemd (LISTEN_FDS) are used instead of binding."
 )]
 struct Cli {
     /// Configuration file (default: porter.yaml, then /etc/porter/porter.yaml)
     #[arg(short = 'c', long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log line format (stderr); the level comes from RUST_LOG (default info)
+    /// Format of porter's own log lines (stderr); the access log has `access_log.format`
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Level of porter's own log lines [default: RUST_LOG, else info]; wins over RUST_LOG
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
     /// Worker threads [default: one per core]
     #[arg(long, env = "PORTER_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
+    /// Reload when the configuration file changes, as SIGHUP does (sees editors' saves and
+    /// Kubernetes ConfigMap updates)
+    #[arg(long, env = "PORTER_WATCH", value_parser = clap::builder::FalseyValueParser::new())]
+    watch: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -66,6 +82,15 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
 // mimalloc: per-thread free lists make the allocations of a request (heads, header maps,
 // futures) cost a fraction of glibc malloc's (bench/instructions.sh, README).
 #[global_allocator]
@@ -94,7 +119,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Check) | None => {}
     }
-    let _log_guard = init_logging(cli.log_format);
+    let _log_guard = init_logging(cli.log_format, cli.log_level);
     let path = match config_path(cli.config) {
         Ok(path) => path,
         Err(message) => {
@@ -111,7 +136,17 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => check(&path, &config),
-        _ => run(path, config, cli.workers),
+        _ => {
+            // Before anything else opens a descriptor: the sockets are numbered ones.
+            let inherited = match porter::listener::inherit::Inherited::from_environment() {
+                Ok(inherited) => inherited,
+                Err(e) => {
+                    eprintln!("porter: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            run(path, config, cli.workers, inherited, cli.watch)
+        }
     }
 }
 
@@ -155,65 +190,37 @@ fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
     Err("no configuration: pass --config FILE, or create porter.yaml or /etc/porter/porter.yaml".into())
 }
 
-/// Access-log lines queued for the writer before new ones are dropped, unless
-/// `PORTER_ACCESS_LOG_QUEUE` says otherwise: enough that a short stall of stderr
-/// loses nothing.
-const ACCESS_LOG_QUEUE: usize = 4096;
-
-fn init_logging(format: LogFormat) -> [tracing_appender::non_blocking::WorkerGuard; 2] {
-    use tracing_subscriber::filter::{filter_fn, EnvFilter};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    // Log lines are handed to writer threads so a slow stderr never stalls a request.
-    // Operational lines are never dropped; access lines are, when their writer falls
-    // behind (a full queue would otherwise block workers), and the drops are counted.
-    let (events, events_guard) =
+fn init_logging(format: LogFormat, level: Option<LogLevel>) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    // Lines go through a writer thread so a slow stderr never stalls a request; none are
+    // dropped. (The access log has its own writer: src/access_log.)
+    let (events, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    let (access, access_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(
-            std::env::var("PORTER_ACCESS_LOG_QUEUE")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(ACCESS_LOG_QUEUE),
-        )
-        .finish(std::io::stderr());
-    porter::access_log::count_drops_with(access.error_counter());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let is_access = |m: &tracing::Metadata<'_>| m.target() == porter::access_log::TARGET;
-    let layers = match format {
-        LogFormat::Text => vec![
-            tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(events)
-                .with_filter(filter_fn(move |m| !is_access(m)))
-                .boxed(),
-            tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(access)
-                .with_filter(filter_fn(is_access))
-                .boxed(),
-        ],
-        LogFormat::Json => vec![
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_writer(events)
-                .with_filter(filter_fn(move |m| !is_access(m)))
-                .boxed(),
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_writer(access)
-                .with_filter(filter_fn(is_access))
-                .boxed(),
-        ],
+    // The flag wins over RUST_LOG, as a command line does over the environment (nginx's
+    // `-g 'error_log ... warn;'` over its file); RUST_LOG keeps its per-target directives.
+    let filter = match level {
+        Some(level) => EnvFilter::default().add_directive(LevelFilter::from(level).into()),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::registry().with(filter).with(layers).init();
-    [events_guard, access_guard]
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(events);
+    match format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    guard
+}
+
+impl From<LogLevel> for tracing_subscriber::filter::LevelFilter {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Error => Self::ERROR,
+            LogLevel::Warn => Self::WARN,
+            LogLevel::Info => Self::INFO,
+            LogLevel::Debug => Self::DEBUG,
+            LogLevel::Trace => Self::TRACE,
+        }
+    }
 }
 
 fn check(path: &Path, config: &Config) -> ExitCode {
@@ -280,7 +287,7 @@ fn check(path: &Path, config: &Config) -> ExitCode {
     }
 }
 
-fn run(path: PathBuf, config: Config, workers: Option<u16>) -> ExitCode {
+fn run(path: PathBuf, config: Config, workers: Option<u16>, inherited: Inherited, watch: bool) -> ExitCode {
     let workers = workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -294,58 +301,112 @@ fn run(path: PathBuf, config: Config, workers: Option<u16>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(path, config))
+    runtime.block_on(serve(path, config, inherited, watch))
 }
 
-async fn serve(path: PathBuf, config: Config) -> ExitCode {
+async fn serve(path: PathBuf, config: Config, mut inherited: Inherited, watch: bool) -> ExitCode {
     let mut shutdown_timeout = config.shutdown_timeout;
     // Handlers first: a SIGHUP that arrives while porter starts must not kill it (the
     // default action); it is handled as a reload once porter runs.
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut usr2)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
     };
-    let porter = match porter::start(config).await {
+    // Before start: a change made while porter starts is reloaded once it runs.
+    let mut watcher =
+        watch.then(|| porter::config::watch::ConfigWatch::start(path.clone(), porter::config::watch::WATCH_INTERVAL));
+    let upgrade = inherited.is_upgrade();
+    let porter = match porter::start_with(config, &mut inherited).await {
         Ok(porter) => porter,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(1);
         }
     };
-    notify(&[NotifyState::Ready]);
+    if upgrade {
+        // The old process hands systemd over to this one (MAINPID) once told.
+        if let Err(e) = inherited.ready() {
+            tracing::error!(error = %e, "upgrade: cannot tell the old process that this one serves");
+        }
+    } else {
+        notify(&[NotifyState::Ready]);
+    }
+    if watcher.is_some() {
+        tracing::info!(config = %path.display(), "watching the configuration file (--watch)");
+    }
+    let mut upgrades = Upgrades::new();
+    let mut successor = None;
     loop {
         tokio::select! {
-            _ = hup.recv() => {
-                let reloading = NotifyState::monotonic_usec_now().map(|now| [NotifyState::Reloading, now]);
-                if let Ok(states) = &reloading {
-                    notify(states);
-                }
-                match Config::load(&path) {
-                    Ok(config) => match porter.reload(&config) {
-                        Ok(()) => {
-                            shutdown_timeout = config.shutdown_timeout;
-                            tracing::info!(config = %path.display(), "configuration reloaded");
-                        }
-                        Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
-                    },
-                    Err(e) => {
-                        tracing::error!("reload failed, keeping the running configuration: {e}");
-                        porter.reload_refused(&e.to_string());
-                    }
-                }
-                notify(&[NotifyState::Ready]);
+            _ = hup.recv() => reload(&porter, &path, &mut shutdown_timeout),
+            () = file_changed(&mut watcher) => reload(&porter, &path, &mut shutdown_timeout),
+            // logrotate's `postrotate`: the access log file was moved away.
+            _ = usr1.recv() => porter.reopen_logs(),
+            _ = usr2.recv() => upgrades.begin(&porter.listening_fds()),
+            pid = upgrades.taken_over() => {
+                successor = Some(pid);
+                break;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    drop(watcher);
+    if let Some(pid) = successor {
+        // Not STOPPING: the service goes on, in the new process.
+        notify(&[NotifyState::MainPid(pid)]);
+        tracing::info!(
+            pid,
+            ?shutdown_timeout,
+            "upgrade: handed the listeners over to process {pid}; finishing requests in flight"
+        );
+        porter.hand_over(shutdown_timeout).await;
+        tracing::info!("stopped");
+        return ExitCode::SUCCESS;
     }
     notify(&[NotifyState::Stopping]);
     tracing::info!(?shutdown_timeout, "stopping: no new connections, finishing requests in flight");
     porter.shutdown(shutdown_timeout).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// The next settled change of the configuration file; never, without `--watch`.
+async fn file_changed(watcher: &mut Option<porter::config::watch::ConfigWatch>) {
+    match watcher {
+        Some(watcher) => watcher.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reloads the configuration file and certificates: SIGHUP and `--watch` both come here.
+/// A file that does not load, or a configuration that does not apply, is refused and
+/// counted; the running configuration keeps serving.
+fn reload(porter: &porter::Porter, path: &Path, shutdown_timeout: &mut Duration) {
+    let reloading = NotifyState::monotonic_usec_now().map(|now| [NotifyState::Reloading, now]);
+    if let Ok(states) = &reloading {
+        notify(states);
+    }
+    match Config::load(path) {
+        Ok(config) => match porter.reload(&config) {
+            Ok(()) => {
+                *shutdown_timeout = config.shutdown_timeout;
+                tracing::info!(config = %path.display(), "configuration reloaded");
+            }
+            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+        },
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e}");
+            porter.reload_refused(&e.to_string());
+        }
+    }
+    notify(&[NotifyState::Ready]);
 }
 
 /// Tells systemd about a state change; does nothing unless `NOTIFY_SOCKET` is set.

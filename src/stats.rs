@@ -136,6 +136,9 @@ pub struct ReloadStats {
     reloads_total: AtomicU64,
     failures_total: AtomicU64,
     last: Mutex<Option<LastReload>>,
+    /// Unix time in milliseconds when a configuration was last applied (start, then each
+    /// applied reload): what `porter_config_last_reload_success_timestamp_seconds` says.
+    last_success_ms: AtomicU64,
 }
 
 /// The outcome of the most recent reload attempt.
@@ -148,13 +151,30 @@ pub struct LastReload {
 
 impl ReloadStats {
     pub fn started() -> ReloadStats {
-        ReloadStats { generation: AtomicU64::new(1), ..ReloadStats::default() }
+        ReloadStats {
+            generation: AtomicU64::new(1),
+            last_success_ms: AtomicU64::new(unix_ms()),
+            ..ReloadStats::default()
+        }
     }
 
     pub fn applied(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.reloads_total.fetch_add(1, Ordering::Relaxed);
+        self.last_success_ms.store(unix_ms(), Ordering::Relaxed);
         self.set_last(None);
+    }
+
+    /// Whether the most recent reload was applied (true before any reload: the
+    /// configuration at start was applied), as Prometheus' own
+    /// `prometheus_config_last_reload_successful` reads.
+    pub fn last_successful(&self) -> bool {
+        self.last().is_none_or(|last| last.error.is_none())
+    }
+
+    /// When a configuration was last applied (start, or the last applied reload).
+    pub fn last_success(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.last_success_ms.load(Ordering::Relaxed))
     }
 
     pub fn refused(&self, error: &str) {
@@ -184,6 +204,10 @@ impl ReloadStats {
     pub fn last(&self) -> Option<LastReload> {
         self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -219,11 +243,18 @@ mod tests {
     fn reloads_counted_with_their_outcome() {
         let reloads = ReloadStats::started();
         assert_eq!(reloads.generation(), 1);
+        assert!(reloads.last_successful(), "the configuration at start was applied");
+        let started = reloads.last_success();
+        assert!(started.elapsed().unwrap() < Duration::from_secs(5));
         reloads.refused("bad file");
+        assert!(!reloads.last_successful());
+        assert_eq!(reloads.last_success(), started);
         assert_eq!((reloads.generation(), reloads.reloads_total(), reloads.failures_total()), (1, 1, 1));
         assert_eq!(reloads.last().unwrap().error.as_deref(), Some("bad file"));
         reloads.applied();
         assert_eq!((reloads.generation(), reloads.reloads_total(), reloads.failures_total()), (2, 2, 1));
         assert_eq!(reloads.last().unwrap().error, None);
+        assert!(reloads.last_successful());
+        assert!(reloads.last_success() >= started);
     }
 }

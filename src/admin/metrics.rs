@@ -124,6 +124,20 @@ impl Collector for Snapshot {
             MetricType::Gauge,
         )?;
         ConstGauge::new(reloads.generation() as i64).encode(generation)?;
+        let successful = e.encode_descriptor(
+            "porter_config_last_reload_successful",
+            "1 if the last reload was applied (or none was tried since start), 0 if it was refused",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(reloads.last_successful())).encode(successful)?;
+        let applied = e.encode_descriptor(
+            "porter_config_last_reload_success_timestamp_seconds",
+            "When the running configuration was applied (Unix time): at start, then at each applied reload",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(unix_seconds(reloads.last_success())).encode(applied)?;
         let dropped = e.encode_descriptor(
             "porter_access_log_dropped",
             "Access-log lines dropped because the log writer fell behind (workers never wait for it)",
@@ -143,6 +157,17 @@ impl Collector for Snapshot {
             gauge(&mut m, &[("certificate", cert.name.as_str())], expiry)?;
         }
 
+        let mut build = e.encode_descriptor(
+            "porter_build_info",
+            "Always 1; the labels say which porter runs",
+            None,
+            MetricType::Gauge,
+        )?;
+        gauge_f(build.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?, 1.0)?;
+        if let Some(process) = super::process::Process::read() {
+            encode_process(&mut e, &process)?;
+        }
+
         let draining = e.encode_descriptor(
             "porter_draining",
             "1 once a graceful stop has begun (also /healthz answers 503)",
@@ -153,12 +178,48 @@ impl Collector for Snapshot {
     }
 }
 
+fn gauge_f(m: MetricEncoder, value: f64) -> Result {
+    ConstGauge::new(value).encode(m)
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The `process_*` series under the names Prometheus' client libraries give them.
+fn encode_process(e: &mut DescriptorEncoder, p: &super::process::Process) -> Result {
+    let cpu = e.encode_descriptor(
+        "process_cpu_seconds",
+        "Total user and system CPU time spent in seconds",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(p.cpu_seconds).encode(cpu)?;
+    let gauges = [
+        ("process_resident_memory_bytes", "Resident memory size in bytes", Some(p.resident_memory_bytes as f64)),
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes", Some(p.virtual_memory_bytes as f64)),
+        ("process_open_fds", "Number of open file descriptors", Some(p.open_fds as f64)),
+        ("process_max_fds", "Maximum number of open file descriptors (soft limit)", p.max_fds.map(|n| n as f64)),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            Some(p.start_time_seconds),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            gauge_f(e.encode_descriptor(name, help, None, MetricType::Gauge)?, value)?;
+        }
+    }
+    Ok(())
+}
+
 const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
 impl Snapshot {
     fn encode_servers(&self, e: &mut DescriptorEncoder, runtime: &crate::runtime::Runtime) -> Result {
         type Read = fn(&crate::upstream::server::Server) -> i64;
-        let series: [(&str, &str, MetricType, Read); 8] = [
+        let series: [(&str, &str, MetricType, Read); 9] = [
             (
                 "porter_upstream_server_healthy",
                 "1 if the server may take requests (active checks pass, not passively ejected), else 0",
@@ -169,7 +230,7 @@ impl Snapshot {
                 i64::from(s.weight)
             }),
             ("porter_upstream_server_in_flight", "Requests in flight on the server", MetricType::Gauge, |s| {
-                i64::from(s.in_flight.load(RELAXED))
+                i64::from(s.live.in_flight.load(RELAXED))
             }),
             (
                 "porter_upstream_server_idle_connections",
@@ -178,23 +239,32 @@ impl Snapshot {
                 |s| s.pool.idle_count() as i64,
             ),
             ("porter_upstream_server_requests", "Requests sent to the server", MetricType::Counter, |s| {
-                s.requests_total.load(RELAXED) as i64
+                s.live.requests_total.load(RELAXED) as i64
             }),
             (
                 "porter_upstream_server_failures",
                 "Connect errors, resets and timeouts of the server",
                 MetricType::Counter,
-                |s| s.failures_total.load(RELAXED) as i64,
+                |s| s.live.failures_total.load(RELAXED) as i64,
             ),
             (
                 "porter_upstream_server_ejections",
                 "Times passive health checks took the server out",
                 MetricType::Counter,
-                |s| s.ejections_total.load(RELAXED) as i64,
+                |s| s.live.ejections_total.load(RELAXED) as i64,
             ),
-            ("porter_upstream_server_connects", "New connections opened to the server", MetricType::Counter, |s| {
-                s.pool.connects_total.load(RELAXED) as i64
-            }),
+            (
+                "porter_upstream_server_connects",
+                "New connections opened to the server for requests (health checks' are counted apart)",
+                MetricType::Counter,
+                |s| s.live.connects_total.load(RELAXED) as i64,
+            ),
+            (
+                "porter_upstream_health_check_connects",
+                "New connections opened to the server by active health checks (one per check)",
+                MetricType::Counter,
+                |s| s.live.check_connects_total.load(RELAXED) as i64,
+            ),
         ];
         for (name, help, kind, read) in series {
             let mut m = e.encode_descriptor(name, help, None, kind)?;

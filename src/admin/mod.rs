@@ -1,6 +1,7 @@
 //! The admin listener (`listen.admin`, SPEC §7): `GET /metrics` (Prometheus
-//! text), `GET /status` (JSON), `GET /healthz` (200 serving, 503 draining) and
-//! `GET /` (an HTML dashboard of the same).
+//! text), `GET /status` (JSON), `GET /healthz` (readiness: 200 serving, 503
+//! draining), `GET /livez` (liveness: 200 while the process runs, draining
+//! included) and `GET /` (an HTML dashboard of the same).
 //!
 //! It has its own accept loop and its own connections, outside the proxy's
 //! drain and connection limits, so an operator can watch porter while it
@@ -9,6 +10,7 @@
 //! listeners, the reload record) and are walked at scrape time.
 
 mod metrics;
+mod process;
 mod status;
 
 use std::convert::Infallible;
@@ -49,11 +51,17 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Serves the admin endpoints on `listener` until the task is aborted; aborting
 /// also closes every admin connection (they live in this task's `JoinSet`).
-pub async fn serve(listener: TcpListener, sources: Arc<Sources>) {
+/// `stop` ends the accepting only (the listener closes, connections carry on).
+pub async fn serve(listener: TcpListener, sources: Arc<Sources>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let metrics = Arc::new(metrics::Metrics::new(sources.clone()));
     let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // A hand-over: the new process answers from here on; requests under way finish.
+            Ok(_) = stop.wait_for(|stop| *stop) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -82,6 +90,9 @@ pub async fn serve(listener: TcpListener, sources: Arc<Sources>) {
             }
         });
     }
+    drop(listener);
+    // The connections under way live in `connections` until porter stops (which aborts this task).
+    std::future::pending::<()>().await;
 }
 
 fn respond(request: &Request<Incoming>, sources: &Sources, metrics: &metrics::Metrics) -> Response<Full<Bytes>> {
@@ -98,8 +109,11 @@ fn respond(request: &Request<Incoming>, sources: &Sources, metrics: &metrics::Me
         }
         "/healthz" if sources.drain.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        // Liveness: the process answers, draining or not (an orchestrator must not kill
+        // a porter that is finishing its requests; readiness is /healthz).
+        "/livez" => text(StatusCode::OK, "alive\n"),
         "/" => with_type(Response::new(Full::from(DASHBOARD)), "text/html; charset=utf-8"),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /, /metrics, /status or /healthz\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found: try /, /metrics, /status, /healthz or /livez\n"),
     }
 }
 

@@ -73,6 +73,42 @@ pub struct HttpConfig {
     pub acme_webroot: Option<PathBuf>,
 }
 
+/// `access_log:` (SPEC §3): one line per request, on stderr or in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    pub format: AccessLogFormat,
+    /// A file (already joined to the config file's directory), reopened on SIGUSR1;
+    /// `None` (absent or `""`): stderr.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig { enabled: true, format: AccessLogFormat::Text, path: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `key=value` pairs after a timestamp (logfmt quoting).
+    Text,
+    /// One JSON object per line, the field names of the README's table.
+    Json,
+    /// Apache/nginx "combined", as GoAccess, fail2ban and Filebeat read it.
+    Combined,
+}
+
+impl fmt::Display for AccessLogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessLogFormat::Text => "text",
+            AccessLogFormat::Json => "json",
+            AccessLogFormat::Combined => "combined",
+        })
+    }
+}
+
 /// `acme:` (SPEC §3, §4): porter orders and renews its own certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeConfig {
@@ -117,6 +153,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Pass request header names containing `_` on (nginx's `underscores_in_headers`);
+    /// off, they are dropped: CGI-style servers read `X_Real_IP` as `X-Real-IP`.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for Limits {
@@ -127,6 +166,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             max_connections: 20_000,
+            underscores_in_headers: false,
         }
     }
 }

@@ -156,9 +156,12 @@ fn minimal_config_gets_every_default() {
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(75),
         max_connections: 20_000,
+        underscores_in_headers: false,
     };
     assert_eq!(config.limits, limits);
     assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    let access_log = AccessLogConfig { enabled: true, format: AccessLogFormat::Text, path: None };
+    assert_eq!(config.access_log, access_log, "on, text, stderr");
     let web = &config.upstreams["web"];
     let expected = UpstreamConfig {
         balance: Balance::WeightedRoundRobin,
@@ -217,8 +220,9 @@ fn every_value_can_be_set() {
 listen: {https: \"127.0.0.1:8443\", proxy_protocol: true}
 tls: {certs: /srv/certs, min_version: 1.3, hsts: max-age=60}
 http: {redirect: false, redirect_port: 8443, acme_webroot: acme}
-limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10}
+limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10, underscores_in_headers: true}
 shutdown_timeout: 0s
+access_log: {format: combined, path: log/access.log, enabled: false}
 upstreams:
   sticky:
     balance: consistent_hash
@@ -256,8 +260,16 @@ routes:
         header_read_timeout: Duration::from_millis(250),
         idle_timeout: Duration::from_secs(120),
         max_connections: 10,
+        underscores_in_headers: true,
     };
     assert_eq!(c.limits, limits);
+    let access_log = AccessLogConfig {
+        enabled: false,
+        format: AccessLogFormat::Combined,
+        path: Some(PathBuf::from("/etc/porter/log/access.log")),
+    };
+    assert_eq!(c.access_log, access_log);
+    assert_eq!(parse(&format!("access_log: {{path: \"\"}}\n{MINIMAL}")).unwrap().access_log.path, None);
     assert_eq!(c.shutdown_timeout, Duration::ZERO);
     let s = &c.upstreams["sticky"];
     assert_eq!(s.balance, Balance::ConsistentHash);

@@ -359,6 +359,10 @@ fn scalars_of_the_wrong_type() {
     assert_at(&err, 2, 13, "http.redirect");
     assert_eq!(err.message, "expected true or false, found `maybe`");
 
+    let err = fail(&format!("limits:\n  underscores_in_headers: sometimes\n{BASE}"));
+    assert_at(&err, 2, 27, "limits.underscores_in_headers");
+    assert_eq!(err.message, "expected true or false, found `sometimes`");
+
     let err = fail(&format!("limits:\n  idle_timeout: {{s: 5}}\n{BASE}"));
     assert_at(&err, 2, 17, "limits.idle_timeout");
     assert_eq!(err.message, "expected a single value, found a mapping");
@@ -393,4 +397,23 @@ fn upstream_tls_problems() {
 
     let err = fail(&with_tls("      ca: x\n"));
     assert_message(&err, "unknown field `ca`");
+}
+
+#[test]
+fn access_log_errors() {
+    let err = fail(&format!("access_log:\n  format: common\n{BASE}"));
+    assert_at(&err, 2, 11, "access_log.format");
+    assert_message(&err, "unknown variant `common`, expected one of text, json, combined");
+
+    let err = fail(&format!("access_log:\n  file: /var/log/porter.log\n{BASE}"));
+    assert_at(&err, 2, 3, "access_log.file");
+    assert_message(&err, "unknown field `file`");
+
+    let err = fail(&format!("access_log:\n  path: /var/log/porter/\n{BASE}"));
+    assert_at(&err, 2, 9, "access_log.path");
+    assert_message(&err, "names a folder");
+
+    let err = fail(&format!("access_log:\n  enabled: maybe\n{BASE}"));
+    assert_at(&err, 2, 12, "access_log.enabled");
+    assert_message(&err, "expected true or false");
 }

@@ -39,6 +39,10 @@ pub struct RequestStream {
     reader: Option<Reader>,
     decode: Decode,
     home: Option<oneshot::Sender<Returned>>,
+    /// `Expect: 100-continue`: fired when the body is first read from the socket,
+    /// which happens only once the pipeline accepted the request (its checks, route
+    /// and limits passed): the connection then sends the 100.
+    wants_body: Option<oneshot::Sender<()>>,
 }
 
 /// The client closed the connection before the body was whole.
@@ -53,13 +57,18 @@ impl std::fmt::Display for IncompleteBody {
 impl std::error::Error for IncompleteBody {}
 
 impl RequestStream {
-    /// `kind` is not [`BodyKind::Empty`].
-    pub fn new(reader: Reader, kind: BodyKind, home: oneshot::Sender<Returned>) -> RequestStream {
+    /// `kind` is not [`BodyKind::Empty`]. `wants_body`: see the field.
+    pub fn new(
+        reader: Reader,
+        kind: BodyKind,
+        home: oneshot::Sender<Returned>,
+        wants_body: Option<oneshot::Sender<()>>,
+    ) -> RequestStream {
         let decode = match kind {
             BodyKind::Length(n) => Decode::Length(n),
             BodyKind::Chunked | BodyKind::Empty => Decode::Chunked(Box::default()),
         };
-        RequestStream { reader: Some(reader), decode, home: Some(home) }
+        RequestStream { reader: Some(reader), decode, home: Some(home), wants_body }
     }
 
     fn finish(&mut self, complete: bool) {
@@ -116,6 +125,9 @@ impl Body for RequestStream {
                 }
             }
             let buf = reader.buf.as_mut().expect("taken above");
+            if let Some(wants_body) = this.wants_body.take() {
+                let _ = wants_body.send(());
+            }
             match ready!(reader.io.poll_read_into(cx, buf)) {
                 Ok(0) => return this.fail(Box::new(IncompleteBody)),
                 Ok(_) => {}

@@ -3,7 +3,14 @@
 //!
 //! - `Transfer-Encoding` and `Content-Length` together: refused (400 and
 //!   close), in either order, where hyper would drop the length;
-//! - `Transfer-Encoding` in HTTP/1.0, or whose last coding is not `chunked`: 400;
+//! - `Transfer-Encoding` in HTTP/1.0, or whose last coding is not `chunked`
+//!   (on any of its lines): 400; one ending in `chunked` after other codings
+//!   (`gzip, chunked`, on one line or several): 501, as nginx answers and RFC
+//!   9112 §6.1 advises: porter cannot undo them and will not pass them on;
+//! - `Expect: 100-continue` counts only in HTTP/1.1 (RFC 9110 §10.1.1);
+//! - field names with `_` are dropped unless `keep_underscores`
+//!   (`limits.underscores_in_headers`): CGI-style servers read `X_Real_IP` as
+//!   `X-Real-IP`, so a client could forge the fields porter sets;
 //! - `Content-Length` that is not all digits, or differing duplicates: 400
 //!   (equal duplicates are one length, forwarded once);
 //! - obs-fold, a space before the colon, control bytes: refused by httparse (400);
@@ -55,11 +62,14 @@ pub enum HeadError {
     UriTooLong,
     /// A protocol version other than 1.0 and 1.1: 505.
     Version,
+    /// A transfer coding other than a lone `chunked`: 501.
+    UnknownCoding,
 }
 
 /// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (and
 /// under `max_head` bytes). On success the head's bytes are split off `buf`.
-pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadError> {
+/// `keep_underscores`: keep field names with `_` (else they are dropped).
+pub fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool) -> Result<Option<Head>, HeadError> {
     let mut fields: [MaybeUninit<httparse::Header<'_>>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut fields) {
@@ -89,6 +99,14 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
     }
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| HeadError::Malformed)?;
+    // One scan of the fields' bytes (memchr) decides whether any name needs a look
+    // for `_`: a head without one anywhere in its fields pays nothing more.
+    let fields_start = match count {
+        0 => len,
+        // SAFETY: the first span was written above (count > 0).
+        _ => unsafe { spans[0].assume_init_ref() }.name().start,
+    };
+    let drop_underscores = !keep_underscores && head[fields_start..].contains(&b'_');
 
     // Room for what the pipeline adds (X-Forwarded-*, X-Real-IP, Via, X-Request-Id)
     // without growing the map.
@@ -98,10 +116,13 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
     let mut expect_continue = false;
     let mut te_trailers = false;
     let mut length: Option<u64> = None;
-    let mut chunked = None;
+    let mut codings = Codings::default();
     for span in &spans[..count] {
         // SAFETY: the first `count` spans were written above.
         let span = unsafe { span.assume_init_ref() };
+        if drop_underscores && head[span.name()].contains(&b'_') {
+            continue;
+        }
         let name = HeaderName::from_bytes(&head[span.name()]).map_err(|_| HeadError::Malformed)?;
         let value = shared_value(&head, span.value());
         match name {
@@ -109,8 +130,8 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
                 if !http11 {
                     return Err(HeadError::Malformed);
                 }
-                // Only the last line counts, as in hyper.
-                chunked = Some(last_coding_is_chunked(value.as_bytes()));
+                // Every line counts: `TE: gzip` then `TE: chunked` is `gzip, chunked`.
+                codings = codings.then(value.as_bytes());
             }
             header::CONTENT_LENGTH => {
                 let n = digits(value.as_bytes()).ok_or(HeadError::Malformed)?;
@@ -128,18 +149,21 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
                     keep_alive = has_token(value.as_bytes(), b"keep-alive");
                 }
             }
-            header::EXPECT => expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue"),
+            header::EXPECT => expect_continue = http11 && value.as_bytes().eq_ignore_ascii_case(b"100-continue"),
             header::TE => te_trailers |= has_token(value.as_bytes(), b"trailers"),
             _ => {}
         }
         headers.append(name, value);
     }
-    let body = match (chunked, length) {
-        (Some(_), Some(_)) => return Err(HeadError::Ambiguous),
-        (Some(false), None) => return Err(HeadError::Malformed),
-        (Some(true), None) => BodyKind::Chunked,
-        (None, Some(0) | None) => BodyKind::Empty,
-        (None, Some(n)) => BodyKind::Length(n),
+    let body = match (codings, length) {
+        (Codings { count: 0, .. }, Some(0) | None) => BodyKind::Empty,
+        (Codings { count: 0, .. }, Some(n)) => BodyKind::Length(n),
+        (_, Some(_)) => return Err(HeadError::Ambiguous),
+        // Without `chunked` last the body's end cannot be found (RFC 9112 §6.3).
+        (Codings { last_is_chunked: false, .. }, None) => return Err(HeadError::Malformed),
+        (Codings { count: 1, .. }, None) => BodyKind::Chunked,
+        // `gzip, chunked`, `chunked, chunked`: codings porter does not undo (nginx: 501).
+        (_, None) => return Err(HeadError::UnknownCoding),
     };
     let mut request = Request::new(());
     *request.method_mut() = method;
@@ -200,9 +224,22 @@ fn digits(value: &[u8]) -> Option<u64> {
     })
 }
 
-fn last_coding_is_chunked(value: &[u8]) -> bool {
-    let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
+/// The transfer codings of a request, read so far (every `Transfer-Encoding` line in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Codings {
+    count: u32,
+    last_is_chunked: bool,
+}
+
+impl Codings {
+    /// Adds one line's list. An empty element counts as a coding that is not
+    /// `chunked`, as hyper reads it (`chunked,` is refused by both).
+    fn then(self, value: &[u8]) -> Codings {
+        value.split(|&b| b == b',').fold(self, |codings, coding| Codings {
+            count: codings.count.saturating_add(1),
+            last_is_chunked: coding.trim_ascii().eq_ignore_ascii_case(b"chunked"),
+        })
+    }
 }
 
 /// A comma-separated list contains `token` (case-insensitive).
@@ -215,13 +252,13 @@ mod tests {
     use super::*;
 
     fn parsed(raw: &[u8]) -> Result<Option<Head>, HeadError> {
-        parse(&mut BytesMut::from(raw), 8192)
+        parse(&mut BytesMut::from(raw), 8192, false)
     }
 
     #[test]
     fn a_simple_head_and_what_follows_it() {
         let mut buf = BytesMut::from(&b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Two: 2\r\n\r\nNEXT"[..]);
-        let head = parse(&mut buf, 8192).unwrap().unwrap();
+        let head = parse(&mut buf, 8192, false).unwrap().unwrap();
         assert_eq!(head.request.uri(), "/a?b=1");
         assert_eq!(head.request.headers()["host"], "x");
         assert_eq!(head.request.headers()["x-two"], "2");
@@ -236,7 +273,19 @@ mod tests {
         let kind = |raw: &[u8]| parsed(raw).map(|h| h.unwrap().body);
         assert_eq!(kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), Ok(BodyKind::Length(5)));
         assert_eq!(kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"), Ok(BodyKind::Length(5)));
-        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), Ok(BodyKind::Chunked));
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"), Ok(BodyKind::Chunked));
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), Err(HeadError::UnknownCoding));
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(HeadError::UnknownCoding)
+        );
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+            Err(HeadError::UnknownCoding)
+        );
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked,\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n"), Err(HeadError::Malformed));
         assert_eq!(
             kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
             Err(HeadError::Malformed)
@@ -272,7 +321,7 @@ mod tests {
     #[test]
     fn limits() {
         assert_eq!(
-            parse(&mut BytesMut::from(&b"GET / HTTP/1.1\r\nX: 0123456789\r\n"[..]), 16).unwrap_err(),
+            parse(&mut BytesMut::from(&b"GET / HTTP/1.1\r\nX: 0123456789\r\n"[..]), 16, false).unwrap_err(),
             HeadError::TooLarge
         );
         let mut many = b"GET / HTTP/1.1\r\n".to_vec();
@@ -280,6 +329,25 @@ mod tests {
             many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        assert_eq!(parse(&mut BytesMut::from(&many[..]), 1 << 20).unwrap_err(), HeadError::TooLarge);
+        assert_eq!(parse(&mut BytesMut::from(&many[..]), 1 << 20, false).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn underscored_names_are_dropped_unless_kept() {
+        let raw =
+            b"GET /a_b HTTP/1.1\r\nHost: x\r\nX_Real_IP: 1.2.3.4\r\nX-Ok: a_b\r\nX_Forwarded_For: 5.6.7.8\r\n\r\n";
+        let head = parse(&mut BytesMut::from(&raw[..]), 8192, false).unwrap().unwrap();
+        let names: Vec<_> = head.request.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["host", "x-ok"]);
+        let head = parse(&mut BytesMut::from(&raw[..]), 8192, true).unwrap().unwrap();
+        assert_eq!(head.request.headers()["x_real_ip"], "1.2.3.4");
+        assert_eq!(head.request.headers().len(), 4);
+    }
+
+    #[test]
+    fn expect_continue_only_in_http11() {
+        let expect = |raw: &[u8]| parsed(raw).unwrap().unwrap().expect_continue;
+        assert!(expect(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"));
+        assert!(!expect(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"));
     }
 }

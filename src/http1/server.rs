@@ -6,7 +6,8 @@
 //! within `header_read_timeout` of the accept (silence is closed quietly, a
 //! partial head gets 408); later heads are timed from their first byte; the
 //! wait between requests is bounded by `idle_timeout`. A drain (shutdown)
-//! closes idle connections at once and busy ones after their response.
+//! closes idle connections at once and busy ones after their response; a new
+//! connection still gets its first request served (within `header_read_timeout`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,9 +34,10 @@ use crate::shutdown::DrainWatch;
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub max_head: usize,
-    pub max_body: u64,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `limits.underscores_in_headers`: keep field names with `_`.
+    pub keep_underscores: bool,
 }
 
 /// How long a body still travelling upstream may take to come home after
@@ -87,7 +89,7 @@ where
             }
         };
         first = false;
-        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &settings, &drain)).await {
+        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain)).await {
             After::KeepAlive => {}
             After::Close => break,
             After::Gone => return,
@@ -120,7 +122,6 @@ async fn exchange<F, Fut>(
     reader: &mut Option<Reader>,
     write: &mut WriteSide,
     handler: &F,
-    settings: &Settings,
     drain: &DrainWatch,
 ) -> After
 where
@@ -134,25 +135,41 @@ where
         refuse(write, reader.take(), StatusCode::BAD_REQUEST, message).await;
         return After::Gone;
     }
-    let within_limit = match kind {
-        BodyKind::Length(n) => n <= settings.max_body,
-        _ => true,
-    };
-    let continue_now = expect_continue && kind != BodyKind::Empty && within_limit;
-    if continue_now && write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-        return After::Gone;
-    }
     let method = request.method().clone();
     let http11 = request.version() == Version::HTTP_11;
+    // `Expect: 100-continue` (HTTP/1.1 only): the 100 goes when the pipeline first
+    // reads the body, after every check that could refuse the request (Host, strict
+    // rules, route, body size); a refusal is then the only answer the client gets.
+    let mut wants_body = None;
     let (body, mut away) = match kind {
         BodyKind::Empty => (ClientBody::Empty, None),
         kind => {
             let (send, receive) = oneshot::channel();
-            let stream = RequestStream::new(reader.take().expect("home"), kind, send);
+            let signal = expect_continue.then(|| {
+                let (signal, wanted) = oneshot::channel();
+                wants_body = Some(wanted);
+                signal
+            });
+            let stream = RequestStream::new(reader.take().expect("home"), kind, send, signal);
             (ClientBody::Http1(stream), Some(receive))
         }
     };
-    let response = handler(request.map(|()| body)).await;
+    let response = match wants_body {
+        None => handler(request.map(|()| body)).await,
+        Some(mut wanted) => {
+            let mut handling = std::pin::pin!(handler(request.map(|()| body)));
+            tokio::select! {
+                biased;
+                response = handling.as_mut() => response,
+                Ok(()) = &mut wanted => {
+                    if write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() || write.flush().await.is_err() {
+                        return After::Gone;
+                    }
+                    handling.await
+                }
+            }
+        }
+    };
 
     let (mut parts, body) = response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -231,20 +248,23 @@ async fn next_head(
                 }
             }
             _ = timer.as_mut() => return NextHead::Closed,
-            _ = drain.signalled() => return NextHead::Closed,
+            // A new connection is owed its first answer (its request may be on the way:
+            // accepted just before an upgrade handed the listener over); an idle
+            // keep-alive one closes now, and its client retries on a new connection.
+            _ = drain.signalled(), if new_since.is_none() => return NextHead::Closed,
         }
     }
     let deadline = new_since.unwrap_or_else(Instant::now) + settings.header_read_timeout;
-    Box::pin(read_head(reader, settings.max_head, deadline)).await
+    Box::pin(read_head(reader, settings, deadline)).await
 }
 
 /// Reads until a whole head is in the buffer, or `deadline`.
-async fn read_head(reader: &mut Reader, max_head: usize, deadline: Instant) -> NextHead {
+async fn read_head(reader: &mut Reader, settings: &Settings, deadline: Instant) -> NextHead {
     let buf = reader.buf.get_or_insert_with(take_buffer);
     let mut first_read = true;
     loop {
         if !buf.is_empty() {
-            match request::parse(buf, max_head) {
+            match request::parse(buf, settings.max_head, settings.keep_underscores) {
                 Ok(Some(head)) => return NextHead::Head(head),
                 Ok(None) => {}
                 Err(error) => return NextHead::Refused(error),
@@ -278,6 +298,9 @@ fn refusal(error: HeadError) -> (StatusCode, &'static str) {
         HeadError::TooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "431 Request Header Fields Too Large\n"),
         HeadError::UriTooLong => (StatusCode::URI_TOO_LONG, "414 URI Too Long\n"),
         HeadError::Version => (StatusCode::HTTP_VERSION_NOT_SUPPORTED, "505 HTTP Version Not Supported\n"),
+        HeadError::UnknownCoding => {
+            (StatusCode::NOT_IMPLEMENTED, "501 Not Implemented: transfer codings other than chunked\n")
+        }
     }
 }
 
@@ -439,9 +462,9 @@ mod tests {
         let drain = crate::shutdown::Drain::new();
         let settings = super::Settings {
             max_head: 8192,
-            max_body: 1,
             header_read_timeout: std::time::Duration::from_secs(1),
             idle_timeout: std::time::Duration::from_secs(1),
+            keep_underscores: false,
         };
         let serve = super::serve(io, settings, drain.watch(), |_request| async {
             http::Response::new(crate::body::ResponseBody::empty())

@@ -7,6 +7,7 @@ pub mod acme;
 pub mod http;
 pub mod https;
 pub mod idle;
+pub mod inherit;
 pub mod proxy_protocol;
 pub mod redirect;
 mod slots;
@@ -81,9 +82,9 @@ impl ConnectionBuilders {
             idle_timeout: limits.idle_timeout,
             http1: crate::http1::server::Settings {
                 max_head: header_bytes,
-                max_body: limits.max_body_bytes,
                 header_read_timeout: limits.header_read_timeout,
                 idle_timeout: limits.idle_timeout,
+                keep_underscores: limits.underscores_in_headers,
             },
         }
     }

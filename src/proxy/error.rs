@@ -14,6 +14,11 @@ pub enum ProxyError {
     AmbiguousFraming,
     /// More than one Host, or a Host unlike the absolute-form target or `:authority`.
     ConflictingHost,
+    /// `CONNECT`: porter is not a forward proxy (405).
+    MethodNotAllowed,
+    /// An HTTP/1.x target in a form its method may not use: authority-form
+    /// (`GET a:80`) or `*` on anything but OPTIONS.
+    BadTarget,
     NoRoute,
     Misdirected,
     BodyTooLarge,
@@ -32,7 +37,9 @@ impl ProxyError {
             ProxyError::MissingHost
             | ProxyError::InvalidHost
             | ProxyError::AmbiguousFraming
-            | ProxyError::ConflictingHost => StatusCode::BAD_REQUEST,
+            | ProxyError::ConflictingHost
+            | ProxyError::BadTarget => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -48,6 +55,8 @@ impl ProxyError {
             ProxyError::InvalidHost => "400 Bad Request: invalid Host header\n",
             ProxyError::AmbiguousFraming => "400 Bad Request: ambiguous or malformed message framing\n",
             ProxyError::ConflictingHost => "400 Bad Request: more than one host in the request\n",
+            ProxyError::MethodNotAllowed => "405 Method Not Allowed: porter does not open tunnels (CONNECT)\n",
+            ProxyError::BadTarget => "400 Bad Request: request target form not allowed for this method\n",
             ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
             ProxyError::Misdirected => {
                 "421 Misdirected Request: this connection's certificate does not cover that host\n"
@@ -74,10 +83,19 @@ impl ProxyError {
                 | ProxyError::AmbiguousFraming
                 | ProxyError::ConflictingHost
                 | ProxyError::BodyTooLarge
+                | ProxyError::BadTarget
+                | ProxyError::MethodNotAllowed
         ) {
             // The request's framing may be unreliable: do not read another on this connection.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if self == ProxyError::MethodNotAllowed {
+            // RFC 9110 §15.5.6: a 405 lists what the target allows; every method but CONNECT.
+            headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
         response
     }
 }
+
+/// The `Allow` of a 405: the methods porter forwards.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";

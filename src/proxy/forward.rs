@@ -22,6 +22,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{header, Method, Request, Response};
 
@@ -36,6 +37,10 @@ use crate::upstream::{Lease, Upstream};
 pub struct Forwarded {
     pub response: Response<ServerBody>,
     pub lease: Lease,
+    /// For the access log: time to get the connection (pooled: near zero), and from the
+    /// start of the attempt that answered to its response head (set by [`forward`]).
+    pub connect: Duration,
+    pub first_byte: Duration,
 }
 
 pub struct ForwardError {
@@ -90,8 +95,10 @@ pub async fn forward(
                 _ => break,
             },
         };
+        let attempt = Instant::now();
         match send(upstream, &server, request, replay.as_ref()).await {
-            Ok(forwarded) => {
+            Ok(mut forwarded) => {
+                forwarded.first_byte = attempt.elapsed();
                 server.record_success();
                 return Ok(forwarded);
             }
@@ -183,6 +190,7 @@ async fn send_own(
     // one, when nothing of a body was taken and the method may be repeated.
     let mut fresh_only = false;
     loop {
+        let began = Instant::now();
         let (conn, reused) = match checkout(server, fresh_only) {
             Some(conn) => (conn, true),
             None => match Box::pin(connect::connect_own(server, upstream.connect_timeout)).await {
@@ -198,12 +206,14 @@ async fn send_own(
                 }
             },
         };
+        let connect = began.elapsed();
         let deadline = tokio::time::Instant::now() + upstream.response_header_timeout;
         let error = match conn.send(&head, &mut body, framing, &parts.method, deadline).await {
             Ok((response, stream)) => {
                 crate::http1::io::give_back(head);
                 let response = Response::from_parts(response, ServerBody::Http1(stream));
-                return Ok(Forwarded { response, lease: Lease::own(in_flight) });
+                let lease = Lease::own(in_flight);
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
             }
             Err(SendError::TimedOut) => {
                 let sent = sent_back(parts, body);
@@ -247,6 +257,7 @@ async fn send_hyper(
     // An upgrade always opens its own: its connection leaves the pool for good.
     let mut fresh_only = request.headers().contains_key(header::UPGRADE);
     loop {
+        let began = Instant::now();
         let (mut sender, reused) = match checkout_hyper(server, fresh_only).await {
             Some(sender) => (sender, true),
             // Boxed: the connect future (TCP + TLS) is large and rare.
@@ -262,11 +273,13 @@ async fn send_hyper(
                 }
             },
         };
+        let connect = began.elapsed();
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(request)).await;
         match sent {
             Ok(Ok(response)) => {
                 let response = response.map(ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) });
+                let lease = Lease::http1(sender, in_flight);
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
             }
             Err(_elapsed) => return Err(Failure::server(ProxyError::ResponseTimeout, None, None)),
             Ok(Err(mut e)) => {

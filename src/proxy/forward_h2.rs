@@ -32,6 +32,7 @@ pub(super) async fn send(
     // One more go on this server, for a stream it refused or a connection that closed under us.
     let mut again = true;
     loop {
+        let began = std::time::Instant::now();
         let stream = match h2::acquire(server, upstream.connect_timeout).await {
             Ok(Acquired::Stream(stream)) => stream,
             Ok(Acquired::Http1) => {
@@ -49,12 +50,14 @@ pub(super) async fn send(
         let Some(h2_request) = to_http2(request, server) else {
             return Err(Failure::local(ProxyError::InvalidHost));
         };
+        let connect = began.elapsed();
         let mut sender = stream.sender();
         let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(h2_request)).await;
         let (unsent, error) = match sent {
             Ok(Ok(response)) => {
                 let response = response.map(crate::body::ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight) });
+                let lease = Lease::http2(stream, in_flight);
+                return Ok(Forwarded { response, lease, connect, first_byte: std::time::Duration::ZERO });
             }
             Err(_elapsed) => return Err(Failure::server(ProxyError::ResponseTimeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),

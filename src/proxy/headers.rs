@@ -27,6 +27,22 @@ pub(crate) fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
+/// Removes header names with `_` (`limits.underscores_in_headers: false`), for
+/// HTTP/2 requests (porter's own HTTP/1.1 parser drops them itself):
+/// CGI-style servers (PHP, WSGI) read `X_Real_IP` as `X-Real-IP`, so a client
+/// could otherwise forge the forwarding headers porter sets.
+pub fn drop_underscored(headers: &mut HeaderMap) {
+    let underscored = |name: &&HeaderName| name.as_str().as_bytes().contains(&b'_');
+    if !headers.keys().any(|name| underscored(&name)) {
+        return;
+    }
+    // Allocates only when such a name is present.
+    let names: Vec<HeaderName> = headers.keys().filter(underscored).cloned().collect();
+    for name in &names {
+        headers.remove(name);
+    }
+}
+
 /// Removes `Connection`, every header it names, and the fixed hop-by-hop set.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names (compared, not hashed) finds the usual case: none present.

@@ -19,7 +19,7 @@ use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 
-use crate::access_log::{self, AccessRecord};
+use crate::access_log::AccessRecord;
 use crate::body::{ClientBody, RequestBody, ResponseBody};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
@@ -55,19 +55,11 @@ pub async fn handle_checked(
     let host = request_host(&request);
     let request_id = request_id::ensure(request.headers_mut(), conn.client_headers.trusted);
     // The record costs an allocation and a few clones: only when the access log is on.
-    let mut record = access_log::enabled().then(|| AccessRecord {
-        start,
-        client: conn.client,
-        method: request.method().clone(),
-        host: host.clone(),
-        uri: request.uri().clone(),
-        version: request.version(),
-        tls_version: conn.tls_version,
-        user_agent: request.headers().get(header::USER_AGENT).cloned(),
-        request_id: Some(request_id),
-        status: 0,
-        upstream: None,
-        route: None,
+    let mut record = runtime.access_log.as_ref().map(|log| {
+        let mut record = AccessRecord::new(log, start, conn.client, &request, host.clone());
+        record.tls_version = conn.tls_version;
+        record.request_id = Some(request_id);
+        record
     });
     let mut route = None;
     let result = match verdict {
@@ -136,6 +128,10 @@ async fn proxy<'r>(
         .then(|| request.headers().get(header::UPGRADE).cloned());
 
     let (mut parts, body) = request.into_parts();
+    // HTTP/1.1 heads were filtered by the parser; HTTP/2 heads are filtered here.
+    if !http1_client && !runtime.limits.underscores_in_headers {
+        headers::drop_underscored(&mut parts.headers);
+    }
     let downstream_version = parts.version;
     parts.uri = upstream_uri(&parts.uri, route)?;
     parts.version = Version::HTTP_11;
@@ -154,7 +150,11 @@ async fn proxy<'r>(
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
-    let upstream_request = Request::from_parts(parts, RequestBody::new(body, limit));
+    let mut body = RequestBody::new(body, limit);
+    if let Some(record) = record.as_mut().filter(|_| !http_body::Body::is_end_stream(&body)) {
+        body = body.counting(record.count_request_body());
+    }
+    let upstream_request = Request::from_parts(parts, body);
 
     // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
     // future by value, so keeping this out of line saves more than the allocation costs.
@@ -169,6 +169,9 @@ async fn proxy<'r>(
     };
     if let Some(record) = record {
         record.upstream = Some(forwarded.lease.server().clone());
+        record.upstream_status = Some(forwarded.response.status().as_u16());
+        record.upstream_connect = Some(forwarded.connect);
+        record.upstream_first_byte = Some(forwarded.first_byte);
     }
 
     let (mut parts, mut body) = forwarded.response.into_parts();

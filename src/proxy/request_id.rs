@@ -2,18 +2,31 @@
 //! passed to the server, so one id follows a request through porter's access
 //! log and the server's logs.
 //!
-//! An id is 32 hex digits: a random 64-bit prefix per worker thread and that
-//! thread's counter. No lock, no shared atomic, no system call per request;
-//! the only allocation is the header value itself.
+//! An id is 32 hex digits, all random: 128 bits from a per-thread wyrand
+//! generator seeded once from the OS's entropy (through std's `RandomState`).
+//! Nothing in an id counts, so a server that echoes ids reveals no request
+//! counts. No lock, no shared atomic, no system call per request; the only
+//! allocation is the header value itself.
 
 use std::cell::Cell;
+use std::hash::BuildHasher;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 thread_local! {
-    static NEXT: Cell<(u64, u64)> = Cell::new((fastrand::u64(..), 0));
+    /// The thread's wyrand state. std's `RandomState` takes its keys from the OS
+    /// (getrandom) once per thread: hashing anything with them is an unpredictable seed.
+    static STATE: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().hash_one(0x706f72746572u64));
+}
+
+/// One wyrand step (the generator fastrand uses; fast, passes PractRand/BigCrush).
+fn wyrand(state: &Cell<u64>) -> u64 {
+    let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+    state.set(s);
+    let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+    (t as u64) ^ ((t >> 64) as u64)
 }
 
 /// The request's id: the incoming one from a trusted client, else a new one, which is
@@ -30,14 +43,10 @@ pub fn ensure(headers: &mut HeaderMap, trusted: bool) -> HeaderValue {
 }
 
 pub fn generate() -> HeaderValue {
-    let (prefix, count) = NEXT.with(|next| {
-        let (prefix, count) = next.get();
-        next.set((prefix, count.wrapping_add(1)));
-        (prefix, count)
-    });
+    let (high, low) = STATE.with(|state| (wyrand(state), wyrand(state)));
     let mut text = [0u8; 32];
-    hex(prefix, &mut text[..16]);
-    hex(count, &mut text[16..]);
+    hex(high, &mut text[..16]);
+    hex(low, &mut text[16..]);
     HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
@@ -65,5 +74,18 @@ mod tests {
         let made = ensure(&mut headers, false);
         assert_ne!(made, "from-client");
         assert_eq!(headers.get(&X_REQUEST_ID), Some(&made));
+    }
+
+    /// No half of an id repeats or counts: a thread's ids share nothing visible.
+    #[test]
+    fn ids_have_no_shared_half_and_no_counter() {
+        let ids: Vec<_> = (0..10_000).map(|_| generate().to_str().unwrap().to_owned()).collect();
+        let highs: std::collections::HashSet<_> = ids.iter().map(|id| &id[..16]).collect();
+        let lows: std::collections::HashSet<_> = ids.iter().map(|id| &id[16..]).collect();
+        assert_eq!((highs.len(), lows.len()), (ids.len(), ids.len()));
+        let step = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+        let counting = ids.windows(2).filter(|w| step(&w[1]).wrapping_sub(step(&w[0])) == 1).count();
+        assert_eq!(counting, 0);
+        assert!(!ids.iter().any(|id| id.ends_with("0000000000000000")));
     }
 }

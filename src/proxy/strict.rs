@@ -8,15 +8,52 @@
 //! obs-fold, bytes not allowed in names or values) and chunk decoder; on
 //! HTTP/2 by the h2 crate (malformed pseudo-headers, a Content-Length that
 //! disagrees with the DATA frames).
+//!
+//! Methods and targets (RFC 9112 §3.2): `CONNECT` is 405, porter is not a
+//! forward proxy (its HTTP/2 server does not enable extended CONNECT, so every
+//! CONNECT asks for a tunnel). On HTTP/1.x an authority-form target (`GET a:80`)
+//! and `*` on anything but OPTIONS are 400, and an absolute-form target needs a
+//! Host header beside it, as every HTTP/1.1 request does (400).
 
 use http::header::{self, HeaderValue};
-use http::Request;
+use http::{Method, Request, Version};
 
 use super::error::ProxyError;
 use crate::router::normalize_host;
 
-/// The Host rules: one Host at most, and equal to the target's authority.
+/// Checks one request: its method, its target's form, then the Host rules.
 pub fn check<B>(request: &Request<B>) -> Result<(), ProxyError> {
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    if request.version() <= Version::HTTP_11 {
+        check_target(request)?;
+    }
+    check_hosts(request)
+}
+
+/// The HTTP/1.x target forms each method may use (CONNECT is refused before).
+fn check_target<B>(request: &Request<B>) -> Result<(), ProxyError> {
+    let uri = request.uri();
+    if uri.scheme().is_some() {
+        // Absolute-form: the Host header must be there too (and agree, `check_hosts`).
+        return match request.headers().contains_key(header::HOST) {
+            true => Ok(()),
+            false => Err(ProxyError::MissingHost),
+        };
+    }
+    if uri.authority().is_some() {
+        return Err(ProxyError::BadTarget);
+    }
+    match uri.path().as_bytes() {
+        [b'/', ..] => Ok(()),
+        b"*" if request.method() == Method::OPTIONS => Ok(()),
+        _ => Err(ProxyError::BadTarget),
+    }
+}
+
+/// The Host rules: one Host at most, and equal to the target's authority.
+fn check_hosts<B>(request: &Request<B>) -> Result<(), ProxyError> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {

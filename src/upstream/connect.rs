@@ -90,8 +90,25 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// Why a connection is opened: requests' connections and health checks' are counted apart
+/// (`porter_upstream_server_connects_total` and `porter_upstream_health_check_connects_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Requests,
+    HealthCheck,
+}
+
 pub async fn connect(server: &Server, timeout: Duration, want: Want) -> Result<Connection, ConnectError> {
-    match tokio::time::timeout(timeout, connect_inner(server, want)).await {
+    connect_for(server, timeout, want, Purpose::Requests).await
+}
+
+pub async fn connect_for(
+    server: &Server,
+    timeout: Duration,
+    want: Want,
+    purpose: Purpose,
+) -> Result<Connection, ConnectError> {
+    match tokio::time::timeout(timeout, connect_inner(server, want, purpose)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout),
     }
@@ -107,7 +124,7 @@ pub async fn connect_own(server: &Server, timeout: Duration) -> Result<super::ht
 
 async fn connect_own_inner(server: &Server) -> Result<super::http1::Conn, ConnectError> {
     use super::http1::{Conn, ServerIo};
-    let (tcp, addr) = open_server_tcp(server).await?;
+    let (tcp, addr) = open_server_tcp(server, Purpose::Requests).await?;
     match server.url.scheme {
         Scheme::Http => Ok(Conn::new(ServerIo::Plain(tcp), addr)),
         Scheme::Https => {
@@ -132,8 +149,8 @@ pub async fn connect_http1(server: &Server, timeout: Duration) -> Result<Upstrea
     }
 }
 
-async fn connect_inner(server: &Server, want: Want) -> Result<Connection, ConnectError> {
-    let (tcp, addr) = open_server_tcp(server).await?;
+async fn connect_inner(server: &Server, want: Want, purpose: Purpose) -> Result<Connection, ConnectError> {
+    let (tcp, addr) = open_server_tcp(server, purpose).await?;
     match (server.url.scheme, want) {
         (Scheme::Http, Want::Http1) => handshake(tcp, addr).await,
         (Scheme::Http, Want::Http2) => handshake_h2(tcp, addr).await,
@@ -158,7 +175,7 @@ async fn connect_inner(server: &Server, want: Want) -> Result<Connection, Connec
 
 /// A TCP connection to one of the server's addresses (resolving its name first
 /// if the resolver task has not yet), counted as a new connection.
-async fn open_server_tcp(server: &Server) -> Result<(TcpStream, SocketAddr), ConnectError> {
+async fn open_server_tcp(server: &Server, purpose: Purpose) -> Result<(TcpStream, SocketAddr), ConnectError> {
     let mut addrs = server.addrs();
     if addrs.is_empty() {
         // A DNS name not resolved yet (the resolver task starts with the snapshot).
@@ -170,7 +187,11 @@ async fn open_server_tcp(server: &Server) -> Result<(TcpStream, SocketAddr), Con
         }
     }
     let opened = open_tcp(&addrs, server.next_addr_index()).await.map_err(ConnectError::Io)?;
-    server.pool.note_connect();
+    let counter = match purpose {
+        Purpose::Requests => &server.live.connects_total,
+        Purpose::HealthCheck => &server.live.check_connects_total,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(opened)
 }
 

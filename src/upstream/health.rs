@@ -52,7 +52,9 @@ fn note_failure(server: &Server, config: &HealthCheckConfig, successes: &mut u32
 async fn check_once(server: &Server, path: &str, connect_timeout: Duration) -> Result<(), String> {
     // The protocol requests use: an h2c-only server would not answer an HTTP/1.1 check.
     let want = if server.speaks_http2() { connect::Want::Http2 } else { connect::Want::Http1 };
-    let connection = connect::connect(server, connect_timeout, want).await.map_err(|e| e.to_string())?;
+    let connection = connect::connect_for(server, connect_timeout, want, connect::Purpose::HealthCheck)
+        .await
+        .map_err(|e| e.to_string())?;
     let response = match connection {
         connect::Connection::Http1(mut sender) => {
             let request = Request::get(path).header(header::HOST, &*server.label).header(header::CONNECTION, "close");

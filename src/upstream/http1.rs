@@ -458,6 +458,8 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
             BodyKind::Close
         }
     };
+    // HTTP/1.0 with Transfer-Encoding: faulty framing, the connection is not reused (RFC 9112 §6.1).
+    keep_alive &= http11 || chunked.is_none();
     if count > fields::MAX_RAW || names_fields {
         parts.headers = fields::to_header_map(&head, spans, drop_length);
         return Ok(Some(Parsed { parts, kind, keep_alive, raw: None }));

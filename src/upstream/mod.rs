@@ -68,19 +68,34 @@ pub struct UpstreamStats {
 impl Upstream {
     /// Builds the upstream and starts its background tasks (needs a tokio runtime),
     /// which stop when `cancel` (the snapshot's token) is cancelled.
-    /// Servers of `previous` (the same upstream before a reload) whose settings did not
-    /// change are kept, with their pooled connections, health and counters.
+    /// Servers of `previous` (the same upstream before a reload) whose address did not
+    /// change keep their live state (health, ejection, in flight, counters), and their
+    /// pooled connections while the pool and transport settings stay.
     pub fn new(name: &str, cfg: &UpstreamConfig, previous: Option<&Upstream>, cancel: &CancellationToken) -> Upstream {
         let any_https = cfg.servers.iter().any(|s| s.url.scheme == crate::config::Scheme::Https);
         let transport = Transport::new(cfg.http2, &cfg.tls, any_https);
+        // A server whose address stays keeps its live state (see `server::Live`); each old
+        // server is carried over at most once, should a list name one address twice.
+        let mut taken = vec![false; previous.map_or(0, |p| p.servers.len())];
         let servers: Vec<Arc<Server>> = cfg
             .servers
             .iter()
             .map(|s| {
-                previous
-                    .and_then(|p| p.servers.iter().find(|old| old.has_settings(s, &cfg.passive, &cfg.pool, &transport)))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Server::new(s, &cfg.passive, &cfg.pool, &transport)))
+                let old = previous.and_then(|p| {
+                    let i = p.servers.iter().enumerate().position(|(i, old)| !taken[i] && old.url == s.url)?;
+                    taken[i] = true;
+                    Some(&p.servers[i])
+                });
+                Arc::new(match old {
+                    Some(old) => {
+                        if cfg.health_check.is_none() {
+                            // No checker will bring it back: without active checks a server is healthy.
+                            old.set_healthy(true);
+                        }
+                        Server::carry_over(old, s, &cfg.passive, &cfg.pool, &transport)
+                    }
+                    None => Server::new(s, &cfg.passive, &cfg.pool, &transport),
+                })
             })
             .collect();
         let mut tasks = Tasks::default();

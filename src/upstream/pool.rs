@@ -9,7 +9,6 @@
 //! [`super::Lease`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -52,8 +51,6 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
-    /// New connections opened to the server, ever.
-    pub connects_total: AtomicU64,
     /// Shared HTTP/2 connections, for servers of an `http2: true` upstream.
     pub h2: Option<H2Pool>,
 }
@@ -64,7 +61,6 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
-            connects_total: AtomicU64::new(0),
             h2: http2.then(|| H2Pool::new(max_idle, idle_timeout)),
         }
     }
@@ -145,9 +141,5 @@ impl Pool {
         let before = idle.len();
         idle.retain(|e| addrs.contains(&e.conn.addr()));
         before - idle.len() + shared
-    }
-
-    pub fn note_connect(&self) {
-        self.connects_total.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -57,17 +57,30 @@ pub struct Server {
     pub weight: u32,
     /// "host:port", for logs and the access log's upstream field.
     pub label: Box<str>,
-    pub pool: Pool,
+    /// Shared with the server of the same address in the next configuration, as long
+    /// as the pool and transport settings stay the same.
+    pub pool: Arc<Pool>,
     passive: PassiveConfig,
     transport: Transport,
     /// The SNI sent to an `https://` server and the name its certificate must carry.
     tls_name: Option<ServerName<'static>>,
+    /// The host is a DNS name (re-resolved), not an IP literal.
+    by_name: bool,
+    /// What the server has been through: kept across every reload that keeps its address.
+    pub live: Arc<Live>,
+}
+
+/// A server's live state, apart from its settings: a reload that keeps the server's
+/// address (`url`) keeps this whole — health, ejection, requests in flight, counters,
+/// resolved addresses — and changes only the settings around it (weight, passive,
+/// pool, TLS). Requests that started on the old configuration count down the same
+/// `in_flight` the new one reads, so a server drained with `weight: 0` is seen going idle.
+#[derive(Debug)]
+pub struct Live {
     /// Addresses to connect to: the IP itself, or what the host name last
     /// resolved to (empty until the first resolution).
     addrs: ArcSwap<Vec<SocketAddr>>,
     next_addr: AtomicUsize,
-    /// The host is a DNS name (re-resolved), not an IP literal.
-    by_name: bool,
     /// Set by active health checks; true until a check says otherwise.
     healthy: AtomicBool,
     consecutive_failures: AtomicU32,
@@ -78,6 +91,10 @@ pub struct Server {
     pub requests_total: AtomicU64,
     pub failures_total: AtomicU64,
     pub ejections_total: AtomicU64,
+    /// New connections opened for requests, ever.
+    pub connects_total: AtomicU64,
+    /// New connections opened by active health checks (one per check), ever.
+    pub check_connects_total: AtomicU64,
 }
 
 /// The process-wide reference instant that the millisecond clocks count from.
@@ -125,37 +142,46 @@ impl Server {
             url: cfg.url.clone(),
             weight: cfg.weight,
             label: cfg.url.authority().into(),
-            pool: Pool::new(pool.max_idle_per_server, pool.idle_timeout, transport.http2),
+            pool: Arc::new(Pool::new(pool.max_idle_per_server, pool.idle_timeout, transport.http2)),
             passive: passive.clone(),
             transport: transport.clone(),
             tls_name: super::tls::server_name(&cfg.url, &transport.tls_settings),
-            addrs: ArcSwap::from_pointee(addrs),
-            next_addr: AtomicUsize::new(0),
             by_name,
-            healthy: AtomicBool::new(true),
-            consecutive_failures: AtomicU32::new(0),
-            ejected_until_ms: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
-            requests_total: AtomicU64::new(0),
-            failures_total: AtomicU64::new(0),
-            ejections_total: AtomicU64::new(0),
+            live: Arc::new(Live {
+                addrs: ArcSwap::from_pointee(addrs),
+                next_addr: AtomicUsize::new(0),
+                healthy: AtomicBool::new(true),
+                consecutive_failures: AtomicU32::new(0),
+                ejected_until_ms: AtomicU64::new(0),
+                in_flight: AtomicU32::new(0),
+                requests_total: AtomicU64::new(0),
+                failures_total: AtomicU64::new(0),
+                ejections_total: AtomicU64::new(0),
+                connects_total: AtomicU64::new(0),
+                check_connects_total: AtomicU64::new(0),
+            }),
         }
     }
 
-    /// Whether this server was built from exactly these settings (so a reload can keep it).
-    pub fn has_settings(
-        &self,
+    /// The server of the next configuration at the same address as `previous`: new
+    /// settings around `previous`'s live state, and its pool too unless the pool or
+    /// transport settings changed (connections made under other settings are not reused).
+    pub fn carry_over(
+        previous: &Server,
         cfg: &ServerConfig,
         passive: &PassiveConfig,
         pool: &PoolConfig,
         transport: &Transport,
-    ) -> bool {
-        self.url == cfg.url
-            && self.weight == cfg.weight
-            && self.passive == *passive
-            && self.pool.has_settings(pool)
-            && self.transport.http2 == transport.http2
-            && self.transport.tls_settings == transport.tls_settings
+    ) -> Server {
+        let mut server = Server::new(cfg, passive, pool, transport);
+        server.live = previous.live.clone();
+        if previous.pool.has_settings(pool)
+            && previous.transport.http2 == transport.http2
+            && previous.transport.tls_settings == transport.tls_settings
+        {
+            server.pool = previous.pool.clone();
+        }
+        server
     }
 
     /// Requests go over shared HTTP/2 connections (`http2: true`, and the server did
@@ -174,10 +200,10 @@ impl Server {
     /// Can take a new request: weight above zero, not failed by active checks, not ejected.
     #[inline]
     pub fn is_available(&self) -> bool {
-        if self.weight == 0 || !self.healthy.load(Ordering::Relaxed) {
+        if self.weight == 0 || !self.live.healthy.load(Ordering::Relaxed) {
             return false;
         }
-        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let until = self.live.ejected_until_ms.load(Ordering::Relaxed);
         until == 0 || now_ms() >= until
     }
 
@@ -194,34 +220,34 @@ impl Server {
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.live.healthy.load(Ordering::Relaxed)
     }
 
     /// Out for a passive cooldown right now.
     pub fn is_ejected(&self) -> bool {
-        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let until = self.live.ejected_until_ms.load(Ordering::Relaxed);
         until != 0 && now_ms() < until
     }
 
     /// Records an active-check verdict; true if it changed the server's health.
     /// Coming back healthy also ends a passive ejection.
     pub fn set_healthy(&self, healthy: bool) -> bool {
-        let changed = self.healthy.swap(healthy, Ordering::Relaxed) != healthy;
+        let changed = self.live.healthy.swap(healthy, Ordering::Relaxed) != healthy;
         if changed && healthy {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.ejected_until_ms.store(0, Ordering::Relaxed);
+            self.live.consecutive_failures.store(0, Ordering::Relaxed);
+            self.live.ejected_until_ms.store(0, Ordering::Relaxed);
         }
         changed
     }
 
     /// The addresses new connections go to.
     pub fn addrs(&self) -> Arc<Vec<SocketAddr>> {
-        self.addrs.load_full()
+        self.live.addrs.load_full()
     }
 
     /// Where a new connection starts in [`Server::addrs`], turning round-robin.
     pub(crate) fn next_addr_index(&self) -> usize {
-        self.next_addr.fetch_add(1, Ordering::Relaxed)
+        self.live.next_addr.fetch_add(1, Ordering::Relaxed)
     }
 
     /// True if the host is a DNS name that needs resolving (not an IP literal).
@@ -233,24 +259,24 @@ impl Server {
     /// literal; for a DNS name, while the name still resolves to it.
     #[inline]
     pub fn is_current(&self, addr: SocketAddr) -> bool {
-        !self.by_name || self.addrs.load().contains(&addr)
+        !self.by_name || self.live.addrs.load().contains(&addr)
     }
 
     /// Replaces the resolved addresses (sorted, deduplicated by the caller).
     pub(crate) fn set_addrs(&self, addrs: Vec<SocketAddr>) {
-        self.addrs.store(Arc::new(addrs));
+        self.live.addrs.store(Arc::new(addrs));
     }
 
     pub fn record_success(&self) {
-        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.live.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.live.consecutive_failures.store(0, Ordering::Relaxed);
         }
-        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let until = self.live.ejected_until_ms.load(Ordering::Relaxed);
         // Only a success after the cooldown readmits; a success from a request
         // that started before the ejection does not cut the cooldown short.
         if until != 0
             && now_ms() >= until
-            && self.ejected_until_ms.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self.live.ejected_until_ms.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             tracing::info!(server = %self.label, reason = "answered after its cooldown", "server back in rotation");
         }
@@ -258,13 +284,13 @@ impl Server {
 
     /// A connect error, reset or timeout. Returns true if this failure ejected the server.
     pub fn record_failure(&self, reason: &str) -> bool {
-        self.failures_total.fetch_add(1, Ordering::Relaxed);
+        self.live.failures_total.fetch_add(1, Ordering::Relaxed);
         let max = self.passive.max_failures;
         if max == 0 {
             return false;
         }
         let now = now_ms();
-        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let until = self.live.ejected_until_ms.load(Ordering::Relaxed);
         let cooldown = duration_ms(self.passive.cooldown);
         if until != 0 {
             if now < until {
@@ -273,8 +299,8 @@ impl Server {
             }
             // On probation after the cooldown: out again at the first failure.
             let again = (now + cooldown).max(1);
-            if self.ejected_until_ms.compare_exchange(until, again, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                self.ejections_total.fetch_add(1, Ordering::Relaxed);
+            if self.live.ejected_until_ms.compare_exchange(until, again, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                self.live.ejections_total.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     server = %self.label,
                     cooldown = ?self.passive.cooldown,
@@ -285,14 +311,14 @@ impl Server {
             }
             return false;
         }
-        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let failures = self.live.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures < max {
             return false;
         }
         let out = (now + cooldown).max(1);
-        if self.ejected_until_ms.compare_exchange(0, out, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.ejections_total.fetch_add(1, Ordering::Relaxed);
+        if self.live.ejected_until_ms.compare_exchange(0, out, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.live.consecutive_failures.store(0, Ordering::Relaxed);
+            self.live.ejections_total.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 server = %self.label,
                 failures,
@@ -316,8 +342,8 @@ pub struct InFlight(Arc<Server>);
 
 impl InFlight {
     pub fn new(server: Arc<Server>) -> InFlight {
-        server.in_flight.fetch_add(1, Ordering::Relaxed);
-        server.requests_total.fetch_add(1, Ordering::Relaxed);
+        server.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        server.live.requests_total.fetch_add(1, Ordering::Relaxed);
         InFlight(server)
     }
     pub fn server(&self) -> &Arc<Server> {
@@ -327,7 +353,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.live.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -377,7 +403,7 @@ mod tests {
         // Probation: the first failure ejects again at once.
         assert!(s.record_failure("reset"));
         assert!(!s.is_available());
-        assert_eq!(s.ejections_total.load(Ordering::Relaxed), 2);
+        assert_eq!(s.live.ejections_total.load(Ordering::Relaxed), 2);
         std::thread::sleep(Duration::from_millis(60));
         s.record_success();
         // Readmitted for good: it takes max_failures again to eject.

@@ -152,7 +152,11 @@ fn systemd_unit_verifies() {
         "ExecStartPre=/usr/local/bin/porter check --config /etc/porter/porter.yaml",
         "ExecStart=/usr/local/bin/porter --config /etc/porter/porter.yaml",
         "ExecReload=",
-        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        // Sockets from porter.socket: no capability is needed for ports 80 and 443.
+        "Requires=porter.socket",
+        "Sockets=porter.socket",
+        "CapabilityBoundingSet=\n",
+        "systemctl kill --signal=SIGUSR2 --kill-whom=main porter",
         "NoNewPrivileges=true",
         "ProtectSystem=strict",
         "PrivateTmp=true",
@@ -160,16 +164,31 @@ fn systemd_unit_verifies() {
     ] {
         assert!(unit.contains(needle), "porter.service lacks {needle}");
     }
+    assert!(!unit.contains("AmbientCapabilities"), "porter.service grants a capability it no longer needs");
+    let socket = std::fs::read_to_string(repo("deploy/systemd/porter.socket")).unwrap();
+    assert!(socket.contains("[Socket]") && socket.contains("WantedBy=sockets.target"), "{socket}");
+
+    // Every socket of the unit has its listener in the example configuration (else its
+    // connections would wait for nobody): 443 and 80 on every address.
+    let listens: Vec<&str> = socket.lines().filter_map(|l| l.strip_prefix("ListenStream=")).collect();
+    assert_eq!(listens, ["443", "80"]);
+    let example = std::fs::read_to_string(repo("examples/porter.yaml")).unwrap();
+    for needle in ["https: \"0.0.0.0:443\"", "http: \"0.0.0.0:80\""] {
+        assert!(example.contains(needle), "examples/porter.yaml lacks {needle}");
+    }
+
     let Some(tool) = tool_or_skip("systemd-analyze", "Debian package systemd", "the unit check") else { return };
-    // verify insists that ExecStart's binary exists: a copy pointing at the built one.
+    // verify insists that ExecStart's binary exists: copies pointing at the built one,
+    // side by side so that the service finds its socket unit.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("porter.service");
     std::fs::write(&copy, unit.replace("/usr/local/bin/porter", env!("CARGO_BIN_EXE_porter"))).unwrap();
-    let out = Command::new(tool).arg("verify").arg(&copy).output().unwrap();
+    std::fs::write(dir.path().join("porter.socket"), &socket).unwrap();
+    let out = Command::new(tool).arg("verify").arg(dir.path().join("porter.socket")).arg(&copy).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    // Unknown settings and values are warnings with exit 0: any line naming the unit fails.
+    // Unknown settings and values are warnings with exit 0: any line naming a unit fails.
     let complaints: Vec<&str> =
-        std::str::from_utf8(&out.stderr).unwrap().lines().filter(|l| l.contains("porter.service")).collect();
+        std::str::from_utf8(&out.stderr).unwrap().lines().filter(|l| l.contains("porter.s")).collect();
     assert!(complaints.is_empty(), "{complaints:#?}");
 }
 

@@ -179,9 +179,9 @@ async fn resilience_killed_server_under_load_no_client_errors_out_and_back_in_ti
     assert!(out <= Duration::from_millis(600 + 400), "{out:?}");
     assert!(!b_state.is_available());
     // Out means no more attempts on it.
-    let attempts = b_state.requests_total.load(Ordering::Relaxed);
+    let attempts = b_state.live.requests_total.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(b_state.requests_total.load(Ordering::Relaxed), attempts, "porter still tries the dead server");
+    assert_eq!(b_state.live.requests_total.load(Ordering::Relaxed), attempts, "porter still tries the dead server");
 
     // Restart b. Back within interval × healthy_after = 400 ms (+ slack).
     let served_before = load.served_by("b");
@@ -210,7 +210,7 @@ async fn resilience_failing_health_endpoint_is_taken_out_by_active_checks_only()
     assert!(out <= Duration::from_millis(400 + 300), "{out:?}");
     // Requests to it never failed: passive ejection had no part in it.
     assert!(!sick_state.is_ejected());
-    assert_eq!(sick_state.failures_total.load(Ordering::Relaxed), 0);
+    assert_eq!(sick_state.live.failures_total.load(Ordering::Relaxed), 0);
     let c = plain_client();
     for _ in 0..30 {
         let r = c.get(p.http_url("/")).send().await.unwrap();

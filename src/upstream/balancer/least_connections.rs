@@ -26,7 +26,7 @@ impl LeastConnections {
             if tried.contains(i) || !server.is_available() {
                 continue;
             }
-            let load = u64::from(server.in_flight.load(Ordering::Relaxed));
+            let load = u64::from(server.live.in_flight.load(Ordering::Relaxed));
             let weight = u64::from(server.weight);
             match best {
                 None => {
@@ -65,9 +65,9 @@ mod tests {
     #[test]
     fn fewest_in_flight_wins() {
         let s = servers(&[1, 1, 1]);
-        s[0].in_flight.store(3, Ordering::Relaxed);
-        s[1].in_flight.store(1, Ordering::Relaxed);
-        s[2].in_flight.store(2, Ordering::Relaxed);
+        s[0].live.in_flight.store(3, Ordering::Relaxed);
+        s[1].live.in_flight.store(1, Ordering::Relaxed);
+        s[2].live.in_flight.store(2, Ordering::Relaxed);
         for _ in 0..100 {
             assert_eq!(LeastConnections.pick(&s, Tried::default()), Some(1));
         }
@@ -76,8 +76,8 @@ mod tests {
     #[test]
     fn in_flight_is_divided_by_weight() {
         let s = servers(&[4, 1]);
-        s[0].in_flight.store(3, Ordering::Relaxed); // 0.75 per weight
-        s[1].in_flight.store(1, Ordering::Relaxed); // 1 per weight
+        s[0].live.in_flight.store(3, Ordering::Relaxed); // 0.75 per weight
+        s[1].live.in_flight.store(1, Ordering::Relaxed); // 1 per weight
         assert_eq!(LeastConnections.pick(&s, Tried::default()), Some(0));
     }
 

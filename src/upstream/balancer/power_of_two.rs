@@ -45,7 +45,7 @@ impl PowerOfTwo {
     pub fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
         let first = self.draw(servers, tried, None)?;
         let Some(second) = self.draw(servers, tried, Some(first)) else { return Some(first) };
-        let load = |i: usize| u64::from(servers[i].in_flight.load(Ordering::Relaxed));
+        let load = |i: usize| u64::from(servers[i].live.in_flight.load(Ordering::Relaxed));
         let weight = |i: usize| u64::from(servers[i].weight);
         // second wins only if strictly less loaded: load2/w2 < load1/w1.
         if load(second) * weight(first) < load(first) * weight(second) {
@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn busier_server_loses_the_duel() {
         let s = servers(&[1, 1]);
-        s[0].in_flight.store(5, Ordering::Relaxed);
+        s[0].live.in_flight.store(5, Ordering::Relaxed);
         let p = PowerOfTwo::new(&s);
         for _ in 0..100 {
             assert_eq!(p.pick(&s, Tried::default()), Some(1));

@@ -1,0 +1,238 @@
+//! Listening sockets porter did not bind itself, so that a restart or an upgrade
+//! refuses no connection (SPEC §2): the socket stays open in the kernel the whole
+//! time and only the process accepting from it changes.
+//!
+//! Two sources, read once by `main` before anything else opens a descriptor:
+//! - systemd socket activation: `LISTEN_PID` (this process), `LISTEN_FDS` (how many,
+//!   from fd 3) and `LISTEN_FDNAMES` (`FileDescriptorName=` of the socket unit);
+//! - a porter handing over to its successor ([`crate::handover`]):
+//!   `PORTER_UPGRADE_FDS=https:7,http:8,admin:9`, `PORTER_UPGRADE_READY=10` and
+//!   `PORTER_UPGRADE_PARENT` (the old process, which must be our parent: the
+//!   variables mean nothing to a grandchild).
+//!
+//! A listener of the configuration takes the socket with its name (`https`,
+//! `http`, `admin`); a socket without one of those names (a socket unit with
+//! several `ListenStream=` names them all after itself) is matched by its address.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The environment variables of a hand-over (set by [`crate::handover`]).
+pub const UPGRADE_FDS: &str = "PORTER_UPGRADE_FDS";
+pub const UPGRADE_READY: &str = "PORTER_UPGRADE_READY";
+pub const UPGRADE_PARENT: &str = "PORTER_UPGRADE_PARENT";
+
+/// Where the sockets came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Systemd,
+    Upgrade,
+}
+
+impl Source {
+    fn describe(self) -> &'static str {
+        match self {
+            Source::Systemd => "systemd socket activation",
+            Source::Upgrade => "the previous porter process",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Socket {
+    name: String,
+    address: SocketAddr,
+    listener: std::net::TcpListener,
+}
+
+/// The sockets handed to this process; [`Inherited::take`] gives them to the listeners.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    source: Option<Source>,
+    sockets: Vec<Socket>,
+    /// The hand-over's readiness channel back to the old process.
+    ready: Option<std::os::unix::net::UnixStream>,
+}
+
+impl Inherited {
+    /// No inherited sockets: every listener binds its address.
+    pub fn none() -> Inherited {
+        Inherited::default()
+    }
+
+    /// Reads the environment of this process. Call once: the descriptors it names
+    /// become owned by the result (a second call would own them twice).
+    pub fn from_environment() -> Result<Inherited, String> {
+        if let Some(fds) = std::env::var_os(UPGRADE_FDS) {
+            let parent = std::env::var(UPGRADE_PARENT).ok().and_then(|p| p.parse::<u32>().ok());
+            if parent == Some(std::os::unix::process::parent_id()) {
+                let fds = fds.to_str().ok_or(format!("{UPGRADE_FDS} is not text"))?.to_string();
+                return Inherited::from_upgrade(&fds);
+            }
+            tracing::debug!("{UPGRADE_FDS} set by a process other than our parent: ignored");
+        }
+        let fds = sd_notify::listen_fds_with_names().map_err(|e| format!("systemd socket activation: {e}"))?;
+        let fds: Vec<(RawFd, String)> = fds.collect();
+        if fds.is_empty() {
+            return Ok(Inherited::none());
+        }
+        let mut inherited = Inherited { source: Some(Source::Systemd), ..Inherited::default() };
+        for (fd, name) in fds {
+            // SAFETY: systemd passed fds 3..3+LISTEN_FDS to this process (LISTEN_PID is
+            // ours, checked by sd_notify) and nothing else in porter has touched them yet.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            inherited.add(name, fd).map_err(|e| format!("systemd socket activation: {e}"))?;
+        }
+        Ok(inherited)
+    }
+
+    /// `https:7,http:8,admin:9` from the old process, and the readiness descriptor.
+    fn from_upgrade(fds: &str) -> Result<Inherited, String> {
+        let mut inherited = Inherited { source: Some(Source::Upgrade), ..Inherited::default() };
+        let mut seen = Vec::new();
+        for entry in fds.split(',').filter(|e| !e.is_empty()) {
+            let (name, fd) = entry.split_once(':').ok_or(format!("{UPGRADE_FDS}: {entry:?} is not NAME:FD"))?;
+            let fd = open_fd(fd, &mut seen).map_err(|e| format!("{UPGRADE_FDS}: {entry:?}: {e}"))?;
+            inherited.add(name.to_string(), fd).map_err(|e| format!("{UPGRADE_FDS}: {entry:?}: {e}"))?;
+        }
+        let ready = std::env::var(UPGRADE_READY).map_err(|_| format!("{UPGRADE_FDS} without {UPGRADE_READY}"))?;
+        let ready = open_fd(&ready, &mut seen).map_err(|e| format!("{UPGRADE_READY}: {e}"))?;
+        inherited.ready = Some(std::os::unix::net::UnixStream::from(ready));
+        Ok(inherited)
+    }
+
+    fn add(&mut self, name: String, fd: OwnedFd) -> Result<(), String> {
+        if !is_listening_tcp(&fd) {
+            return Err(format!("fd {} ({name}) is not a listening TCP socket", fd.as_raw_fd()));
+        }
+        let listener = std::net::TcpListener::from(fd);
+        // systemd hands sockets over blocking; tokio needs them non-blocking.
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        self.sockets.push(Socket { name, address, listener });
+        Ok(())
+    }
+
+    /// True when this process took over from an old porter (which waits for [`Inherited::ready`]).
+    pub fn is_upgrade(&self) -> bool {
+        self.source == Some(Source::Upgrade)
+    }
+
+    /// The inherited socket for listener `name` configured at `configured`, if one
+    /// fits: the socket of that name (from the old porter only at the same address:
+    /// a changed address is bound anew), else an unnamed one at the configured
+    /// address (`0.0.0.0:P` and `[::]:P` are the same "every address" here).
+    pub fn take(&mut self, name: &str, configured: SocketAddr) -> Option<std::net::TcpListener> {
+        let source = self.source?;
+        let by_name = self
+            .sockets
+            .iter()
+            .position(|s| s.name == name && (source == Source::Systemd || same_address(configured, s.address)));
+        let unnamed = |s: &Socket| !matches!(s.name.as_str(), "https" | "http" | "admin");
+        let index =
+            by_name.or_else(|| self.sockets.iter().position(|s| unnamed(s) && same_address(configured, s.address)))?;
+        let socket = self.sockets.remove(index);
+        if socket.address != configured {
+            tracing::info!(
+                listener = name, configured = %configured, address = %socket.address,
+                "listen.{name}: the inherited socket's address is the one that counts"
+            );
+        }
+        tracing::info!(listener = name, address = %socket.address, "listen.{name}: socket from {}", source.describe());
+        Some(socket.listener)
+    }
+
+    /// Closes the sockets no listener took, with a warning naming each.
+    pub fn close_unused(&mut self) {
+        for socket in self.sockets.drain(..) {
+            tracing::warn!(
+                name = %socket.name, address = %socket.address,
+                "an inherited socket matches no listener of the configuration: closed"
+            );
+        }
+    }
+
+    /// Tells the old process that this one serves (its listeners accept): the old one
+    /// stops accepting, drains and exits. Nothing to do when not a hand-over.
+    pub fn ready(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        match self.ready.take() {
+            Some(mut channel) => channel.write_all(format!("ready {}\n", std::process::id()).as_bytes()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether a configured address is served by a socket bound to `actual`: the same
+/// address, any port when the configuration says port 0, and the two wildcard
+/// addresses taken as one (a systemd `ListenStream=443` is `[::]:443`, dual-stack).
+fn same_address(configured: SocketAddr, actual: SocketAddr) -> bool {
+    let port = configured.port() == 0 || configured.port() == actual.port();
+    let ip = configured.ip() == actual.ip() || (configured.ip().is_unspecified() && actual.ip().is_unspecified());
+    port && ip
+}
+
+/// Takes ownership of the descriptor a hand-over variable names, once.
+fn open_fd(text: &str, seen: &mut Vec<RawFd>) -> Result<OwnedFd, String> {
+    let fd: RawFd = text.trim().parse().map_err(|_| format!("{text:?} is not a descriptor number"))?;
+    if fd < 3 || seen.contains(&fd) {
+        return Err(format!("descriptor {fd} cannot be inherited"));
+    }
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails on a closed descriptor.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(format!("descriptor {fd}: {}", std::io::Error::last_os_error()));
+    }
+    seen.push(fd);
+    // SAFETY: the old porter left this descriptor open for us (it is open, checked
+    // above), it is named once (`seen`), and nothing else in this process owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Close it in any process this one starts (the next upgrade passes it explicitly).
+    // SAFETY: F_SETFD on a descriptor we own.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(fd)
+}
+
+/// A TCP socket in the listening state (SO_TYPE stream, SO_ACCEPTCONN set, an inet family).
+fn is_listening_tcp(fd: &OwnedFd) -> bool {
+    let get = |option| {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `value`, which is that large.
+        let r = unsafe {
+            libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, option, (&raw mut value).cast(), &raw mut len)
+        };
+        (r == 0).then_some(value)
+    };
+    let family = get(libc::SO_DOMAIN);
+    get(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && get(libc::SO_ACCEPTCONN) == Some(1)
+        && matches!(family, Some(libc::AF_INET | libc::AF_INET6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_match_as_a_socket_unit_binds_them() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(same_address(a("127.0.0.1:8080"), a("127.0.0.1:8080")));
+        assert!(!same_address(a("127.0.0.1:8080"), a("127.0.0.1:8081")));
+        assert!(same_address(a("127.0.0.1:0"), a("127.0.0.1:40000")));
+        assert!(!same_address(a("127.0.0.1:0"), a("127.0.0.2:40000")));
+        assert!(same_address(a("0.0.0.0:443"), a("[::]:443")));
+        assert!(same_address(a("[::]:443"), a("0.0.0.0:443")));
+        assert!(!same_address(a("0.0.0.0:443"), a("127.0.0.1:443")));
+        assert!(!same_address(a("127.0.0.1:443"), a("0.0.0.0:443")));
+    }
+
+    #[test]
+    fn only_listening_tcp_sockets_are_taken() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(is_listening_tcp(&OwnedFd::from(listener)));
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(!is_listening_tcp(&OwnedFd::from(udp)));
+        let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!is_listening_tcp(&OwnedFd::from(unix)));
+    }
+}
