@@ -245,6 +245,12 @@ fn check(path: &Path, config: &Config) -> ExitCode {
     if listen.http.is_some() {
         println!("  http: {}", if config.http.redirect { "redirects to https" } else { "serves routes" });
     }
+    let log = &config.access_log;
+    match (&log.path, log.enabled) {
+        (_, false) => println!("  access log: off"),
+        (Some(file), true) => println!("  access log: {} to {}", log.format, file.display()),
+        (None, true) => println!("  access log: {} to stderr", log.format),
+    }
     println!("routes:");
     for route in &config.routes {
         let strip = if route.strip_prefix { " (prefix stripped)" } else { "" };

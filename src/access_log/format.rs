@@ -226,7 +226,7 @@ fn combined(r: &AccessRecord, bytes: u64, now: OffsetDateTime, out: &mut Vec<u8>
         now.minute(),
         now.second()
     );
-    // "%r": the request line, as HTTP/2 and HTTP/3 requests are shown by nginx and Apache.
+    // "%r": the request line; HTTP/2 and HTTP/3 written as nginx writes them.
     quoted(out, r.method.as_str().as_bytes());
     out.push(b' ');
     quoted(out, path(r).as_bytes());

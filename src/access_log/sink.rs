@@ -270,3 +270,58 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path: &Path) -> AccessLogConfig {
+        AccessLogConfig { enabled: true, format: AccessLogFormat::Text, path: Some(path.to_path_buf()) }
+    }
+
+    fn wait_for(path: &Path, want: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(path).unwrap_or_default() != want {
+            assert!(std::time::Instant::now() < deadline, "{path:?}: {:?}", std::fs::read_to_string(path));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_failed_reopen_keeps_the_old_file_and_a_close_writes_out_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("logs");
+        std::fs::create_dir(&folder).unwrap();
+        let sink = Sink::start().unwrap();
+        let log = sink.apply(sink.prepare(&config(&folder.join("access.log"))).unwrap()).unwrap();
+        log.queue.push(b"one\n".to_vec());
+        wait_for(&folder.join("access.log"), "one\n");
+
+        // The folder moved away: the path cannot be opened again, the open file takes the lines.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&folder, &moved).unwrap();
+        sink.reopen();
+        log.queue.push(b"two\n".to_vec());
+        wait_for(&moved.join("access.log"), "one\ntwo\n");
+        assert!(!folder.exists());
+
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for n in 0..100 {
+            log.queue.push(format!("{n}\n").into_bytes());
+        }
+        runtime.block_on(sink.close());
+        let text = std::fs::read_to_string(moved.join("access.log")).unwrap();
+        assert_eq!(text.lines().count(), 102, "everything queued before the close is written");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_opened_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::start().unwrap();
+        let err = sink.prepare(&config(&dir.path().join("no/such/access.log"))).err().unwrap();
+        assert!(err.starts_with("access_log.path: cannot open ") && err.contains("no/such"), "{err}");
+        let off = AccessLogConfig { enabled: false, ..config(&dir.path().join("off.log")) };
+        assert!(sink.apply(sink.prepare(&off).unwrap()).is_none());
+        assert!(!dir.path().join("off.log").exists(), "a log that is off opens nothing");
+    }
+}

@@ -108,13 +108,18 @@ async fn json_lines_have_the_documented_keys_and_values() {
     assert_eq!(c.get(format!("http://{http}/dead/x")).send().await.unwrap().status(), 502);
     b.behaviour.lock().unwrap().health_status = Some(503);
     assert_eq!(c.get(format!("http://{http}/healthz")).send().await.unwrap().status(), 503);
+    // HTTP/2 over TLS, with a body: counted as HTTP/1.1 bodies are.
+    let tls = client_for(p.https.unwrap(), &["localhost"]);
+    let r = tls.post(p.https_url("/echo?h2")).body("h2 body").send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.unwrap(), "h2 body");
 
-    let lines: Vec<serde_json::Value> = lines(&log, 4)
+    let lines: Vec<serde_json::Value> = lines(&log, 5)
         .await
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object: {e}: {l}")))
         .collect();
-    assert_eq!(lines.len(), 4, "one line per request");
+    assert_eq!(lines.len(), 5, "one line per request");
     let time = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$").unwrap();
     for line in &lines {
         let keys: BTreeSet<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
@@ -122,8 +127,10 @@ async fn json_lines_have_the_documented_keys_and_values() {
         assert!(time.is_match(line["time"].as_str().unwrap()), "{line}");
         assert_eq!(line["client_ip"], "127.0.0.1");
         assert!(line["client_port"].as_u64().unwrap() > 0);
-        assert_eq!(line["protocol"], "HTTP/1.1");
-        assert_eq!(line["tls"], serde_json::Value::Null);
+        if line["path"] != "/echo?h2" {
+            assert_eq!(line["protocol"], "HTTP/1.1");
+            assert_eq!(line["tls"], serde_json::Value::Null);
+        }
         assert!(line["duration_ms"].as_f64().unwrap() >= 0.0, "{line}");
         assert_eq!(line["request_id"].as_str().unwrap().len(), 32, "{line}");
     }
@@ -157,6 +164,14 @@ async fn json_lines_have_the_documented_keys_and_values() {
     assert_eq!(dead["upstream_connect_ms"], serde_json::Value::Null);
     assert_eq!(dead["upstream_first_byte_ms"], serde_json::Value::Null);
     assert_eq!(dead["route"], "*/dead/");
+
+    let h2 = find(&lines, "/echo?h2");
+    assert_eq!((h2["protocol"].as_str(), h2["tls"].as_str()), (Some("h2"), Some("TLSv1.3")));
+    assert_eq!((h2["request_bytes"].as_u64(), h2["bytes"].as_u64()), (Some(7), Some(7)));
+    assert_eq!(
+        (h2["host"].as_str(), h2["upstream_status"].as_u64()),
+        (Some(format!("localhost:{}", p.https.unwrap().port())).as_deref(), Some(200))
+    );
 
     let health = find(&lines, "/healthz");
     assert_eq!((health["status"].as_u64(), health["upstream_status"].as_u64()), (Some(503), Some(503)));
@@ -339,6 +354,58 @@ async fn sigusr1_reopens_the_file_after_logrotate_renamed_it() {
     let old = lines(&rotated, 3).await;
     assert_eq!(old.len(), 3, "{old:?}");
     assert!(old[2].contains("path=/between"), "{old:?}");
+    signal(&porter.0, "TERM");
+}
+
+/// The README's logrotate stanza run by the real logrotate (forced, own state file), with
+/// `kill -USR1 PID` for systemd's `systemctl kill`: the old lines stay in `access.log.1`,
+/// new ones land in a new `access.log`.
+#[tokio::test]
+async fn logrotate_with_the_readme_stanza_rotates_without_losing_a_line() {
+    let Some(logrotate) = crate::deploy_files::tool_or_skip("logrotate", "logrotate", "access-log logrotate") else {
+        return;
+    };
+    let b = Backend::start("one").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("porter.yaml");
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  http: \"127.0.0.1:{port}\"\nhttp:\n  redirect: false\naccess_log:\n  format: combined\n  path: {}\n\
+             upstreams:\n{}routes:\n  - upstream: web\n",
+            log.display(),
+            upstream_block("web", &[(&b, 1)])
+        ),
+    )
+    .unwrap();
+    let porter = spawn_porter(&config);
+    let c = plain_client();
+    for path in ["/one", "/two"] {
+        assert_eq!(c.get(format!("http://127.0.0.1:{port}{path}")).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(lines(&log, 2).await.len(), 2);
+
+    let stanza = format!(
+        "{} {{\n    daily\n    rotate 14\n    missingok\n    notifempty\n    compress\n    delaycompress\n    \
+         postrotate\n        kill -USR1 {}\n    endscript\n}}\n",
+        log.display(),
+        porter.0.id()
+    );
+    let conf = dir.path().join("logrotate.conf");
+    std::fs::write(&conf, stanza).unwrap();
+    let out = Command::new(logrotate).arg("-f").arg("-s").arg(dir.path().join("state")).arg(&conf).output().unwrap();
+    assert!(out.status.success(), "logrotate: {}", String::from_utf8_lossy(&out.stderr));
+    porter.wait_for_line("access log reopened", Duration::from_secs(10)).await;
+
+    assert_eq!(c.get(format!("http://127.0.0.1:{port}/three")).send().await.unwrap().status(), 200);
+    let new = lines(&log, 1).await;
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(new[0].contains("\"GET /three HTTP/1.1\""), "{new:?}");
+    let old = lines(&dir.path().join("access.log.1"), 2).await;
+    assert!(old[0].contains("GET /one ") && old[1].contains("GET /two "), "{old:?}");
+    assert_eq!(old.len(), 2);
     signal(&porter.0, "TERM");
 }
 
