@@ -74,6 +74,7 @@ pub(crate) struct RawLimits {
     pub max_body_bytes: Option<S<String>>,
     pub header_read_timeout: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
+    pub body_timeout: Option<S<String>>,
     pub max_connections: Option<S<usize>>,
     pub underscores_in_headers: Option<S<bool>>,
 }
@@ -158,6 +159,8 @@ pub(crate) struct RawPassive {
 pub(crate) struct RawTimeouts {
     pub connect: Option<S<String>>,
     pub response_header: Option<S<String>>,
+    pub read: Option<S<String>>,
+    pub send: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -152,6 +152,9 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The longest wait for the client between two reads of its body or two
+    /// writes of the response (nginx `client_body_timeout` / `send_timeout`).
+    pub body_timeout: Duration,
     pub max_connections: usize,
     /// Pass request header names containing `_` on (nginx's `underscores_in_headers`);
     /// off, they are dropped: CGI-style servers read `X_Real_IP` as `X-Real-IP`.
@@ -165,6 +168,7 @@ impl Default for Limits {
             max_body_bytes: 100_000_000,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
             max_connections: 20_000,
             underscores_in_headers: false,
         }
@@ -349,12 +353,22 @@ impl Default for PassiveConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeoutsConfig {
     pub connect: Duration,
+    /// From the request sent whole to the response head.
     pub response_header: Duration,
+    /// The longest wait between two reads of a response body (nginx `proxy_read_timeout`).
+    pub read: Duration,
+    /// The longest wait for the server to take more of a request body (nginx `proxy_send_timeout`).
+    pub send: Duration,
 }
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
-        TimeoutsConfig { connect: Duration::from_secs(3), response_header: Duration::from_secs(60) }
+        TimeoutsConfig {
+            connect: Duration::from_secs(3),
+            response_header: Duration::from_secs(60),
+            read: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+        }
     }
 }
 

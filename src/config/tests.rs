@@ -155,6 +155,7 @@ fn minimal_config_gets_every_default() {
         max_body_bytes: 100_000_000,
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(75),
+        body_timeout: Duration::from_secs(60),
         max_connections: 20_000,
         underscores_in_headers: false,
     };
@@ -177,7 +178,7 @@ fn minimal_config_gets_every_default() {
         }],
         health_check: None,
         passive: PassiveConfig { max_failures: 3, cooldown: Duration::from_secs(10) },
-        timeouts: TimeoutsConfig { connect: Duration::from_secs(3), response_header: Duration::from_secs(60) },
+        timeouts: TimeoutsConfig::default(),
         retries: 2,
         pool: PoolConfig { max_idle_per_server: 128, idle_timeout: Duration::from_secs(90) },
         http2: false,
@@ -259,6 +260,7 @@ routes:
         max_body_bytes: 10_000_000,
         header_read_timeout: Duration::from_millis(250),
         idle_timeout: Duration::from_secs(120),
+        body_timeout: Duration::from_secs(60),
         max_connections: 10,
         underscores_in_headers: true,
     };
@@ -287,7 +289,11 @@ routes:
     assert_eq!(s.passive, PassiveConfig { max_failures: 0, cooldown: Duration::ZERO });
     assert_eq!(
         s.timeouts,
-        TimeoutsConfig { connect: Duration::from_secs(1), response_header: Duration::from_secs(120) }
+        TimeoutsConfig {
+            connect: Duration::from_secs(1),
+            response_header: Duration::from_secs(120),
+            ..Default::default()
+        }
     );
     assert_eq!((s.retries, s.http2), (0, true));
     assert_eq!((s.tls.server_name.as_deref(), s.tls.ca.is_none()), (Some("internal.example"), true));

@@ -272,6 +272,12 @@ fn limits(check: &Checker, raw: Option<&RawLimits>) -> Result<Limits, ConfigErro
             defaults.idle_timeout,
             Zero::Forbidden,
         )?,
+        body_timeout: check.duration(
+            &raw.body_timeout,
+            "limits.body_timeout",
+            defaults.body_timeout,
+            Zero::Forbidden,
+        )?,
         max_connections,
         underscores_in_headers: raw
             .underscores_in_headers

@@ -84,6 +84,7 @@ impl ConnectionBuilders {
                 max_head: header_bytes,
                 header_read_timeout: limits.header_read_timeout,
                 idle_timeout: limits.idle_timeout,
+                body_timeout: limits.body_timeout,
                 keep_underscores: limits.underscores_in_headers,
             },
         }

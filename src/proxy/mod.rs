@@ -150,7 +150,7 @@ async fn proxy<'r>(
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
-    let mut body = RequestBody::new(body, limit);
+    let mut body = RequestBody::new(body, limit, runtime.limits.body_timeout);
     if let Some(record) = record.as_mut().filter(|_| !http_body::Body::is_end_stream(&body)) {
         body = body.counting(record.count_request_body());
     }
@@ -192,7 +192,7 @@ async fn proxy<'r>(
         return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease)))
+    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, route.upstream.read_timeout)))
 }
 
 /// Host from `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target), else the Host header.
