@@ -3,6 +3,8 @@
 //! [`start`] binds the listeners a [`Config`] names and serves until
 //! [`Porter::shutdown`]; the binary (`main.rs`) adds the command line and
 //! signals, and the tests start porter in-process the same way.
+//! [`start_with`] takes listening sockets handed over instead (systemd socket
+//! activation, or the previous process in an upgrade: [`handover`]).
 
 pub mod access_log;
 pub mod acme;
