@@ -48,6 +48,7 @@ cat >"$WORK/porter.yaml" <<YAML
 listen: { http: "127.0.0.1:18080", https: "127.0.0.1:18443" }
 tls: { certs: $WORK/certs }
 http: { redirect: false }
+access_log: { enabled: false }
 upstreams:
   web: { servers: [ { url: "http://127.0.0.1:19001" }, { url: "http://127.0.0.1:19002" } ] }
 routes: [ { upstream: web } ]

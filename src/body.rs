@@ -9,14 +9,20 @@
 //! These types sit below the listeners, the proxy pipeline and the upstream
 //! client, which all pass them around.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use crate::access_log::AccessRecord;
+use crate::upstream::server::now_ms;
 use crate::upstream::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -79,18 +85,166 @@ impl Body for ClientBody {
     }
 }
 
+/// Whose fault a client's failed request body is; every failure of the
+/// client's body on the forwarding path is classified here, once. None of
+/// them counts against the server the body was going to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The body broke its framing (a bad chunk): 400.
+    Malformed,
+    /// The client closed or reset the connection (or its stream) before the
+    /// body was whole: logged as 499, nobody is left to answer.
+    Gone,
+    /// The client sent nothing for `limits.body_timeout`: 408.
+    Stalled,
+}
+
+/// A client body's failure, as the forwarding path sees it.
+#[derive(Debug)]
+pub struct ClientBodyError {
+    pub fault: ClientFault,
+    source: Option<BoxError>,
+}
+
+impl ClientBodyError {
+    fn classify(error: BoxError) -> ClientBodyError {
+        let fault = if error.is::<crate::http1::chunked::ChunkError>() || is_parse_error(&*error) {
+            ClientFault::Malformed
+        } else {
+            ClientFault::Gone
+        };
+        ClientBodyError { fault, source: Some(error) }
+    }
+
+    /// The client fault in `error`'s chain, if the failure was the client's body.
+    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<ClientBodyError>() {
+                return Some(found.fault);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+fn is_parse_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_parse())
+}
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.source, self.fault) {
+            (_, ClientFault::Stalled) => f.write_str("client sent no request body bytes for limits.body_timeout"),
+            (Some(source), _) => write!(f, "client request body: {source}"),
+            (None, _) => f.write_str("client request body failed"),
+        }
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// How far a request body has gone, shared with the code that waits for the
+/// server's answer (hyper's clients poll the body on their own): the
+/// `response_header` timer starts when the body has been sent whole, a wait
+/// on the client is the client's (`limits.body_timeout`), and any other wait
+/// while the body is unfinished is the server not taking it (`timeouts.send`).
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    /// `now_ms()` when the body ended (sent whole or failed); 0 while it streams.
+    ended_ms: AtomicU64,
+    /// `now_ms()` of the last frame taken from the client.
+    last_frame_ms: AtomicU64,
+    waiting_on_client: AtomicBool,
+    /// The body failed on the client's side (or passed `max_body_bytes`).
+    failed: AtomicBool,
+}
+
+impl BodyProgress {
+    pub fn ended_ms(&self) -> Option<u64> {
+        Some(self.ended_ms.load(Ordering::Relaxed)).filter(|&ms| ms != 0)
+    }
+    pub fn last_frame_ms(&self) -> u64 {
+        self.last_frame_ms.load(Ordering::Relaxed)
+    }
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting_on_client.load(Ordering::Relaxed)
+    }
+    fn end(&self) {
+        self.waiting_on_client.store(false, Ordering::Relaxed);
+        self.ended_ms.store(now_ms().max(1), Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<ClientBody>,
     remaining: u64,
+    /// `limits.body_timeout`: the longest wait for the client's next bytes.
+    stall_timeout: Duration,
+    /// Made on the first wait for the client (most bodies arrive with their
+    /// head and never wait), then moved on: one timer per body at most.
+    stall_timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    progress: Option<Arc<BodyProgress>>,
+    /// The access log's count of body bytes read (only when the log is on).
+    counted: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
-    pub fn new(inner: ClientBody, limit: u64) -> RequestBody {
-        RequestBody { inner: Some(inner), remaining: limit }
+    pub fn new(inner: ClientBody, limit: u64, stall_timeout: Duration) -> RequestBody {
+        RequestBody {
+            inner: Some(inner),
+            remaining: limit,
+            stall_timeout,
+            stall_timer: None,
+            waiting: false,
+            progress: None,
+            counted: None,
+        }
     }
     pub fn empty() -> RequestBody {
-        RequestBody { inner: None, remaining: 0 }
+        RequestBody {
+            inner: None,
+            remaining: 0,
+            stall_timeout: Duration::from_secs(60),
+            stall_timer: None,
+            waiting: false,
+            progress: None,
+            counted: None,
+        }
+    }
+
+    /// Adds the bytes read to `counter` as they pass.
+    pub fn counting(mut self, counter: Arc<AtomicU64>) -> RequestBody {
+        self.counted = Some(counter);
+        self
+    }
+
+    /// Shares this body's progress with whoever waits on the server's answer.
+    pub fn track(&mut self) -> Arc<BodyProgress> {
+        let progress = self.progress.get_or_insert_with(Arc::default).clone();
+        if self.is_end_stream() {
+            progress.end();
+        }
+        progress
+    }
+
+    fn failed(&mut self, error: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.inner = None;
+        if let Some(progress) = &self.progress {
+            progress.failed.store(true, Ordering::Relaxed);
+            progress.end();
+        }
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -103,19 +257,56 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.waiting = false;
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > this.remaining {
-                        this.inner = None;
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                        return this.failed(Box::new(BodyTooLarge));
                     }
                     this.remaining -= len;
+                    if let Some(counted) = &this.counted {
+                        counted.fetch_add(len, Ordering::Relaxed);
+                    }
+                }
+                if let Some(progress) = &this.progress {
+                    progress.waiting_on_client.store(false, Ordering::Relaxed);
+                    progress.last_frame_ms.store(now_ms(), Ordering::Relaxed);
+                    if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
+                        progress.end();
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => {
+                let error = ClientBodyError::classify(e);
+                this.failed(Box::new(error))
+            }
+            Poll::Ready(None) => {
+                this.inner = None;
+                if let Some(progress) = &this.progress {
+                    progress.end();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let until = tokio::time::Instant::now() + this.stall_timeout;
+                    match &mut this.stall_timer {
+                        Some(timer) => timer.as_mut().reset(until),
+                        None => this.stall_timer = Some(Box::pin(tokio::time::sleep_until(until))),
+                    }
+                    if let Some(progress) = &this.progress {
+                        progress.waiting_on_client.store(true, Ordering::Relaxed);
+                    }
+                }
+                let timer = this.stall_timer.as_mut().expect("armed above");
+                if timer.as_mut().poll(cx).is_ready() {
+                    let error = ClientBodyError { fault: ClientFault::Stalled, source: None };
+                    return this.failed(Box::new(error));
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -169,6 +360,11 @@ pub struct ResponseBody {
     /// response has been read to the end.
     lease: Option<Lease>,
     record: Option<Box<AccessRecord>>,
+    /// `timeouts.read` for a body read by hyper's client (porter's own keeps
+    /// its timer on the connection); made on the first wait.
+    read_timeout: Duration,
+    stall_timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
 
 impl ResponseBody {
@@ -180,12 +376,37 @@ impl ResponseBody {
         ResponseBody::new(Inner::Local(None))
     }
 
-    pub fn upstream(body: ServerBody, lease: Lease) -> ResponseBody {
-        ResponseBody { inner: Inner::Upstream(body), finished: false, bytes: 0, lease: Some(lease), record: None }
+    pub fn upstream(body: ServerBody, lease: Lease, read_timeout: Duration) -> ResponseBody {
+        let mut response = ResponseBody::new(Inner::Upstream(body));
+        response.lease = Some(lease);
+        response.read_timeout = read_timeout;
+        response
     }
 
     fn new(inner: Inner) -> ResponseBody {
-        ResponseBody { inner, finished: false, bytes: 0, lease: None, record: None }
+        ResponseBody {
+            inner,
+            finished: false,
+            bytes: 0,
+            lease: None,
+            record: None,
+            read_timeout: Duration::from_secs(60),
+            stall_timer: None,
+            waiting: false,
+        }
+    }
+
+    /// hyper's body has no timer of its own: a wait for the server is bounded here.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<BoxError> {
+        let until = tokio::time::Instant::now() + self.read_timeout;
+        let timer = self.stall_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        if !std::mem::replace(&mut self.waiting, true) {
+            timer.as_mut().reset(until);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Box::new(crate::upstream::http1::ReadTimedOut)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// A server's response fields kept as bytes (porter's own HTTP/1.1 client),
@@ -210,15 +431,33 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Upstream(ServerBody::Hyper(body)) => {
-                Pin::new(body).poll_frame(cx).map_err(|e| Box::new(e) as BoxError)
-            }
+            Inner::Upstream(ServerBody::Hyper(body)) => match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => match this.poll_stall(cx) {
+                    Poll::Ready(error) => Poll::Ready(Some(Err(error))),
+                    Poll::Pending => Poll::Pending,
+                },
+                polled => {
+                    this.waiting = false;
+                    polled.map_err(|e| Box::new(e) as BoxError)
+                }
+            },
             Inner::Upstream(ServerBody::Http1(body)) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                // Only the server fails a body porter reads from it: a reset, a close
+                // mid-body, bytes it cannot frame, or silence for `timeouts.read`.
+                // Unless the client's own body broke first and took the exchange down with it.
+                if let Some(lease) = this.lease.take() {
+                    tracing::debug!(server = %lease.server().label, %error, "upstream response body failed");
+                    if !lease.request_body_failed() {
+                        lease.server().record_failure("response body failed");
+                    }
                 }
             }
             Poll::Ready(None) => this.finished = true,

@@ -14,6 +14,8 @@ use crate::config::Config;
 use crate::proxy::{headers, strict};
 use crate::router::{normalize_host, Router};
 
+pub mod response;
+
 /// The config loader: any text either loads or is refused with an error
 /// that names a place in the file; never a panic.
 pub fn config(data: &[u8]) {
@@ -132,6 +134,16 @@ pub fn h1_differential(data: &[u8]) {
     }
 }
 
+/// The same server bytes through porter's own upstream HTTP/1.1 client and
+/// hyper's client (`fuzzing::response`): any disagreement on where a response
+/// ends (status, body, whether the connection can carry the next request)
+/// beyond the differences porter makes by design fails.
+pub fn h1_response_differential(data: &[u8]) {
+    if let Err(disagreement) = response::compare(data) {
+        panic!("porter and hyper read the response {:?} differently: {disagreement}", String::from_utf8_lossy(data));
+    }
+}
+
 /// The request head as porter's HTTP/1.1 server receives it: its parser
 /// (`http1::request`) reads a head the same whether the bytes came at once or
 /// the connection loop parsed a prefix first; a head with both framings is
@@ -217,12 +229,13 @@ mod tests {
     fn saved_crash_inputs_pass() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 5] = [
+        let targets: [(&str, Target); 6] = [
             ("config", super::config),
             ("route", super::route),
             ("header_rewrite", super::header_rewrite),
             ("request_head", super::request_head),
             ("h1_differential", super::h1_differential),
+            ("h1_response_differential", super::h1_response_differential),
         ];
         let mut replayed = 0;
         for (name, target) in targets {

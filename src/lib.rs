@@ -3,6 +3,8 @@
 //! [`start`] binds the listeners a [`Config`] names and serves until
 //! [`Porter::shutdown`]; the binary (`main.rs`) adds the command line and
 //! signals, and the tests start porter in-process the same way.
+//! [`start_with`] takes listening sockets handed over instead (systemd socket
+//! activation, or the previous process in an upgrade: [`handover`]).
 
 pub mod access_log;
 pub mod acme;
@@ -60,6 +62,8 @@ pub struct Porter {
     /// The listener settings of the running configuration (addresses fixed at start).
     listen: std::sync::Mutex<config::Listen>,
     acme: Arc<acme::Acme>,
+    /// The access log's writer (stderr or `access_log.path`), kept across reloads.
+    access_log: access_log::Sink,
     /// Copies of the listening sockets, for a successor to take over ([`Porter::listening_fds`]).
     listening: Vec<(&'static str, std::os::fd::OwnedFd)>,
     /// Stops the admin listener's accepting at once (a hand-over: the successor answers).
@@ -113,6 +117,8 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
         }
     }
     let certs = CertResolver::new(store);
+    let access_log = access_log::Sink::start().map_err(|e| StartError(format!("cannot start the access log: {e}")))?;
+    let log = access_log.prepare(&config.access_log).map_err(StartError)?;
 
     let https_listener = bind(config.listen.https, "https", inherited).await?;
     let http_listener = bind(config.listen.http, "http", inherited).await?;
@@ -128,7 +134,8 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
     let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
 
-    let runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
+    let mut runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
+    runtime.access_log = access_log.apply(log);
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
     let (stop, stop_rx) = watch::channel(false);
     let drain = Arc::new(shutdown::Drain::new());
@@ -203,6 +210,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
         slots,
         listen: std::sync::Mutex::new(config.listen.clone()),
         acme,
+        access_log,
         listening,
         admin_stop,
     })
@@ -232,6 +240,8 @@ impl Porter {
         for warning in validate(config)? {
             tracing::warn!("{warning}");
         }
+        // First: a file that cannot be opened refuses the reload before anything changes.
+        let log = self.access_log.prepare(&config.access_log).map_err(StartError)?;
         {
             let mut listen = self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for warning in restart_needed(&listen, &config.listen) {
@@ -256,8 +266,10 @@ impl Porter {
             }
         }
         let previous = self.shared.runtime.load_full();
-        let runtime = Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
-            .map_err(StartError)?;
+        let mut runtime =
+            Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
+                .map_err(StartError)?;
+        runtime.access_log = self.access_log.apply(log);
         self.shared.runtime.store(Arc::new(runtime));
         for slots in &self.slots {
             slots.resize(config.limits.max_connections);
@@ -267,6 +279,11 @@ impl Porter {
         previous.cancel.cancel();
         self.acme.apply(config);
         Ok(())
+    }
+
+    /// SIGUSR1: opens the access log file again at its path (after logrotate moved it).
+    pub fn reopen_logs(&self) {
+        self.access_log.reopen();
     }
 
     /// Managed names, their state, and the ACME counters (for /status and metrics).
@@ -324,6 +341,8 @@ impl Porter {
         if let Some(task) = self.admin_task {
             task.abort();
         }
+        // The lines of the last requests, written before the process exits.
+        self.access_log.close().await;
     }
 }
 
@@ -331,7 +350,20 @@ impl Porter {
 /// what loading it checked: an error refuses the file, warnings name settings that are
 /// parsed but not implemented (never passed over silently).
 pub fn validate(config: &Config) -> Result<Vec<String>, StartError> {
-    let _ = config; // every setting is implemented now; new checks go here
+    // What start would fail to open, `porter check` names too (it cannot know permissions).
+    if let (true, Some(path)) = (config.access_log.enabled, &config.access_log.path) {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if path.is_dir() {
+            return Err(StartError(format!("access_log.path: {} is a folder, not a file", path.display())));
+        }
+        if !folder.is_dir() {
+            return Err(StartError(format!(
+                "access_log.path: {}: the folder {} does not exist",
+                path.display(),
+                folder.display()
+            )));
+        }
+    }
     Ok(Vec::new())
 }
 

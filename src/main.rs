@@ -25,9 +25,11 @@ use tokio::signal::unix::{signal, SignalKind};
     version,
     about = "HTTP/HTTPS edge reverse proxy and load balancer",
     after_long_help = "Environment: PORTER_WORKERS=N worker threads (as --workers); PORTER_WATCH=1 (as --watch); RUST_LOG log level \
-                       (default info; warn turns the access log off).\n\
-                       Signals: SIGHUP reloads the configuration and certificates; SIGTERM and SIGINT stop \
-                       accepting, finish requests in flight (shutdown_timeout), then exit 0. SIGUSR2 \
+                       and filter (default info; --log-level wins). The access log is `access_log:` in the \
+                       configuration, whatever the level.\n\
+                       Signals: SIGHUP reloads the configuration and certificates; SIGUSR1 reopens the access \
+                       log file (logrotate); SIGTERM and SIGINT stop accepting, finish requests in flight \
+                       (shutdown_timeout), then exit 0. SIGUSR2 \
                        upgrades: the binary at the same path starts with the same arguments, takes the \
                        listening sockets over, and this process drains and exits 0.\n\
                        Listening sockets from systemd (LISTEN_FDS) are used instead of binding."
@@ -36,9 +38,12 @@ struct Cli {
     /// Configuration file (default: porter.yaml, then /etc/porter/porter.yaml)
     #[arg(short = 'c', long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log line format (stderr); the level comes from RUST_LOG (default info)
+    /// Format of porter's own log lines (stderr); the access log has `access_log.format`
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Level of porter's own log lines [default: RUST_LOG, else info]; wins over RUST_LOG
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
     /// Worker threads [default: one per core]
     #[arg(long, env = "PORTER_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
@@ -77,6 +82,15 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
 // mimalloc: per-thread free lists make the allocations of a request (heads, header maps,
 // futures) cost a fraction of glibc malloc's (bench/instructions.sh, README).
 #[global_allocator]
@@ -108,7 +122,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Check) | None => {}
     }
-    let _log_guard = init_logging(cli.log_format);
+    let _log_guard = init_logging(cli.log_format, cli.log_level);
     let path = match config_path(cli.config) {
         Ok(path) => path,
         Err(message) => {
@@ -205,65 +219,37 @@ fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
     Err("no configuration: pass --config FILE, or create porter.yaml or /etc/porter/porter.yaml".into())
 }
 
-/// Access-log lines queued for the writer before new ones are dropped, unless
-/// `PORTER_ACCESS_LOG_QUEUE` says otherwise: enough that a short stall of stderr
-/// loses nothing.
-const ACCESS_LOG_QUEUE: usize = 4096;
-
-fn init_logging(format: LogFormat) -> [tracing_appender::non_blocking::WorkerGuard; 2] {
-    use tracing_subscriber::filter::{filter_fn, EnvFilter};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    // Log lines are handed to writer threads so a slow stderr never stalls a request.
-    // Operational lines are never dropped; access lines are, when their writer falls
-    // behind (a full queue would otherwise block workers), and the drops are counted.
-    let (events, events_guard) =
+fn init_logging(format: LogFormat, level: Option<LogLevel>) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    // Lines go through a writer thread so a slow stderr never stalls a request; none are
+    // dropped. (The access log has its own writer: src/access_log.)
+    let (events, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    let (access, access_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(
-            std::env::var("PORTER_ACCESS_LOG_QUEUE")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(ACCESS_LOG_QUEUE),
-        )
-        .finish(std::io::stderr());
-    porter::access_log::count_drops_with(access.error_counter());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let is_access = |m: &tracing::Metadata<'_>| m.target() == porter::access_log::TARGET;
-    let layers = match format {
-        LogFormat::Text => vec![
-            tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(events)
-                .with_filter(filter_fn(move |m| !is_access(m)))
-                .boxed(),
-            tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(access)
-                .with_filter(filter_fn(is_access))
-                .boxed(),
-        ],
-        LogFormat::Json => vec![
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_writer(events)
-                .with_filter(filter_fn(move |m| !is_access(m)))
-                .boxed(),
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_writer(access)
-                .with_filter(filter_fn(is_access))
-                .boxed(),
-        ],
+    // The flag wins over RUST_LOG, as a command line does over the environment (nginx's
+    // `-g 'error_log ... warn;'` over its file); RUST_LOG keeps its per-target directives.
+    let filter = match level {
+        Some(level) => EnvFilter::default().add_directive(LevelFilter::from(level).into()),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::registry().with(filter).with(layers).init();
-    [events_guard, access_guard]
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(events);
+    match format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    guard
+}
+
+impl From<LogLevel> for tracing_subscriber::filter::LevelFilter {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Error => Self::ERROR,
+            LogLevel::Warn => Self::WARN,
+            LogLevel::Info => Self::INFO,
+            LogLevel::Debug => Self::DEBUG,
+            LogLevel::Trace => Self::TRACE,
+        }
+    }
 }
 
 fn check(path: &Path, config: &Config) -> ExitCode {
@@ -305,6 +291,12 @@ fn check_report(path: &Path, config: &Config, out: &mut String) -> ExitCode {
     if listen.http.is_some() {
         let _ = writeln!(out, "  http: {}", if config.http.redirect { "redirects to https" } else { "serves routes" });
     }
+    let log = &config.access_log;
+    let _ = match (&log.path, log.enabled) {
+        (_, false) => writeln!(out, "  access log: off"),
+        (Some(file), true) => writeln!(out, "  access log: {} to {}", log.format, file.display()),
+        (None, true) => writeln!(out, "  access log: {} to stderr", log.format),
+    };
     let _ = writeln!(out, "routes:");
     for route in &config.routes {
         let strip = if route.strip_prefix { " (prefix stripped)" } else { "" };
@@ -374,10 +366,11 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited, watch: b
     let mut shutdown_timeout = config.shutdown_timeout;
     // Handlers first: a SIGHUP that arrives while porter starts must not kill it (the
     // default action); it is handled as a reload once porter runs.
-    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr2)) = (
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut usr2)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
         signal(SignalKind::user_defined2()),
     ) else {
         tracing::error!("cannot install signal handlers");
@@ -411,6 +404,8 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited, watch: b
         tokio::select! {
             _ = hup.recv() => reload(&porter, &path, &mut shutdown_timeout),
             () = file_changed(&mut watcher) => reload(&porter, &path, &mut shutdown_timeout),
+            // logrotate's `postrotate`: the access log file was moved away.
+            _ = usr1.recv() => porter.reopen_logs(),
             _ = usr2.recv() => upgrades.begin(&porter.listening_fds()),
             pid = upgrades.taken_over() => {
                 successor = Some(pid);

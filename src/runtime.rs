@@ -42,6 +42,9 @@ pub struct Runtime {
     pub proxy_protocol: bool,
     /// `listen.trusted_proxies`: clients whose forwarding headers are kept.
     pub trusted_proxies: Vec<crate::config::Cidr>,
+    /// Where this snapshot's requests log (`None`: the access log is off). Set by
+    /// `Porter` after the build, from its writer.
+    pub access_log: Option<Arc<crate::access_log::Log>>,
     /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
     pub cancel: CancellationToken,
 }
@@ -88,6 +91,7 @@ impl Runtime {
             tls,
             proxy_protocol: config.listen.proxy_protocol,
             trusted_proxies: config.listen.trusted_proxies.clone(),
+            access_log: None,
             cancel,
         })
     }

@@ -348,6 +348,7 @@ class Porter(Peer):
         tls: {{ certs: "{c.certs}" }}
         http: {{ redirect: false }}
         limits: {{ idle_timeout: 75s, max_connections: {max(1000, c.nofile)} }}
+        access_log: {{ enabled: false }}
         upstreams:
           small: {{ servers: [ {servers(c.small)} ] }}
           big: {{ servers: [ {servers(c.big)} ] }}
@@ -361,7 +362,7 @@ class Porter(Peer):
     def command(self):
         return [self.binary(), "--config", os.path.join(self.dir, "porter.yaml")], {
             "PORTER_WORKERS": "1",
-            "RUST_LOG": "warn",
+            "RUST_LOG": "warn",  # porter's own lines; the access log is off in the config
         }
 
 

@@ -35,9 +35,9 @@ use std::time::Duration;
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use schema::{
-    AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig,
-    PoolConfig, RouteConfig, Scheme, ServerConfig, ServerUrl, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig,
-    UpstreamTls, MAX_WEIGHT,
+    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
+    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, Scheme, ServerConfig, ServerUrl,
+    TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -50,6 +50,7 @@ pub struct Config {
     /// `acme:` present: porter manages these certificates itself.
     pub acme: Option<AcmeConfig>,
     pub shutdown_timeout: Duration,
+    pub access_log: AccessLogConfig,
     /// Sorted by name; every route's `upstream` is a key here.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In file order; never empty.

@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub acme: Option<S<RawAcme>>,
     pub shutdown_timeout: Option<S<String>>,
+    pub access_log: Option<RawAccessLog>,
     // Absent = no upstreams; each route then reports the missing name.
     pub upstreams: Option<S<SpannedMap<S<RawUpstream>>>>,
     pub routes: S<Vec<S<RawRoute>>>,
@@ -73,8 +74,26 @@ pub(crate) struct RawLimits {
     pub max_body_bytes: Option<S<String>>,
     pub header_read_timeout: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
+    pub body_timeout: Option<S<String>>,
     pub max_connections: Option<S<usize>>,
     pub underscores_in_headers: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccessLog {
+    pub format: Option<RawAccessLogFormat>,
+    pub path: Option<S<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// Read as an enum for serde's "unknown variant `x`, expected one of ..." message.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawAccessLogFormat {
+    Text,
+    Json,
+    Combined,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +159,8 @@ pub(crate) struct RawPassive {
 pub(crate) struct RawTimeouts {
     pub connect: Option<S<String>>,
     pub response_header: Option<S<String>>,
+    pub read: Option<S<String>>,
+    pub send: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

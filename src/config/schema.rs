@@ -74,6 +74,42 @@ pub struct HttpConfig {
     pub acme_webroot: Option<PathBuf>,
 }
 
+/// `access_log:` (SPEC §3): one line per request, on stderr or in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    pub format: AccessLogFormat,
+    /// A file (already joined to the config file's directory), reopened on SIGUSR1;
+    /// `None` (absent or `""`): stderr.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig { enabled: true, format: AccessLogFormat::Text, path: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `key=value` pairs after a timestamp (logfmt quoting).
+    Text,
+    /// One JSON object per line, the field names of the README's table.
+    Json,
+    /// Apache/nginx "combined", as GoAccess, fail2ban and Filebeat read it.
+    Combined,
+}
+
+impl fmt::Display for AccessLogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessLogFormat::Text => "text",
+            AccessLogFormat::Json => "json",
+            AccessLogFormat::Combined => "combined",
+        })
+    }
+}
+
 /// `acme:` (SPEC §3, §4): porter orders and renews its own certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeConfig {
@@ -117,6 +153,9 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The longest wait for the client between two reads of its body or two
+    /// writes of the response (nginx `client_body_timeout` / `send_timeout`).
+    pub body_timeout: Duration,
     pub max_connections: usize,
     /// Pass request header names containing `_` on (nginx's `underscores_in_headers`);
     /// off, they are dropped: CGI-style servers read `X_Real_IP` as `X-Real-IP`.
@@ -130,6 +169,7 @@ impl Default for Limits {
             max_body_bytes: 100_000_000,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
             max_connections: 20_000,
             underscores_in_headers: false,
         }
@@ -314,12 +354,22 @@ impl Default for PassiveConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeoutsConfig {
     pub connect: Duration,
+    /// From the request sent whole to the response head.
     pub response_header: Duration,
+    /// The longest wait between two reads of a response body (nginx `proxy_read_timeout`).
+    pub read: Duration,
+    /// The longest wait for the server to take more of a request body (nginx `proxy_send_timeout`).
+    pub send: Duration,
 }
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
-        TimeoutsConfig { connect: Duration::from_secs(3), response_header: Duration::from_secs(60) }
+        TimeoutsConfig {
+            connect: Duration::from_secs(3),
+            response_header: Duration::from_secs(60),
+            read: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+        }
     }
 }
 

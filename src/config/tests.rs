@@ -155,11 +155,14 @@ fn minimal_config_gets_every_default() {
         max_body_bytes: 100_000_000,
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(75),
+        body_timeout: Duration::from_secs(60),
         max_connections: 20_000,
         underscores_in_headers: false,
     };
     assert_eq!(config.limits, limits);
     assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    let access_log = AccessLogConfig { enabled: true, format: AccessLogFormat::Text, path: None };
+    assert_eq!(config.access_log, access_log, "on, text, stderr");
     let web = &config.upstreams["web"];
     let expected = UpstreamConfig {
         balance: Balance::WeightedRoundRobin,
@@ -175,7 +178,7 @@ fn minimal_config_gets_every_default() {
         }],
         health_check: None,
         passive: PassiveConfig { max_failures: 3, cooldown: Duration::from_secs(10) },
-        timeouts: TimeoutsConfig { connect: Duration::from_secs(3), response_header: Duration::from_secs(60) },
+        timeouts: TimeoutsConfig::default(),
         retries: 2,
         pool: PoolConfig { max_idle_per_server: 128, idle_timeout: Duration::from_secs(90) },
         http2: false,
@@ -220,6 +223,7 @@ tls: {certs: /srv/certs, min_version: 1.3, hsts: max-age=60}
 http: {redirect: false, redirect_port: 8443, acme_webroot: acme}
 limits: {max_header_bytes: 16KiB, max_body_bytes: 10MB, header_read_timeout: 250ms, idle_timeout: 2m, max_connections: 10, underscores_in_headers: true}
 shutdown_timeout: 0s
+access_log: {format: combined, path: log/access.log, enabled: false}
 upstreams:
   sticky:
     balance: consistent_hash
@@ -256,10 +260,18 @@ routes:
         max_body_bytes: 10_000_000,
         header_read_timeout: Duration::from_millis(250),
         idle_timeout: Duration::from_secs(120),
+        body_timeout: Duration::from_secs(60),
         max_connections: 10,
         underscores_in_headers: true,
     };
     assert_eq!(c.limits, limits);
+    let access_log = AccessLogConfig {
+        enabled: false,
+        format: AccessLogFormat::Combined,
+        path: Some(PathBuf::from("/etc/porter/log/access.log")),
+    };
+    assert_eq!(c.access_log, access_log);
+    assert_eq!(parse(&format!("access_log: {{path: \"\"}}\n{MINIMAL}")).unwrap().access_log.path, None);
     assert_eq!(c.shutdown_timeout, Duration::ZERO);
     let s = &c.upstreams["sticky"];
     assert_eq!(s.balance, Balance::ConsistentHash);
@@ -277,7 +289,11 @@ routes:
     assert_eq!(s.passive, PassiveConfig { max_failures: 0, cooldown: Duration::ZERO });
     assert_eq!(
         s.timeouts,
-        TimeoutsConfig { connect: Duration::from_secs(1), response_header: Duration::from_secs(120) }
+        TimeoutsConfig {
+            connect: Duration::from_secs(1),
+            response_header: Duration::from_secs(120),
+            ..Default::default()
+        }
     );
     assert_eq!((s.retries, s.http2), (0, true));
     assert_eq!((s.tls.server_name.as_deref(), s.tls.ca.is_none()), (Some("internal.example"), true));

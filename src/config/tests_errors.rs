@@ -398,3 +398,22 @@ fn upstream_tls_problems() {
     let err = fail(&with_tls("      ca: x\n"));
     assert_message(&err, "unknown field `ca`");
 }
+
+#[test]
+fn access_log_errors() {
+    let err = fail(&format!("access_log:\n  format: common\n{BASE}"));
+    assert_at(&err, 2, 11, "access_log.format");
+    assert_message(&err, "unknown variant `common`, expected one of text, json, combined");
+
+    let err = fail(&format!("access_log:\n  file: /var/log/porter.log\n{BASE}"));
+    assert_at(&err, 2, 3, "access_log.file");
+    assert_message(&err, "unknown field `file`");
+
+    let err = fail(&format!("access_log:\n  path: /var/log/porter/\n{BASE}"));
+    assert_at(&err, 2, 9, "access_log.path");
+    assert_message(&err, "names a folder");
+
+    let err = fail(&format!("access_log:\n  enabled: maybe\n{BASE}"));
+    assert_at(&err, 2, 12, "access_log.enabled");
+    assert_message(&err, "expected true or false");
+}

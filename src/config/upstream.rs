@@ -229,6 +229,8 @@ fn timeouts(check: &Checker, prefix: &str, raw: Option<&RawTimeouts>) -> Result<
             defaults.response_header,
             Zero::Forbidden,
         )?,
+        read: check.duration(&t.read, &join(prefix, "read"), defaults.read, Zero::Forbidden)?,
+        send: check.duration(&t.send, &join(prefix, "send"), defaults.send, Zero::Forbidden)?,
     })
 }
 

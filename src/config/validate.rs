@@ -10,8 +10,10 @@ use serde_saphyr::Location;
 
 use super::error::{describe_location, ConfigError};
 use super::locate::join;
-use super::raw::{RawConfig, RawHttp, RawLimits, RawListen, RawRoute, RawTls, S};
-use super::schema::{HttpConfig, Limits, Listen, RouteConfig, TlsConfig, TlsVersion, UpstreamConfig};
+use super::raw::{RawAccessLog, RawAccessLogFormat, RawConfig, RawHttp, RawLimits, RawListen, RawRoute, RawTls, S};
+use super::schema::{
+    AccessLogConfig, AccessLogFormat, HttpConfig, Limits, Listen, RouteConfig, TlsConfig, TlsVersion, UpstreamConfig,
+};
 use super::units::{parse_duration, parse_size};
 use super::values::{check_path, parse_listen_addr, parse_route_host, parse_tls_version};
 use super::Config;
@@ -78,6 +80,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     let limits = limits(&check, raw.limits.as_ref())?;
     let shutdown_timeout =
         check.duration(&raw.shutdown_timeout, "shutdown_timeout", Duration::from_secs(30), Zero::Allowed)?;
+    let access_log = access_log(&check, raw.access_log.as_ref(), base_dir)?;
     let upstreams = match &raw.upstreams {
         Some(map) => super::upstream::upstreams(&check, &map.value, base_dir)?,
         None => BTreeMap::new(),
@@ -94,6 +97,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         limits,
         acme,
         shutdown_timeout,
+        access_log,
         upstreams,
         routes,
         base_dir: base_dir.to_path_buf(),
@@ -199,6 +203,31 @@ fn http(check: &Checker, raw: Option<&RawHttp>, listen: &Listen, base_dir: &Path
     Ok(HttpConfig { redirect, redirect_port, acme_webroot })
 }
 
+fn access_log(check: &Checker, raw: Option<&RawAccessLog>, base_dir: &Path) -> Result<AccessLogConfig, ConfigError> {
+    let Some(raw) = raw else { return Ok(AccessLogConfig::default()) };
+    let path = match &raw.path {
+        // SPEC §3 writes `path: ""` for "no file": stderr.
+        Some(p) if p.value.is_empty() => None,
+        Some(p) => {
+            if p.value.ends_with('/') {
+                return Err(check.err(
+                    p.referenced,
+                    "access_log.path",
+                    "names a folder: give a file name, like \"/var/log/porter/access.log\"",
+                ));
+            }
+            Some(base_dir.join(&p.value))
+        }
+        None => None,
+    };
+    let format = match raw.format {
+        Some(RawAccessLogFormat::Text) | None => AccessLogFormat::Text,
+        Some(RawAccessLogFormat::Json) => AccessLogFormat::Json,
+        Some(RawAccessLogFormat::Combined) => AccessLogFormat::Combined,
+    };
+    Ok(AccessLogConfig { enabled: raw.enabled.unwrap_or(true), format, path })
+}
+
 /// A directory setting, relative to the config file's directory.
 pub(crate) fn resolve(check: &Checker, raw: &S<String>, field: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
     if raw.value.is_empty() {
@@ -241,6 +270,12 @@ fn limits(check: &Checker, raw: Option<&RawLimits>) -> Result<Limits, ConfigErro
             &raw.idle_timeout,
             "limits.idle_timeout",
             defaults.idle_timeout,
+            Zero::Forbidden,
+        )?,
+        body_timeout: check.duration(
+            &raw.body_timeout,
+            "limits.body_timeout",
+            defaults.body_timeout,
             Zero::Forbidden,
         )?,
         max_connections,

@@ -48,9 +48,15 @@ pub fn porter_reads(input: &[u8]) -> (Vec<Seen>, PorterEnd) {
         if buf.is_empty() {
             return (seen, PorterEnd::Clean);
         }
+        let at = input.len() - buf.len();
         let head = match request::parse(&mut buf, 1 << 20, true) {
             Ok(Some(head)) => head,
             Ok(None) => return (seen, PorterEnd::Incomplete),
+            // A head with both framings is refused whichever of its faults the parser
+            // meets first (a Content-Length it cannot read comes out as Malformed).
+            Err(HeadError::Malformed) if both_framings(&input[at..]) => {
+                return (seen, PorterEnd::Refused(HeadError::Ambiguous))
+            }
             Err(e) => return (seen, PorterEnd::Refused(e)),
         };
         let mut item =
@@ -97,6 +103,17 @@ pub fn porter_reads(input: &[u8]) -> (Vec<Seen>, PorterEnd) {
             return (seen, PorterEnd::Clean);
         }
     }
+}
+
+/// Whether the head at the start of `buf` has both Content-Length and Transfer-Encoding.
+fn both_framings(buf: &[u8]) -> bool {
+    let mut fields = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut fields);
+    if req.parse(buf).is_err() {
+        return false;
+    }
+    let has = |name: &str| req.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+    has("content-length") && has("transfer-encoding")
 }
 
 /// hyper's reading: the requests its server handed to a service.
@@ -208,6 +225,7 @@ mod tests {
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3}\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET / HTTP/1.0\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n",
         b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /second HTTP/1.1\r\n\r\n",

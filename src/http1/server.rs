@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_head: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The longest wait for the client to take more of a response (nginx `send_timeout`).
+    pub body_timeout: Duration,
     /// `limits.underscores_in_headers`: keep field names with `_`.
     pub keep_underscores: bool,
     /// `tls.hsts` on TLS connections: porter's own refusals of a head (400, 408, 414,
@@ -93,7 +95,8 @@ where
             }
         };
         first = false;
-        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.hsts.as_ref())).await {
+        let hsts = settings.hsts.as_ref();
+        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)).await {
             After::KeepAlive => {}
             After::Close => break,
             After::Gone => return,
@@ -127,6 +130,7 @@ async fn exchange<F, Fut>(
     write: &mut WriteSide,
     handler: &F,
     drain: &DrainWatch,
+    body_timeout: Duration,
     hsts: Option<&http::HeaderValue>,
 ) -> After
 where
@@ -199,7 +203,8 @@ where
     }
     let mut keep = keep_alive && !drain.is_signalled();
     let to = Answering { method: &method, http11 };
-    let written = write_response(write, parts.status, &parts.headers, body, to, te_trailers, &mut keep).await;
+    let mut out = ClientOut { write, limit: body_timeout, timer: None };
+    let written = write_response(&mut out, parts.status, &parts.headers, body, to, te_trailers, &mut keep).await;
     if let Some(receive) = away.take() {
         match come_home(receive).await {
             Some(Returned { reader: back, complete }) => {
@@ -342,7 +347,7 @@ async fn refuse(
 /// Writes the head and body. Returns false when the response could not be
 /// written whole (the connection must close).
 async fn write_response(
-    write: &mut WriteSide,
+    write: &mut ClientOut<'_>,
     status: StatusCode,
     headers: &http::HeaderMap,
     mut body: ResponseBody,
@@ -362,7 +367,7 @@ async fn write_response(
 }
 
 async fn write_body(
-    write: &mut WriteSide,
+    write: &mut ClientOut<'_>,
     head: &mut BytesMut,
     body: ResponseBody,
     framing: BodyFraming,
@@ -371,7 +376,7 @@ async fn write_body(
     let mut body = std::pin::pin!(body);
     if framing == BodyFraming::None {
         // HEAD, 204, 304: whatever the body holds is not sent (it is empty from a server).
-        return write.write_all(head).await.is_ok() && write.flush().await.is_ok();
+        return write.send(&mut &head[..]).await && write.flush().await;
     }
     let mut sent: u64 = 0;
     let mut head_pending = true;
@@ -383,10 +388,10 @@ async fn write_body(
             std::task::Poll::Pending => {
                 if head_pending {
                     head_pending = false;
-                    if write.write_all(head).await.is_err() || write.flush().await.is_err() {
+                    if !(write.send(&mut &head[..]).await && write.flush().await) {
                         return false;
                     }
-                } else if write.flush().await.is_err() {
+                } else if !write.flush().await {
                     return false;
                 }
                 std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
@@ -401,12 +406,12 @@ async fn write_body(
                     BodyFraming::Length(n) => sent == n,
                     _ => true,
                 };
-                return write.write_all_buf(&mut out).await.is_ok() && write.flush().await.is_ok() && complete;
+                return write.send(&mut out).await && write.flush().await && complete;
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "upstream response body failed: closing the client connection");
                 if head_pending {
-                    let _ = write.write_all(head).await;
+                    let _ = write.send(&mut &head[..]).await;
                 }
                 return false;
             }
@@ -422,11 +427,11 @@ async fn write_body(
                         let mut end = BytesMut::with_capacity(64);
                         response::write_last_chunk(&mut end, te_trailers.then_some(&trailers));
                         let mut out = prefix.chain(&end[..]);
-                        return write.write_all_buf(&mut out).await.is_ok() && write.flush().await.is_ok();
+                        return write.send(&mut out).await && write.flush().await;
                     }
                 };
                 if frame.is_empty() {
-                    if !prefix.is_empty() && write.write_all(prefix).await.is_err() {
+                    if !prefix.is_empty() && !write.send(&mut &prefix[..]).await {
                         return false;
                     }
                     continue;
@@ -435,20 +440,20 @@ async fn write_body(
                     BodyFraming::Chunked => {
                         let (line, len) = response::chunk_size_line(frame.len());
                         let mut out = prefix.chain(&line[..len]).chain(&frame[..]).chain(&b"\r\n"[..]);
-                        write.write_all_buf(&mut out).await
+                        write.send(&mut out).await
                     }
                     BodyFraming::Length(n) => {
                         let room = n.saturating_sub(sent).min(frame.len() as u64) as usize;
                         let mut out = prefix.chain(&frame[..room]);
-                        write.write_all_buf(&mut out).await
+                        write.send(&mut out).await
                     }
                     BodyFraming::Close | BodyFraming::None => {
                         let mut out = prefix.chain(&frame[..]);
-                        write.write_all_buf(&mut out).await
+                        write.send(&mut out).await
                     }
                 };
                 sent += frame.len() as u64;
-                if result.is_err() {
+                if !result {
                     return false;
                 }
                 if let BodyFraming::Length(n) = framing {
@@ -459,6 +464,73 @@ async fn write_body(
             }
         }
     }
+}
+
+/// The client's side of a response being written. Every write that has to
+/// wait is bounded by `limits.body_timeout`, moved on at each write that makes
+/// progress (nginx `send_timeout`); a client that takes nothing for that long
+/// is cut off. The timer is made only when a write has to wait.
+struct ClientOut<'a> {
+    write: &'a mut WriteSide,
+    limit: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ClientOut<'_> {
+    /// Writes all of `out`; false when the client failed or stalled.
+    async fn send(&mut self, out: &mut (dyn Buf + Send)) -> bool {
+        while out.has_remaining() {
+            // Most writes complete at once: tried first with no timer.
+            match poll_write_some(self.write, &mut Context::from_waker(Waker::noop()), out) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return false,
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => {}
+            }
+            let write = &mut *self.write;
+            let written =
+                Self::bounded(&mut self.timer, self.limit, std::future::poll_fn(|cx| poll_write_some(write, cx, out)));
+            if !matches!(written.await, Some(Ok(n)) if n > 0) {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn flush(&mut self) -> bool {
+        let write = &mut *self.write;
+        matches!(Self::bounded(&mut self.timer, self.limit, write.flush()).await, Some(Ok(())))
+    }
+
+    async fn bounded<T>(
+        timer: &mut Option<Pin<Box<Sleep>>>,
+        limit: Duration,
+        wait: impl Future<Output = T>,
+    ) -> Option<T> {
+        let until = Instant::now() + limit;
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        timer.as_mut().reset(until);
+        tokio::select! {
+            biased;
+            done = wait => Some(done),
+            _ = timer.as_mut() => {
+                tracing::debug!("client took none of the response for limits.body_timeout: closing");
+                None
+            }
+        }
+    }
+}
+
+/// One vectored write of as much of `out` as the connection takes.
+fn poll_write_some(
+    write: &mut WriteSide,
+    cx: &mut Context<'_>,
+    out: &mut (dyn Buf + Send),
+) -> Poll<std::io::Result<usize>> {
+    let mut slices = [std::io::IoSlice::new(&[]); 4];
+    let count = out.chunks_vectored(&mut slices);
+    let written = std::task::ready!(tokio::io::AsyncWrite::poll_write_vectored(Pin::new(write), cx, &slices[..count]))?;
+    out.advance(written);
+    Poll::Ready(Ok(written))
 }
 
 #[cfg(test)]
@@ -475,6 +547,7 @@ mod tests {
             max_head: 8192,
             header_read_timeout: std::time::Duration::from_secs(1),
             idle_timeout: std::time::Duration::from_secs(1),
+            body_timeout: std::time::Duration::from_secs(1),
             keep_underscores: false,
             hsts: None,
         };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::net::TcpStream;
 
-use crate::access_log::{self, AccessRecord};
+use crate::access_log::AccessRecord;
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
@@ -51,23 +51,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
                     return proxy::handle_checked(request, &conn, runtime, verdict).await;
                 };
                 runtime.unrouted.record(response.status().as_u16());
-                if !access_log::enabled() {
-                    return response;
-                }
-                let record = AccessRecord {
-                    start: Instant::now(),
-                    client,
-                    method: request.method().clone(),
-                    host: request.headers().get(http::header::HOST).cloned(),
-                    uri: request.uri().clone(),
-                    version: request.version(),
-                    tls_version: None,
-                    user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
-                    request_id: None,
-                    status: response.status().as_u16(),
-                    upstream: None,
-                    route: None,
-                };
+                let Some(log) = &runtime.access_log else { return response };
+                let host = request.headers().get(http::header::HOST).cloned();
+                let mut record = AccessRecord::new(log, Instant::now(), client, &request, host);
+                record.status = response.status().as_u16();
                 response.body_mut().set_record(record);
                 response
             }

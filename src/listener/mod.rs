@@ -80,23 +80,19 @@ impl ConnectionBuilders {
             // never keeps an idle connection open past idle_timeout.
             .keep_alive_interval(limits.idle_timeout + H2_PING_AFTER_IDLE)
             .keep_alive_timeout(H2_PING_TIMEOUT);
+        let http1 = crate::http1::server::Settings {
+            max_head: header_bytes,
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            body_timeout: limits.body_timeout,
+            keep_underscores: limits.underscores_in_headers,
+            hsts: None,
+        };
         ConnectionBuilders {
             http2,
             idle_timeout: limits.idle_timeout,
-            http1: crate::http1::server::Settings {
-                max_head: header_bytes,
-                header_read_timeout: limits.header_read_timeout,
-                idle_timeout: limits.idle_timeout,
-                keep_underscores: limits.underscores_in_headers,
-                hsts: None,
-            },
-            http1_tls: crate::http1::server::Settings {
-                max_head: header_bytes,
-                header_read_timeout: limits.header_read_timeout,
-                idle_timeout: limits.idle_timeout,
-                keep_underscores: limits.underscores_in_headers,
-                hsts: hsts.cloned(),
-            },
+            http1_tls: crate::http1::server::Settings { hsts: hsts.cloned(), ..http1.clone() },
+            http1,
         }
     }
 }

@@ -28,8 +28,32 @@ pub enum ProxyError {
     ConnectFailed,
     ConnectTimeout,
     UpstreamFailed,
+    /// The server's response head is not HTTP/1.x, too large, or cannot be framed (SPEC §8).
+    BadResponse,
     ResponseTimeout,
+    /// The server stopped taking the request body for `timeouts.send`.
+    SendTimeout,
+    /// The client's body broke its framing (a bad chunk).
+    BadRequestBody,
+    /// The client sent no body bytes for `limits.body_timeout`.
+    BodyTimeout,
+    /// The client went away before its request was answered (nginx's 499);
+    /// nobody reads the answer, it is logged and counted apart from 5xx.
+    ClientClosed,
 }
+
+impl From<crate::body::ClientFault> for ProxyError {
+    fn from(fault: crate::body::ClientFault) -> ProxyError {
+        match fault {
+            crate::body::ClientFault::Malformed => ProxyError::BadRequestBody,
+            crate::body::ClientFault::Gone => ProxyError::ClientClosed,
+            crate::body::ClientFault::Stalled => ProxyError::BodyTimeout,
+        }
+    }
+}
+
+/// nginx's "client closed request": not a standard status, never sent.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl ProxyError {
     pub fn status(self) -> StatusCode {
@@ -38,14 +62,19 @@ impl ProxyError {
             | ProxyError::InvalidHost
             | ProxyError::AmbiguousFraming
             | ProxyError::ConflictingHost
+            | ProxyError::BadRequestBody
             | ProxyError::BadTarget => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientClosed => StatusCode::from_u16(CLIENT_CLOSED_REQUEST).expect("a valid status"),
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoServer | ProxyError::Drained => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::ConnectFailed | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
-            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ConnectFailed | ProxyError::UpstreamFailed | ProxyError::BadResponse => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout | ProxyError::SendTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 
@@ -67,7 +96,12 @@ impl ProxyError {
             ProxyError::ConnectFailed => "502 Bad Gateway: could not connect to an upstream server\n",
             ProxyError::ConnectTimeout => "504 Gateway Timeout: connecting to the upstream server timed out\n",
             ProxyError::UpstreamFailed => "502 Bad Gateway: upstream server closed or reset the connection\n",
+            ProxyError::BadResponse => "502 Bad Gateway: upstream server sent a response porter cannot frame\n",
             ProxyError::ResponseTimeout => "504 Gateway Timeout: upstream server did not answer in time\n",
+            ProxyError::SendTimeout => "504 Gateway Timeout: upstream server stopped reading the request body\n",
+            ProxyError::BadRequestBody => "400 Bad Request: malformed request body\n",
+            ProxyError::BodyTimeout => "408 Request Timeout: the request body stopped arriving\n",
+            ProxyError::ClientClosed => "499 Client Closed Request\n",
         }
     }
 
@@ -83,6 +117,9 @@ impl ProxyError {
                 | ProxyError::AmbiguousFraming
                 | ProxyError::ConflictingHost
                 | ProxyError::BodyTooLarge
+                | ProxyError::BadRequestBody
+                | ProxyError::BodyTimeout
+                | ProxyError::ClientClosed
                 | ProxyError::BadTarget
                 | ProxyError::MethodNotAllowed
         ) {

@@ -19,23 +19,34 @@
 //!
 //! Passive health rides along: a connect error, reset or timeout counts
 //! against the server (ejecting it after `max_failures`), an answer resets it.
+//! Every failure is the server's, the client's or porter's own, decided once
+//! where it happens: a client body that breaks, stalls or is cut off (400,
+//! 408, 499) and a body over `max_body_bytes` (413) never count against the
+//! server, are never retried, and `response_header` only runs once the
+//! request was sent whole.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{header, Method, Request, Response};
+use http_body::Body;
 
 use super::error::ProxyError;
-use crate::body::{BodyTooLarge, RequestBody, ServerBody};
+use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody, ServerBody};
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError};
-use crate::upstream::server::{InFlight, Server};
+use crate::upstream::server::{now_ms, InFlight, Server};
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
 pub struct Forwarded {
     pub response: Response<ServerBody>,
     pub lease: Lease,
+    /// For the access log: time to get the connection (pooled: near zero), and from the
+    /// start of the attempt that answered to its response head (set by [`forward`]).
+    pub connect: Duration,
+    pub first_byte: Duration,
 }
 
 pub struct ForwardError {
@@ -90,8 +101,10 @@ pub async fn forward(
                 _ => break,
             },
         };
+        let attempt = Instant::now();
         match send(upstream, &server, request, replay.as_ref()).await {
-            Ok(forwarded) => {
+            Ok(mut forwarded) => {
+                forwarded.first_byte = attempt.elapsed();
                 server.record_success();
                 return Ok(forwarded);
             }
@@ -183,6 +196,7 @@ async fn send_own(
     // one, when nothing of a body was taken and the method may be repeated.
     let mut fresh_only = false;
     loop {
+        let began = Instant::now();
         let (conn, reused) = match checkout(server, fresh_only) {
             Some(conn) => (conn, true),
             None => match Box::pin(connect::connect_own(server, upstream.connect_timeout)).await {
@@ -198,17 +212,19 @@ async fn send_own(
                 }
             },
         };
-        let deadline = tokio::time::Instant::now() + upstream.response_header_timeout;
-        let error = match conn.send(&head, &mut body, framing, &parts.method, deadline).await {
+        let connect = began.elapsed();
+        let error = match conn.send(&head, &mut body, framing, &parts.method, upstream.timeouts()).await {
             Ok((response, stream)) => {
                 crate::http1::io::give_back(head);
                 let response = Response::from_parts(response, ServerBody::Http1(stream));
-                return Ok(Forwarded { response, lease: Lease::own(in_flight) });
+                let lease = Lease::own(in_flight);
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
             }
             Err(SendError::TimedOut) => {
                 let sent = sent_back(parts, body);
                 return Err(Failure::server(ProxyError::ResponseTimeout, None, sent));
             }
+            Err(SendError::SendTimedOut) => return Err(Failure::server(ProxyError::SendTimeout, None, None)),
             Err(e) => e,
         };
         match error {
@@ -216,7 +232,12 @@ async fn send_own(
                 fresh_only = true;
             }
             SendError::BodyTooLarge => return Err(Failure::local(ProxyError::BodyTooLarge)),
-            SendError::ClientBody => return Err(Failure::local(ProxyError::UpstreamFailed)),
+            SendError::Client(fault) => return Err(Failure::local(fault.into())),
+            SendError::BadResponse => {
+                tracing::debug!(server = %server.label, "upstream response cannot be framed: 502");
+                let sent = sent_back(parts, body);
+                return Err(Failure::server(ProxyError::BadResponse, None, sent));
+            }
             error => {
                 tracing::debug!(server = %server.label, ?error, "upstream request failed");
                 // Not processed only if the head could not be written whole (nothing of the body
@@ -247,6 +268,7 @@ async fn send_hyper(
     // An upgrade always opens its own: its connection leaves the pool for good.
     let mut fresh_only = request.headers().contains_key(header::UPGRADE);
     loop {
+        let began = Instant::now();
         let (mut sender, reused) = match checkout_hyper(server, fresh_only).await {
             Some(sender) => (sender, true),
             // Boxed: the connect future (TCP + TLS) is large and rare.
@@ -262,18 +284,21 @@ async fn send_hyper(
                 }
             },
         };
-        let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(request)).await;
+        let connect = began.elapsed();
+        let progress = (!request.body().is_end_stream()).then(|| request.body_mut().track());
+        let sent = answer_within(upstream, progress.as_deref(), sender.try_send_request(request)).await;
         match sent {
             Ok(Ok(response)) => {
                 let response = response.map(ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http1(sender, in_flight) });
+                let lease = Lease::http1(sender, in_flight, progress);
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
             }
-            Err(_elapsed) => return Err(Failure::server(ProxyError::ResponseTimeout, None, None)),
+            Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => {
                 let unsent = e.take_message();
                 let error = e.into_error();
-                if is_body_too_large(&error) {
-                    return Err(Failure::local(ProxyError::BodyTooLarge));
+                if let Some(local) = client_side(&error) {
+                    return Err(Failure::local(local));
                 }
                 match unsent {
                     Some(back) if reused && !fresh_only => {
@@ -314,15 +339,68 @@ fn checkout(server: &Server, fresh_only: bool) -> Option<crate::upstream::http1:
     std::iter::from_fn(|| server.pool.checkout()).find(|conn| server.is_current(conn.addr))
 }
 
-pub(super) fn is_body_too_large(error: &hyper::Error) -> bool {
+/// A send that failed because of the client's body (or porter's limit on it),
+/// not the server: what the client is answered, and never counted against the server.
+pub(super) fn client_side(error: &hyper::Error) -> Option<ProxyError> {
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {
         if e.is::<BodyTooLarge>() {
-            return true;
+            return Some(ProxyError::BodyTooLarge);
+        }
+        if let Some(fault) = ClientBodyError::find(e) {
+            return Some(fault.into());
         }
         source = e.source();
     }
-    false
+    None
+}
+
+/// Waits for `send` (hyper's client sending a request and reading the answer's
+/// head). `response_header` runs from when the body was sent whole; while a
+/// body still goes out, a wait on the client is the client's (the body's own
+/// `limits.body_timeout`), and a wait on the server to take more is bounded by
+/// `timeouts.send`. Without `progress` (no body) it is `response_header` alone.
+pub(super) async fn answer_within<F: std::future::Future>(
+    upstream: &Upstream,
+    progress: Option<&BodyProgress>,
+    send: F,
+) -> Result<F::Output, ProxyError> {
+    let Some(progress) = progress else {
+        return tokio::time::timeout(upstream.response_header_timeout, send)
+            .await
+            .map_err(|_| ProxyError::ResponseTimeout);
+    };
+    let started = now_ms();
+    let (answer_ms, send_ms) = (millis(upstream.response_header_timeout), millis(upstream.send_timeout));
+    let mut send = std::pin::pin!(send);
+    let timer = tokio::time::sleep(upstream.response_header_timeout.min(upstream.send_timeout));
+    let mut timer = std::pin::pin!(timer);
+    loop {
+        tokio::select! {
+            biased;
+            output = send.as_mut() => return Ok(output),
+            _ = timer.as_mut() => {}
+        }
+        let now = now_ms();
+        let due = match progress.ended_ms() {
+            Some(ended) if now >= ended + answer_ms => return Err(ProxyError::ResponseTimeout),
+            Some(ended) => ended + answer_ms,
+            // The client's time: its body's own timer bounds it.
+            None if progress.waiting_on_client() => now + send_ms,
+            None => {
+                let due = progress.last_frame_ms().max(started) + send_ms;
+                if now >= due {
+                    return Err(ProxyError::SendTimeout);
+                }
+                due
+            }
+        };
+        timer.as_mut().reset(tokio::time::Instant::now() + std::time::Duration::from_millis(due - now));
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX / 4)
 }
 
 /// A request that went out, back for a replay if it had no body.

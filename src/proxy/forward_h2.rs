@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use http::uri::{Authority, Scheme, Uri};
 use http::{header, HeaderValue, Request, Version};
+use http_body::Body;
 
 use super::error::ProxyError;
-use super::forward::{copy_head, is_body_too_large, send_http1, Failure, Forwarded};
+use super::forward::{answer_within, client_side, copy_head, send_http1, Failure, Forwarded};
 use crate::body::RequestBody;
 use crate::upstream::h2::{self, Acquired, ConnectFailure};
 use crate::upstream::server::{InFlight, Server};
@@ -32,6 +33,7 @@ pub(super) async fn send(
     // One more go on this server, for a stream it refused or a connection that closed under us.
     let mut again = true;
     loop {
+        let began = std::time::Instant::now();
         let stream = match h2::acquire(server, upstream.connect_timeout).await {
             Ok(Acquired::Stream(stream)) => stream,
             Ok(Acquired::Http1) => {
@@ -49,18 +51,22 @@ pub(super) async fn send(
         let Some(h2_request) = to_http2(request, server) else {
             return Err(Failure::local(ProxyError::InvalidHost));
         };
+        let mut h2_request = h2_request;
+        let progress = (!h2_request.body().is_end_stream()).then(|| h2_request.body_mut().track());
+        let connect = began.elapsed();
         let mut sender = stream.sender();
-        let sent = tokio::time::timeout(upstream.response_header_timeout, sender.try_send_request(h2_request)).await;
+        let sent = answer_within(upstream, progress.as_deref(), sender.try_send_request(h2_request)).await;
         let (unsent, error) = match sent {
             Ok(Ok(response)) => {
                 let response = response.map(crate::body::ServerBody::Hyper);
-                return Ok(Forwarded { response, lease: Lease::http2(stream, in_flight) });
+                let lease = Lease::http2(stream, in_flight, progress);
+                return Ok(Forwarded { response, lease, connect, first_byte: std::time::Duration::ZERO });
             }
-            Err(_elapsed) => return Err(Failure::server(ProxyError::ResponseTimeout, None, None)),
+            Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),
         };
-        if is_body_too_large(&error) {
-            return Err(Failure::local(ProxyError::BodyTooLarge));
+        if let Some(local) = client_side(&error) {
+            return Err(Failure::local(local));
         }
         // Handed back: the connection closed before the stream opened. Else, if the server
         // said it did not process the stream, a copy of a bodiless request is as good.

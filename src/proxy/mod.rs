@@ -19,7 +19,7 @@ use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 
-use crate::access_log::{self, AccessRecord};
+use crate::access_log::AccessRecord;
 use crate::body::{ClientBody, RequestBody, ResponseBody};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
@@ -55,25 +55,18 @@ pub async fn handle_checked(
     let host = request_host(&request);
     let request_id = request_id::ensure(request.headers_mut(), conn.client_headers.trusted);
     // The record costs an allocation and a few clones: only when the access log is on.
-    let mut record = access_log::enabled().then(|| AccessRecord {
-        start,
-        client: conn.client,
-        method: request.method().clone(),
-        host: host.clone(),
-        uri: request.uri().clone(),
-        version: request.version(),
-        tls_version: conn.tls_version,
-        user_agent: request.headers().get(header::USER_AGENT).cloned(),
-        request_id: Some(request_id),
-        status: 0,
-        upstream: None,
-        route: None,
+    let mut record = runtime.access_log.as_ref().map(|log| {
+        let mut record = AccessRecord::new(log, start, conn.client, &request, host.clone());
+        record.tls_version = conn.tls_version;
+        record.request_id = Some(request_id);
+        record
     });
-    let mut route = None;
+    let mut pending = Abandoned { route: None, record: record.take(), unrouted: &runtime.unrouted, start, armed: true };
     let result = match verdict {
-        Ok(()) => proxy(request, host, conn, &runtime, &mut route, &mut record).await,
+        Ok(()) => proxy(request, host, conn, &runtime, &mut pending.route, &mut pending.record).await,
         Err(e) => Err(e),
     };
+    let (route, record) = pending.answered();
     let mut response = match result {
         Ok(response) => response,
         Err(error) => error.to_response(),
@@ -93,6 +86,42 @@ pub async fn handle_checked(
         response.body_mut().set_record(record);
     }
     response
+}
+
+/// A request on its way: if its future is dropped before an answer (an HTTP/2
+/// client reset the stream or went away), it is logged and counted as nginx's
+/// 499 (client closed request), apart from 5xx and never against a server.
+struct Abandoned<'r> {
+    route: Option<&'r router::Route>,
+    record: Option<AccessRecord>,
+    unrouted: &'r crate::stats::StatusCounts,
+    start: Instant,
+    armed: bool,
+}
+
+impl<'r> Abandoned<'r> {
+    /// The request was answered: its answer is counted and logged as usual.
+    fn answered(mut self) -> (Option<&'r router::Route>, Option<AccessRecord>) {
+        self.armed = false;
+        (self.route.take(), self.record.take())
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let status = ProxyError::ClientClosed.status().as_u16();
+        match self.route {
+            Some(route) => route.record(status, self.start.elapsed()),
+            None => self.unrouted.record(status),
+        }
+        if let Some(mut record) = self.record.take() {
+            record.status = status;
+            record.write(0);
+        }
+    }
 }
 
 async fn proxy<'r>(
@@ -158,7 +187,11 @@ async fn proxy<'r>(
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
-    let upstream_request = Request::from_parts(parts, RequestBody::new(body, limit));
+    let mut body = RequestBody::new(body, limit, runtime.limits.body_timeout);
+    if let Some(record) = record.as_mut().filter(|_| !http_body::Body::is_end_stream(&body)) {
+        body = body.counting(record.count_request_body());
+    }
+    let upstream_request = Request::from_parts(parts, body);
 
     // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
     // future by value, so keeping this out of line saves more than the allocation costs.
@@ -173,6 +206,9 @@ async fn proxy<'r>(
     };
     if let Some(record) = record {
         record.upstream = Some(forwarded.lease.server().clone());
+        record.upstream_status = Some(forwarded.response.status().as_u16());
+        record.upstream_connect = Some(forwarded.connect);
+        record.upstream_first_byte = Some(forwarded.first_byte);
     }
 
     let (mut parts, mut body) = forwarded.response.into_parts();
@@ -192,8 +228,16 @@ async fn proxy<'r>(
         parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
         return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        // A switch nobody asked for: the server is out of step (its connection is
+        // dropped with the lease, never pooled), and the client must not see a bare 101.
+        let server = forwarded.lease.server();
+        tracing::debug!(server = %server.label, "101 to a request that asked for no upgrade: 502");
+        server.record_failure("101 to a request that asked for no upgrade");
+        return Err(ProxyError::BadResponse);
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease)))
+    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, route.upstream.read_timeout)))
 }
 
 /// Host from `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target), else the Host header.

@@ -8,11 +8,13 @@
 //!
 //! Upgrades (WebSocket) stay on hyper's client (`connect::connect_http1`).
 
+use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header;
@@ -21,7 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::body::{BodyTooLarge, BoxError, RequestBody};
+use crate::body::{BodyTooLarge, BoxError, ClientBodyError, ClientFault, RequestBody};
 use crate::http1::chunked::{Chunked, Step};
 use crate::http1::fields::{self, Kind, RawFields};
 use crate::http1::io::{give_back, take_buffer};
@@ -91,6 +93,14 @@ impl AsyncWrite for ServerIo {
     }
 }
 
+/// The upstream's time limits for one exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub response_header: Duration,
+    pub send: Duration,
+    pub read: Duration,
+}
+
 /// A keep-alive connection to a server, and the address it went to.
 pub struct Conn {
     io: ServerIo,
@@ -118,8 +128,10 @@ pub enum SendError {
     Closed { body_started: bool, head_sent: bool },
     /// The request body passed `max_body_bytes`.
     BodyTooLarge,
-    /// The client's body failed (it went away, or its framing was malformed).
-    ClientBody,
+    /// The client's body failed: its fault, never the server's.
+    Client(ClientFault),
+    /// The server took none of the request body for `timeouts.send`.
+    SendTimedOut,
     /// The server's answer is not HTTP/1.x, or its head is too large.
     BadResponse,
     /// No response head before the deadline.
@@ -139,53 +151,79 @@ impl Conn {
     }
 
     /// Writes `head` and streams `body` after it in `framing`, then reads the
-    /// response head, all before `deadline` (else `TimedOut`, and the
-    /// connection is dropped). On success the connection rides inside the body.
+    /// response head. The `response_header` timer starts once the request is
+    /// sent whole (else `TimedOut`); while a body is going out, a server that
+    /// takes none of it for `timeouts.send` ends it (`SendTimedOut`), and a
+    /// client that sends none for `limits.body_timeout` is the body's own
+    /// error (`Client`). On success the connection rides inside the body.
     pub async fn send(
         mut self,
         head: &[u8],
         body: &mut RequestBody,
         framing: Framing,
         method: &Method,
-        deadline: tokio::time::Instant,
+        timeouts: Timeouts,
     ) -> Result<(http::response::Parts, ResponseStream), SendError> {
-        let mut timer = self.timer.take().unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
-        timer.as_mut().reset(deadline);
-        let exchanged = tokio::select! {
-            biased;
-            exchanged = self.exchange(head, body, framing, method) => exchanged,
-            _ = timer.as_mut() => return Err(SendError::TimedOut),
+        let mut timer = self.timer.take().unwrap_or_else(|| Box::pin(tokio::time::sleep(timeouts.response_header)));
+        let exchanged = if framing == Framing::None {
+            // A bodiless request: its head is one write, inside the answer's time.
+            timer.as_mut().reset(tokio::time::Instant::now() + timeouts.response_header);
+            tokio::select! {
+                biased;
+                exchanged = self.exchange(head, body, framing, method, None) => exchanged,
+                _ = timer.as_mut() => return Err(SendError::TimedOut),
+            }
+        } else {
+            let send = Some((&mut timer, timeouts));
+            self.exchange(head, body, framing, method, send).await
         };
         self.timer = Some(timer);
         let Parsed { parts, kind, keep_alive, raw } = exchanged?;
-        Ok((parts, ResponseStream::new(self, kind, keep_alive, raw)))
+        Ok((parts, ResponseStream::new(self, kind, keep_alive, raw, timeouts.read)))
     }
 
-    /// `send` without the deadline: the response head.
+    /// `send`'s exchange. With `send` (a request with a body), writes to the
+    /// server are bounded by `timeouts.send` and then the response head by
+    /// `response_header`, both on the connection's kept timer.
     async fn exchange(
         &mut self,
         head: &[u8],
         body: &mut RequestBody,
         framing: Framing,
         method: &Method,
+        mut send: Option<(&mut Pin<Box<tokio::time::Sleep>>, Timeouts)>,
     ) -> Result<Parsed, SendError> {
         let mut body_started = false;
-        let written = self.write_request(head, body, framing, &mut body_started).await;
-        match written {
-            Ok(()) => {}
+        let written = match send.as_mut() {
+            None => self.write_request(head, body, framing, &mut body_started, None).await,
+            Some((timer, timeouts)) => {
+                self.write_request(head, body, framing, &mut body_started, Some((&mut **timer, timeouts.send))).await
+            }
+        };
+        let early_answer = match written {
+            Ok(()) => false,
             Err(WriteFailure::Body(e)) => return Err(e),
             // The server may have answered early and closed (413, 401): read what it said.
-            Err(WriteFailure::Io) => {
-                return match self.read_head(method).await {
-                    // The connection failed under the request: never kept.
-                    Ok(parsed) => Ok(Parsed { keep_alive: false, ..parsed }),
-                    Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: body_started }),
-                    Err(e) => Err(e),
-                };
+            Err(WriteFailure::Io) => true,
+        };
+        let read = match send {
+            None => self.read_head(method).await,
+            Some((timer, timeouts)) => {
+                timer.as_mut().reset(tokio::time::Instant::now() + timeouts.response_header);
+                tokio::select! {
+                    biased;
+                    read = self.read_head(method) => read,
+                    _ = timer.as_mut() => return Err(SendError::TimedOut),
+                }
             }
-        }
-        match self.read_head(method).await {
+        };
+        match read {
+            // The connection failed under the request: never kept.
+            Ok(parsed) if early_answer => Ok(Parsed { keep_alive: false, ..parsed }),
             Ok(parsed) => Ok(parsed),
+            Err(SendError::Closed { .. }) if early_answer => {
+                Err(SendError::Closed { body_started, head_sent: body_started })
+            }
             Err(SendError::Closed { .. }) => Err(SendError::Closed { body_started, head_sent: true }),
             Err(e) => Err(e),
         }
@@ -197,12 +235,19 @@ impl Conn {
         body: &mut RequestBody,
         framing: Framing,
         body_started: &mut bool,
+        mut send: Option<(&mut Pin<Box<tokio::time::Sleep>>, Duration)>,
     ) -> Result<(), WriteFailure> {
         let mut body = Pin::new(body);
         if framing == Framing::None {
             self.io.write_all(head).await.map_err(|_| WriteFailure::Io)?;
             return self.io.flush().await.map_err(|_| WriteFailure::Io);
         }
+        // Every write of a body waits on the server: bounded by `timeouts.send`, moved on
+        // at each write that makes progress.
+        let io = &mut self.io;
+        let mut send_all = async |out: &mut (dyn Buf + Send)| -> Result<(), WriteFailure> {
+            write_bounded(io, out, send.as_mut().map(|(timer, limit)| (&mut **timer, *limit))).await
+        };
         let mut pending_head = head;
         loop {
             // The head goes out with the first frame when that is ready at once.
@@ -211,10 +256,8 @@ impl Conn {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
                     if !pending_head.is_empty() {
-                        self.io.write_all(pending_head).await.map_err(|_| WriteFailure::Io)?;
-                        pending_head = b"";
+                        send_all(&mut pending_head).await?;
                     }
-                    self.io.flush().await.map_err(|_| WriteFailure::Io)?;
                     std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
                 }
             };
@@ -223,11 +266,14 @@ impl Conn {
                 None => {
                     let end: &[u8] = if framing == Framing::Chunked { b"0\r\n\r\n" } else { b"" };
                     let mut out = pending_head.chain(end);
-                    self.io.write_all_buf(&mut out).await.map_err(|_| WriteFailure::Io)?;
-                    return self.io.flush().await.map_err(|_| WriteFailure::Io);
+                    return send_all(&mut out).await;
                 }
                 Some(Err(e)) => {
-                    let error = if e.is::<BodyTooLarge>() { SendError::BodyTooLarge } else { SendError::ClientBody };
+                    let error = match ClientBodyError::find(&*e) {
+                        _ if e.is::<BodyTooLarge>() => SendError::BodyTooLarge,
+                        Some(fault) => SendError::Client(fault),
+                        None => SendError::Client(ClientFault::Gone),
+                    };
                     return Err(WriteFailure::Body(error));
                 }
                 Some(Ok(frame)) => frame,
@@ -236,11 +282,11 @@ impl Conn {
                 Ok(data) if framing == Framing::Chunked && !data.is_empty() => {
                     let (line, len) = chunk_size_line(data.len());
                     let mut out = pending_head.chain(&line[..len]).chain(&data[..]).chain(&b"\r\n"[..]);
-                    self.io.write_all_buf(&mut out).await.map_err(|_| WriteFailure::Io)?;
+                    send_all(&mut out).await?;
                 }
                 Ok(data) => {
                     let mut out = pending_head.chain(&data[..]);
-                    self.io.write_all_buf(&mut out).await.map_err(|_| WriteFailure::Io)?;
+                    send_all(&mut out).await?;
                 }
                 Err(frame) => {
                     // Trailers end a chunked body; on a sized body they have no place.
@@ -251,8 +297,7 @@ impl Conn {
                     let mut end = BytesMut::with_capacity(64);
                     end.extend_from_slice(pending_head);
                     crate::http1::response::write_last_chunk(&mut end, Some(&trailers));
-                    self.io.write_all(&end).await.map_err(|_| WriteFailure::Io)?;
-                    return self.io.flush().await.map_err(|_| WriteFailure::Io);
+                    return send_all(&mut &end[..]).await;
                 }
             }
             pending_head = b"";
@@ -289,6 +334,51 @@ impl Conn {
 enum WriteFailure {
     Io,
     Body(SendError),
+}
+
+/// Writes all of `out` and flushes; with `bound`, each wait for the server to
+/// take more is limited to its duration (moved on after every write that made
+/// progress), and running out is the server's failure (`SendTimedOut`).
+async fn write_bounded(
+    io: &mut ServerIo,
+    out: &mut (dyn Buf + Send),
+    bound: Option<(&mut Pin<Box<tokio::time::Sleep>>, Duration)>,
+) -> Result<(), WriteFailure> {
+    let Some((timer, limit)) = bound else {
+        while out.has_remaining() {
+            match std::future::poll_fn(|cx| poll_write_some(io, cx, out)).await {
+                Ok(0) | Err(_) => return Err(WriteFailure::Io),
+                Ok(_) => {}
+            }
+        }
+        return io.flush().await.map_err(|_| WriteFailure::Io);
+    };
+    let timed_out = || WriteFailure::Body(SendError::SendTimedOut);
+    timer.as_mut().reset(tokio::time::Instant::now() + limit);
+    while out.has_remaining() {
+        tokio::select! {
+            biased;
+            written = std::future::poll_fn(|cx| poll_write_some(io, cx, out)) => match written {
+                Ok(0) | Err(_) => return Err(WriteFailure::Io),
+                Ok(_) => timer.as_mut().reset(tokio::time::Instant::now() + limit),
+            },
+            _ = timer.as_mut() => return Err(timed_out()),
+        }
+    }
+    tokio::select! {
+        biased;
+        flushed = io.flush() => flushed.map_err(|_| WriteFailure::Io),
+        _ = timer.as_mut() => Err(timed_out()),
+    }
+}
+
+/// One vectored write of as much of `out` as the socket takes.
+fn poll_write_some(io: &mut ServerIo, cx: &mut Context<'_>, out: &mut (dyn Buf + Send)) -> Poll<io::Result<usize>> {
+    let mut slices = [io::IoSlice::new(&[]); 4];
+    let count = out.chunks_vectored(&mut slices);
+    let written = ready!(Pin::new(io).poll_write_vectored(cx, &slices[..count]))?;
+    out.advance(written);
+    Poll::Ready(Ok(written))
 }
 
 async fn read_some(io: &mut ServerIo, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
@@ -442,8 +532,11 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
         return Ok(Some(Parsed { parts, kind: BodyKind::Empty, keep_alive: true, raw: None }));
     }
     let bodiless = *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    // Chunked wins over a length (RFC 9112 §6.3), which then must not be passed on.
-    let drop_length = !bodiless && chunked == Some(true);
+    // A length beside chunked framing is a response porter cannot frame safely
+    // (RFC 9112 §6.3 calls it a smuggling sign): 502, the connection closed.
+    if chunked.is_some() && length.is_some() {
+        return Err(SendError::BadResponse);
+    }
     let kind = match (chunked, length) {
         _ if bodiless => BodyKind::Empty,
         (Some(true), _) => BodyKind::Chunked,
@@ -461,10 +554,10 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
     // HTTP/1.0 with Transfer-Encoding: faulty framing, the connection is not reused (RFC 9112 §6.1).
     keep_alive &= http11 || chunked.is_none();
     if count > fields::MAX_RAW || names_fields {
-        parts.headers = fields::to_header_map(&head, spans, drop_length);
+        parts.headers = fields::to_header_map(&head, spans, false);
         return Ok(Some(Parsed { parts, kind, keep_alive, raw: None }));
     }
-    let raw = RawFields::new(head, spans, special, has_date, drop_length);
+    let raw = RawFields::new(head, spans, special, has_date, false);
     Ok(Some(Parsed { parts, kind, keep_alive, raw: Some(raw) }))
 }
 
@@ -483,10 +576,30 @@ pub struct ResponseStream {
     done: bool,
     /// The head's fields, until the head is written or made into a map.
     raw: Option<Box<RawFields>>,
+    /// `timeouts.read`, kept on the connection's timer while a read waits.
+    read_timeout: Duration,
+    waiting: bool,
 }
 
+/// The server sent nothing of a response body for `timeouts.read`.
+#[derive(Debug)]
+pub struct ReadTimedOut;
+
+impl std::fmt::Display for ReadTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upstream server sent nothing of the response body for timeouts.read")
+    }
+}
+impl std::error::Error for ReadTimedOut {}
+
 impl ResponseStream {
-    fn new(conn: Conn, kind: BodyKind, keep_alive: bool, raw: Option<Box<RawFields>>) -> ResponseStream {
+    fn new(
+        conn: Conn,
+        kind: BodyKind,
+        keep_alive: bool,
+        raw: Option<Box<RawFields>>,
+        read_timeout: Duration,
+    ) -> ResponseStream {
         let decode = match kind {
             BodyKind::Empty => Decode::Empty,
             BodyKind::Length(n) => Decode::Length(n),
@@ -494,7 +607,7 @@ impl ResponseStream {
             BodyKind::Close => Decode::Close,
         };
         let done = matches!(decode, Decode::Empty);
-        ResponseStream { conn: Some(conn), decode, keep_alive, done, raw }
+        ResponseStream { conn: Some(conn), decode, keep_alive, done, raw, read_timeout, waiting: false }
     }
 
     /// The response head's fields as bytes, when they were not put in a map.
@@ -573,7 +686,23 @@ impl Body for ResponseStream {
             if buf.capacity() - buf.len() < 1024.min(want) {
                 buf.reserve(want);
             }
-            match ready!(poll_read_into(&mut conn.io, cx, buf)) {
+            let read = match poll_read_into(&mut conn.io, cx, buf) {
+                Poll::Ready(read) => read,
+                Poll::Pending => {
+                    // The connection's kept timer, armed when a wait begins (not at every poll).
+                    let timer = conn.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(this.read_timeout)));
+                    if !std::mem::replace(&mut this.waiting, true) {
+                        timer.as_mut().reset(tokio::time::Instant::now() + this.read_timeout);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        this.keep_alive = false;
+                        return Poll::Ready(Some(Err(Box::new(ReadTimedOut))));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            this.waiting = false;
+            match read {
                 Ok(0) if matches!(this.decode, Decode::Close) => {
                     this.done = true;
                     this.keep_alive = false;

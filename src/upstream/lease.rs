@@ -13,6 +13,7 @@ use super::connect::UpstreamSender;
 use super::h2::Stream;
 use super::http1::Conn;
 use super::server::{InFlight, Server};
+use crate::body::BodyProgress;
 
 #[derive(Debug)]
 enum Held {
@@ -31,19 +32,28 @@ pub struct Lease {
     #[allow(dead_code)]
     held: Held,
     in_flight: InFlight,
+    /// The request body, when hyper's client streams it while the answer comes:
+    /// a response cut off because the client's body failed is not the server's fault.
+    request_body: Option<Arc<BodyProgress>>,
 }
 
 impl Lease {
     pub fn own(in_flight: InFlight) -> Lease {
-        Lease { held: Held::Own, in_flight }
+        Lease { held: Held::Own, in_flight, request_body: None }
     }
 
-    pub fn http1(sender: UpstreamSender, in_flight: InFlight) -> Lease {
-        Lease { held: Held::Http1(sender), in_flight }
+    pub fn http1(sender: UpstreamSender, in_flight: InFlight, request_body: Option<Arc<BodyProgress>>) -> Lease {
+        Lease { held: Held::Http1(sender), in_flight, request_body }
     }
 
-    pub fn http2(stream: Stream, in_flight: InFlight) -> Lease {
-        Lease { held: Held::Http2(stream), in_flight }
+    pub fn http2(stream: Stream, in_flight: InFlight, request_body: Option<Arc<BodyProgress>>) -> Lease {
+        Lease { held: Held::Http2(stream), in_flight, request_body }
+    }
+
+    /// The client's request body failed (or passed porter's limit) while this
+    /// response was coming: whatever broke the response is not the server's doing.
+    pub fn request_body_failed(&self) -> bool {
+        self.request_body.as_ref().is_some_and(|body| body.failed())
     }
 
     pub fn server(&self) -> &Arc<Server> {

@@ -45,6 +45,10 @@ pub struct Upstream {
     balancer: Balancer,
     pub connect_timeout: Duration,
     pub response_header_timeout: Duration,
+    /// `timeouts.read`: the longest wait between two reads of a response body.
+    pub read_timeout: Duration,
+    /// `timeouts.send`: the longest wait for a server to take more of a request body.
+    pub send_timeout: Duration,
     pub retries: u32,
     pub budget: RetryBudget,
     /// `http2: true`: requests go over shared HTTP/2 connections.
@@ -114,11 +118,22 @@ impl Upstream {
             servers,
             connect_timeout: cfg.timeouts.connect,
             response_header_timeout: cfg.timeouts.response_header,
+            read_timeout: cfg.timeouts.read,
+            send_timeout: cfg.timeouts.send,
             retries: cfg.retries,
             budget: RetryBudget::default(),
             http2: cfg.http2,
             drained: cfg.servers.iter().all(|s| s.weight == 0),
             stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The time limits of one exchange with a server of this upstream.
+    pub fn timeouts(&self) -> http1::Timeouts {
+        http1::Timeouts {
+            response_header: self.response_header_timeout,
+            send: self.send_timeout,
+            read: self.read_timeout,
         }
     }
 

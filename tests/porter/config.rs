@@ -157,6 +157,14 @@ fn check_and_start_agree() {
             false,
         ),
         ("every server drained", format!("{head}{tail}").replace("9\"\n", "9\"\n        weight: 0\n"), true),
+        ("access log file", format!("{head}access_log:\n  format: json\n  path: access.log\n{tail}"), true),
+        ("access log folder missing", format!("{head}access_log:\n  path: no/such/dir/access.log\n{tail}"), false),
+        (
+            "access log off, folder missing",
+            format!("{head}access_log:\n  enabled: false\n  path: no/x.log\n{tail}"),
+            true,
+        ),
+        ("access log format unknown", format!("{head}access_log:\n  format: clf\n{tail}"), false),
     ];
     for (name, yaml, want) in table {
         let (code, stdout, stderr) = check(yaml);

@@ -29,11 +29,22 @@ fn running(mut child: std::process::Child) -> Running {
 }
 
 fn config(dir: &std::path::Path, http: &str, admin: &str, backend: &Backend) -> std::path::PathBuf {
+    config_with_https(dir, "", http, admin, backend)
+}
+
+/// `https`: a listener line (`  https: "ADDR"\n`) or nothing.
+fn config_with_https(
+    dir: &std::path::Path,
+    https: &str,
+    http: &str,
+    admin: &str,
+    backend: &Backend,
+) -> std::path::PathBuf {
     let path = dir.join("porter.yaml");
     std::fs::write(
         &path,
         format!(
-            "listen:\n  http: \"{http}\"\n  admin: \"{admin}\"\nhttp:\n  redirect: false\nshutdown_timeout: 10s\n\
+            "listen:\n{https}  http: \"{http}\"\n  admin: \"{admin}\"\nhttp:\n  redirect: false\nshutdown_timeout: 10s\n\
              tls:\n  certs: \"{}\"\nupstreams:\n  web:\n    servers:\n      - url: \"{}\"\nroutes:\n  - upstream: web\n",
             dir.join("certs").display(),
             backend.url()
@@ -169,6 +180,27 @@ fn whole_200(answer: &[u8]) -> bool {
     head.starts_with("HTTP/1.1 200") && length == Some(Ok(body.len())) && body.starts_with("ws GET /load")
 }
 
+/// HTTP/2 over TLS on one kept connection, requests in a loop until `stop`: a GOAWAY
+/// from the draining process sends the client to a new connection (the new process).
+async fn h2_loop(client: reqwest::Client, url: String, load: Arc<Load>) {
+    while !load.stop.load(Ordering::Relaxed) {
+        let outcome = match client.get(&url).send().await {
+            Ok(r) if r.status() == 200 && r.version() == reqwest::Version::HTTP_2 => {
+                r.text().await.map_err(|e| e.to_string())
+            }
+            Ok(r) => Err(format!("{} {:?}", r.status(), r.version())),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        match outcome {
+            Ok(body) if body.starts_with("ws GET /load") => load.ok.fetch_add(1, Ordering::Relaxed),
+            outcome => {
+                eprintln!("failed HTTP/2 request: {outcome:?}");
+                load.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
 /// A process this test did not start (the new porter): terminated when dropped.
 struct Successor(u32);
 
@@ -201,8 +233,10 @@ async fn read_until(stream: &mut tokio::net::TcpStream, needle: &[u8]) {
 async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_working() {
     let backend = Backend::start("ws").await;
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let path = config(dir.path(), &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{admin}"), &backend);
+    let (port, admin, tls) = (free_port(), free_port(), free_port());
+    let https = format!("  https: \"127.0.0.1:{tls}\"\n");
+    let path =
+        config_with_https(dir.path(), &https, &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{admin}"), &backend);
     // systemd's notification socket: the old process must hand MAINPID to the new one.
     let notify_path = dir.path().join("notify");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
@@ -228,7 +262,11 @@ async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_
     read_until(&mut ws, b"ws:").await;
 
     let load = Arc::new(Load::default());
-    let clients: Vec<_> = (0..4).map(|_| tokio::spawn(load_loop(port, load.clone()))).collect();
+    let mut clients: Vec<_> = (0..4).map(|_| tokio::spawn(load_loop(port, load.clone()))).collect();
+    let h2 = Arc::new(Load::default());
+    let client = client_for(format!("127.0.0.1:{tls}").parse().unwrap(), &["example.com"]);
+    let url = format!("https://example.com:{tls}/load");
+    clients.extend((0..2).map(|_| tokio::spawn(h2_loop(client.clone(), url.clone(), h2.clone()))));
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = load.ok.load(Ordering::Relaxed);
     assert!(before > 0, "the load runs before the upgrade");
@@ -277,6 +315,7 @@ async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_
     let at_exit = load.ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(600)).await;
     load.stop.store(true, Ordering::Relaxed);
+    h2.stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
     }
@@ -289,7 +328,11 @@ async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_
         ok + refused + failed,
         ok - at_exit
     );
+    let (h2_ok, h2_failed) = (h2.ok.load(Ordering::Relaxed), h2.failed.load(Ordering::Relaxed));
+    eprintln!("HTTP/2 over TLS on kept connections meanwhile: {h2_ok} requests, {h2_failed} failed");
     assert_eq!((refused, failed), (0, 0), "no connection refused and no request failed");
+    assert_eq!(h2_failed, 0, "no HTTP/2 request failed");
+    assert!(h2_ok > 0);
     assert!(ok > at_exit, "the new process serves after the old one exited");
 
     // The new process is a porter like any other: SIGTERM stops it.

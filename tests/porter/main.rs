@@ -13,6 +13,7 @@ mod admin;
 mod admin_dashboard;
 mod balancers;
 mod balancing;
+mod blame;
 mod cli;
 mod config;
 mod deploy_files;
