@@ -55,6 +55,8 @@ pub struct ConfigStatus {
     pub reload_failures_total: u64,
     /// `None` until the first reload.
     pub last_reload: Option<ReloadStatus>,
+    /// When the running configuration was applied (start, or the last applied reload).
+    pub applied_at: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -201,6 +203,7 @@ impl Status {
                     error: last.error,
                     at: unix(last.at),
                 }),
+                applied_at: unix(reloads.last_success()),
             },
             listeners: sources
                 .listeners

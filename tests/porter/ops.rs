@@ -136,6 +136,9 @@ async fn metrics_say_the_build_the_last_reload_and_the_process() {
     };
     let reapplied = value(&samples, "porter_config_last_reload_success_timestamp_seconds", &[]).unwrap();
     assert!(reapplied > applied_at, "{reapplied} not after {applied_at}");
+    let status = status(&format!("http://127.0.0.1:{admin}/status")).await;
+    let in_status = status["config"]["applied_at"].as_f64().unwrap();
+    assert!((in_status - reapplied).abs() < 0.01, "/status says {in_status}, /metrics {reapplied}");
 }
 
 #[tokio::test]
@@ -316,7 +319,9 @@ async fn porter_refusing_a_head_with_431_on_https_sends_hsts() {
         upstream_block("web", &[(&backend, 1)])
     );
     let p = TestPorter::start(&yaml).await;
-    let head = |extra: usize| format!("GET / HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n", "a".repeat(extra));
+    let head = |extra: usize| {
+        format!("GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nx-big: {}\r\n\r\n", "a".repeat(extra))
+    };
     let answer = |tls: bool, extra: usize| {
         let request = head(extra);
         let (https, http) = (p.https.unwrap(), p.http.unwrap());
