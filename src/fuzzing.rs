@@ -108,7 +108,7 @@ pub fn header_rewrite(data: &[u8]) {
     // What a trusted peer (a proxy in front) already said is kept; anyone else's is replaced.
     let sent_host = map.get("x-forwarded-host").cloned();
     let sent_proto = map.get("x-forwarded-proto").cloned();
-    let client = headers::ClientHeaders::new([192, 0, 2, 7].into(), https, trusted);
+    let client = headers::ClientHeaders::new([192, 0, 2, 7].into(), https, 443, trusted);
     headers::add_forwarding(&mut map, &client, &host, &headers::VIA_HTTP11);
     let proto = HeaderValue::from_static(if https { "https" } else { "http" });
     let xff = map.get_all("x-forwarded-for").iter().collect::<Vec<_>>();

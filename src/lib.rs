@@ -3,6 +3,8 @@
 //! [`start`] binds the listeners a [`Config`] names and serves until
 //! [`Porter::shutdown`]; the binary (`main.rs`) adds the command line and
 //! signals, and the tests start porter in-process the same way.
+//! [`start_with`] takes listening sockets handed over instead (systemd socket
+//! activation, or the previous process in an upgrade: [`handover`]).
 
 pub mod access_log;
 pub mod acme;
@@ -70,7 +72,8 @@ pub struct Porter {
 
 struct CertWatch {
     dir: std::path::PathBuf,
-    task: JoinHandle<()>,
+    /// `None` without an https listener: no certificate is served, none is watched.
+    task: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -98,7 +101,11 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
     for warning in validate(&config)? {
         tracing::warn!("{warning}");
     }
-    let (store, problems) = tls::load_or_fallback(&config.tls.certs);
+    // Without an https listener nothing serves a certificate: the folder is neither read
+    // nor watched, and no self-signed fallback is made (nor warned about).
+    let serves_tls = config.listen.https.is_some();
+    let (store, problems) =
+        if serves_tls { tls::load_or_fallback(&config.tls.certs) } else { (tls::CertStore::default(), Vec::new()) };
     for problem in &problems {
         tracing::warn!("certificate skipped: {problem}");
     }
@@ -182,7 +189,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
 
     let cert_watch = CertWatch {
         dir: config.tls.certs.clone(),
-        task: tls::spawn_watcher(config.tls.certs.clone(), certs.clone(), CERT_RESCAN),
+        task: serves_tls.then(|| tls::spawn_watcher(config.tls.certs.clone(), certs.clone(), CERT_RESCAN)),
     };
     let background = vec![spawn_pool_sweeper(shared.clone())];
     // After the listeners: the CA validates through them.
@@ -246,13 +253,17 @@ impl Porter {
         }
         {
             let mut watch = self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if watch.dir != config.tls.certs {
-                tracing::info!(from = %watch.dir.display(), to = %config.tls.certs.display(), "certificate folder changed");
-                watch.task.abort();
-                watch.dir = config.tls.certs.clone();
-                watch.task = tls::spawn_watcher(watch.dir.clone(), self.certs.clone(), CERT_RESCAN);
+            // The https listener is fixed at start: without it there is no folder to follow.
+            let watch = &mut *watch;
+            if let Some(task) = &mut watch.task {
+                if watch.dir != config.tls.certs {
+                    tracing::info!(from = %watch.dir.display(), to = %config.tls.certs.display(), "certificate folder changed");
+                    task.abort();
+                    watch.dir = config.tls.certs.clone();
+                    *task = tls::spawn_watcher(watch.dir.clone(), self.certs.clone(), CERT_RESCAN);
+                }
+                tls::reload_now(&watch.dir, &self.certs);
             }
-            tls::reload_now(&watch.dir, &self.certs);
         }
         let previous = self.shared.runtime.load_full();
         let mut runtime =
@@ -317,7 +328,9 @@ impl Porter {
         for task in self.accept_tasks {
             let _ = task.await;
         }
-        self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).task.abort();
+        if let Some(task) = &self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).task {
+            task.abort();
+        }
         for task in self.background {
             task.abort();
         }
@@ -384,7 +397,7 @@ async fn bind(
             .map(Some)
             .map_err(|e| StartError(format!("cannot listen for {what} on the inherited socket: {e}")));
     }
-    TcpListener::bind(address)
+    listener::dual_stack::bind(address, what)
         .await
         .map(Some)
         .map_err(|e| StartError(format!("cannot listen for {what} on {address}: {e}")))

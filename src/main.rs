@@ -97,7 +97,10 @@ enum LogLevel {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => exit_on_usage_error(e),
+    };
     // The tools that need neither a configuration nor logging.
     match cli.command {
         Some(Command::Probe { url, timeout }) => return probe(&url, Duration::from_secs(timeout)),
@@ -148,6 +151,32 @@ fn main() -> ExitCode {
             run(path, config, cli.workers, inherited, cli.watch)
         }
     }
+}
+
+/// Prints clap's error and exits as clap would (2; 0 for --help and --version), except
+/// that a bad value that came from an environment variable is reported under the
+/// variable's name: `PORTER_WORKERS=abc` names PORTER_WORKERS, not a `--workers` flag
+/// the user never typed.
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let from_env = |flag: &str, var: &str| {
+        let typed = std::env::args_os().skip(1).any(|a| {
+            let a = a.to_string_lossy();
+            a == flag || a.starts_with(&format!("{flag}="))
+        });
+        !typed && std::env::var_os(var).is_some()
+    };
+    let bad_value = matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation);
+    if let (true, Some(ContextValue::String(arg))) = (bad_value, e.get(ContextKind::InvalidArg)) {
+        for (flag, var) in [("--workers", "PORTER_WORKERS"), ("--watch", "PORTER_WATCH")] {
+            if arg.starts_with(flag) && from_env(flag, var) {
+                let rendered = e.render().to_string();
+                eprint!("{}", rendered.replace(&format!("'{arg}'"), &format!("the environment variable {var}")));
+                std::process::exit(2);
+            }
+        }
+    }
+    e.exit()
 }
 
 fn print(bytes: &[u8]) -> ExitCode {
@@ -224,6 +253,23 @@ impl From<LogLevel> for tracing_subscriber::filter::LevelFilter {
 }
 
 fn check(path: &Path, config: &Config) -> ExitCode {
+    // The report is written whole at the end: `porter check | head -1` closes the pipe
+    // early, and a closed stdout must end the command quietly, not in a panic.
+    let mut out = String::new();
+    let code = check_report(path, config, &mut out);
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("porter: cannot write the report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_report(path: &Path, config: &Config, out: &mut String) -> ExitCode {
+    use std::fmt::Write;
     // Exactly what start and reload run after loading the file.
     let warnings = match porter::validate(config) {
         Ok(warnings) => warnings,
@@ -232,59 +278,65 @@ fn check(path: &Path, config: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    println!("configuration {} is valid", path.display());
+    let _ = writeln!(out, "configuration {} is valid", path.display());
     for warning in &warnings {
-        println!("  WARNING: {warning}");
+        let _ = writeln!(out, "  WARNING: {warning}");
     }
     let listen = &config.listen;
     for (what, address) in [("https", listen.https), ("http", listen.http), ("admin", listen.admin)] {
         if let Some(address) = address {
-            println!("  listen {what:5} {address}");
+            let _ = writeln!(out, "  listen {what:5} {address}");
         }
     }
     if listen.http.is_some() {
-        println!("  http: {}", if config.http.redirect { "redirects to https" } else { "serves routes" });
+        let _ = writeln!(out, "  http: {}", if config.http.redirect { "redirects to https" } else { "serves routes" });
     }
     let log = &config.access_log;
-    match (&log.path, log.enabled) {
-        (_, false) => println!("  access log: off"),
-        (Some(file), true) => println!("  access log: {} to {}", log.format, file.display()),
-        (None, true) => println!("  access log: {} to stderr", log.format),
-    }
-    println!("routes:");
+    let _ = match (&log.path, log.enabled) {
+        (_, false) => writeln!(out, "  access log: off"),
+        (Some(file), true) => writeln!(out, "  access log: {} to {}", log.format, file.display()),
+        (None, true) => writeln!(out, "  access log: {} to stderr", log.format),
+    };
+    let _ = writeln!(out, "routes:");
     for route in &config.routes {
         let strip = if route.strip_prefix { " (prefix stripped)" } else { "" };
-        println!("  {}{} -> {}{strip}", route.host.as_deref().unwrap_or("*"), route.path, route.upstream);
+        let _ = writeln!(out, "  {}{} -> {}{strip}", route.host.as_deref().unwrap_or("*"), route.path, route.upstream);
     }
-    println!("upstreams:");
+    let _ = writeln!(out, "upstreams:");
     for (name, upstream) in &config.upstreams {
-        println!("  {name} ({}, retries {})", upstream.balance, upstream.retries);
+        let _ = writeln!(out, "  {name} ({}, retries {})", upstream.balance, upstream.retries);
         for server in &upstream.servers {
-            println!("    {} weight {}", server.url.original, server.weight);
+            let _ = writeln!(out, "    {} weight {}", server.url.original, server.weight);
         }
     }
     if let Some(acme) = &config.acme {
         for line in porter::acme::describe_from_disk(acme, &config.tls.certs) {
-            println!("{line}");
+            let _ = writeln!(out, "{line}");
         }
     }
-    println!("certificates in {}:", config.tls.certs.display());
+    if config.listen.https.is_none() {
+        // Nothing serves TLS: the folder is not read, so there is nothing to warn about.
+        let _ = writeln!(out, "certificates: none needed (no https listener)");
+        return ExitCode::SUCCESS;
+    }
+    let _ = writeln!(out, "certificates in {}:", config.tls.certs.display());
     if !config.tls.certs.is_dir() {
         // Not fatal: porter starts with a self-signed certificate, as it would with an empty folder.
-        println!(
+        let _ = writeln!(
+            out,
             "  WARNING: the folder does not exist; porter would start with a self-signed certificate for localhost"
         );
         return ExitCode::SUCCESS;
     }
     let (store, problems) = porter::tls::CertStore::scan(&config.tls.certs, None);
     if store.is_empty() {
-        println!("  none: porter would start with a self-signed certificate for localhost");
+        let _ = writeln!(out, "  none: porter would start with a self-signed certificate for localhost");
     }
     for cert in store.certs() {
-        println!("  {}", porter::tls::describe(cert));
+        let _ = writeln!(out, "  {}", porter::tls::describe(cert));
     }
     for problem in &problems {
-        println!("  ERROR {problem}");
+        let _ = writeln!(out, "  ERROR {problem}");
     }
     if problems.is_empty() {
         ExitCode::SUCCESS

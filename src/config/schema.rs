@@ -24,11 +24,12 @@ pub struct Listen {
 }
 
 impl Default for Listen {
-    /// What an absent `listen:` section means: 443 and 80 on all IPv4 addresses.
+    /// What an absent `listen:` section means: 443 and 80 on every address, IPv6 and
+    /// IPv4 (`[::]` is bound dual-stack; see `listener::dual_stack`).
     fn default() -> Self {
         Listen {
-            https: Some(SocketAddr::from(([0, 0, 0, 0], 443))),
-            http: Some(SocketAddr::from(([0, 0, 0, 0], 80))),
+            https: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 443))),
+            http: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 80))),
             admin: None,
             proxy_protocol: false,
             trusted_proxies: Vec::new(),

@@ -145,7 +145,7 @@ fn minimal_config_gets_every_default() {
     let config = Config::from_yaml(MINIMAL, Path::new("porter.yaml")).unwrap();
     assert_eq!(config.base_dir, Path::new("."));
     assert_eq!(config.listen, Listen::default());
-    assert_eq!((config.listen.https, config.listen.http), (addr("0.0.0.0:443"), addr("0.0.0.0:80")));
+    assert_eq!((config.listen.https, config.listen.http), (addr("[::]:443"), addr("[::]:80")));
     assert_eq!((config.listen.admin, config.listen.proxy_protocol), (None, false));
     let tls = TlsConfig { certs: PathBuf::from("./certs"), min_version: TlsVersion::V1_2, hsts: None };
     assert_eq!(config.tls, tls);

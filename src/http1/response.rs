@@ -145,11 +145,16 @@ pub fn write_head(
 
 /// A fixed response porter writes itself when a head is refused (the
 /// connection closes after it).
-pub fn write_refusal(dst: &mut BytesMut, status: StatusCode, message: &str) {
+pub fn write_refusal(dst: &mut BytesMut, status: StatusCode, message: &str, hsts: Option<&http::HeaderValue>) {
     status_line(dst, status);
     dst.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
     dst.extend_from_slice(itoa_buf(message.len() as u64).as_bytes());
     dst.extend_from_slice(b"\r\nconnection: close\r\n");
+    if let Some(hsts) = hsts {
+        dst.extend_from_slice(b"strict-transport-security: ");
+        dst.extend_from_slice(hsts.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
     date_if_missing(dst, false);
     dst.extend_from_slice(b"\r\n");
     dst.extend_from_slice(message.as_bytes());

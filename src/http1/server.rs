@@ -31,7 +31,7 @@ use crate::proxy::upgrade::PendingTunnel;
 use crate::shutdown::DrainWatch;
 
 /// The limits a connection runs under (from `limits:`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub max_head: usize,
     pub header_read_timeout: Duration,
@@ -40,6 +40,9 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// `limits.underscores_in_headers`: keep field names with `_`.
     pub keep_underscores: bool,
+    /// `tls.hsts` on TLS connections: porter's own refusals of a head (400, 408, 414,
+    /// 431, 501, 505) carry it like every other https answer.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// How long a body still travelling upstream may take to come home after
@@ -81,17 +84,19 @@ where
             NextHead::TimedOut => {
                 tracing::debug!("request head not complete within header_read_timeout: 408");
                 let message = "408 Request Timeout: request headers took too long\n";
-                Box::pin(refuse(&mut write, reader.take(), StatusCode::REQUEST_TIMEOUT, message)).await;
+                let hsts = settings.hsts.as_ref();
+                Box::pin(refuse(&mut write, reader.take(), StatusCode::REQUEST_TIMEOUT, message, hsts)).await;
                 return;
             }
             NextHead::Refused(error) => {
                 let (status, message) = refusal(error);
-                Box::pin(refuse(&mut write, reader.take(), status, message)).await;
+                Box::pin(refuse(&mut write, reader.take(), status, message, settings.hsts.as_ref())).await;
                 return;
             }
         };
         first = false;
-        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout)).await {
+        let hsts = settings.hsts.as_ref();
+        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)).await {
             After::KeepAlive => {}
             After::Close => break,
             After::Gone => return,
@@ -126,6 +131,7 @@ async fn exchange<F, Fut>(
     handler: &F,
     drain: &DrainWatch,
     body_timeout: Duration,
+    hsts: Option<&http::HeaderValue>,
 ) -> After
 where
     F: Fn(Request<ClientBody>) -> Fut,
@@ -135,7 +141,7 @@ where
     let buffered = reader.as_ref().and_then(|r| r.buf.as_ref()).expect("a head was read into it");
     if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
         let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
-        refuse(write, reader.take(), StatusCode::BAD_REQUEST, message).await;
+        refuse(write, reader.take(), StatusCode::BAD_REQUEST, message, hsts).await;
         return After::Gone;
     }
     let method = request.method().clone();
@@ -310,9 +316,15 @@ fn refusal(error: HeadError) -> (StatusCode, &'static str) {
 
 /// Answers a refused head and closes, reading (and dropping) what the client
 /// still sends for a moment, so the refusal is not lost to a reset.
-async fn refuse(write: &mut WriteSide, reader: Option<Reader>, status: StatusCode, message: &str) {
+async fn refuse(
+    write: &mut WriteSide,
+    reader: Option<Reader>,
+    status: StatusCode,
+    message: &str,
+    hsts: Option<&http::HeaderValue>,
+) {
     let mut out = BytesMut::with_capacity(256);
-    response::write_refusal(&mut out, status, message);
+    response::write_refusal(&mut out, status, message, hsts);
     if write.write_all(&out).await.is_err() || write.flush().await.is_err() {
         return;
     }
@@ -537,6 +549,7 @@ mod tests {
             idle_timeout: std::time::Duration::from_secs(1),
             body_timeout: std::time::Duration::from_secs(1),
             keep_underscores: false,
+            hsts: None,
         };
         let serve = super::serve(io, settings, drain.watch(), |_request| async {
             http::Response::new(crate::body::ResponseBody::empty())

@@ -13,11 +13,13 @@ use crate::runtime::Shared;
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: crate::shutdown::DrainWatch) {
     let runtime = shared.runtime.load_full();
+    // The port this listener took the connection on: X-Forwarded-Port.
+    let port = stream.local_addr().map_or(80, |a| a.port());
     let Some((stream, client)) = super::accept_client(stream, peer, &runtime).await else { return };
     let builders = runtime.connection_builders.clone();
     let conn = Arc::new(ConnContext {
         client,
-        client_headers: ClientHeaders::new(client.ip(), false, runtime.trusts(client.ip())),
+        client_headers: ClientHeaders::new(client.ip(), false, port, runtime.trusts(client.ip())),
         sni_cert: None,
         tls_version: None,
     });

@@ -87,7 +87,12 @@ async fn serve_tls(
     let sni_cert = tls.take_sni_cert();
     let conn = Arc::new(ConnContext {
         client,
-        client_headers: ClientHeaders::new(client.ip(), true, runtime.trusts(client.ip())),
+        client_headers: ClientHeaders::new(
+            client.ip(),
+            true,
+            runtime.https_port.unwrap_or(443),
+            runtime.trusts(client.ip()),
+        ),
         sni_cert,
         tls_version: tls.protocol_version().map(|v| match v {
             rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",

@@ -129,8 +129,17 @@ impl Inherited {
             .iter()
             .position(|s| s.name == name && (source == Source::Systemd || same_address(configured, s.address)));
         let unnamed = |s: &Socket| !matches!(s.name.as_str(), "https" | "http" | "admin");
-        let index =
-            by_name.or_else(|| self.sockets.iter().position(|s| unnamed(s) && same_address(configured, s.address)))?;
+        // The address itself first; then, from systemd, the socket unit's choice of
+        // address for the same port (`127.0.0.1:443` there, `0.0.0.0:443` here, or the
+        // other way round), which porter could not bind beside it anyway.
+        let by_address = |loose: bool| {
+            self.sockets.iter().position(|s| {
+                unnamed(s)
+                    && (same_address(configured, s.address)
+                        || (loose && source == Source::Systemd && same_port_one_wildcard(configured, s.address)))
+            })
+        };
+        let index = by_name.or_else(|| by_address(false)).or_else(|| by_address(true))?;
         let socket = self.sockets.remove(index);
         if socket.address != configured {
             tracing::info!(
@@ -170,6 +179,11 @@ fn same_address(configured: SocketAddr, actual: SocketAddr) -> bool {
     let port = configured.port() == 0 || configured.port() == actual.port();
     let ip = configured.ip() == actual.ip() || (configured.ip().is_unspecified() && actual.ip().is_unspecified());
     port && ip
+}
+
+/// The same port, and one of the two addresses the wildcard.
+fn same_port_one_wildcard(configured: SocketAddr, actual: SocketAddr) -> bool {
+    configured.port() == actual.port() && (configured.ip().is_unspecified() || actual.ip().is_unspecified())
 }
 
 /// Takes ownership of the descriptor a hand-over variable names, once.
@@ -224,6 +238,42 @@ mod tests {
         assert!(same_address(a("[::]:443"), a("0.0.0.0:443")));
         assert!(!same_address(a("0.0.0.0:443"), a("127.0.0.1:443")));
         assert!(!same_address(a("127.0.0.1:443"), a("0.0.0.0:443")));
+        assert!(same_port_one_wildcard(a("0.0.0.0:443"), a("127.0.0.1:443")));
+        assert!(same_port_one_wildcard(a("127.0.0.1:443"), a("[::]:443")));
+        assert!(!same_port_one_wildcard(a("127.0.0.1:443"), a("127.0.0.2:443")));
+        assert!(!same_port_one_wildcard(a("0.0.0.0:443"), a("[::]:80")));
+    }
+
+    fn inherited(source: Source, sockets: &[(&str, &std::net::TcpListener)]) -> Inherited {
+        let mut inherited = Inherited { source: Some(source), ..Inherited::default() };
+        for (name, listener) in sockets {
+            inherited.add(name.to_string(), OwnedFd::from(listener.try_clone().unwrap())).unwrap();
+        }
+        inherited
+    }
+
+    #[test]
+    fn a_listener_takes_its_named_socket_else_one_at_its_address() {
+        let one = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let two = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (a1, a2) = (one.local_addr().unwrap(), two.local_addr().unwrap());
+        let port = |l: Option<std::net::TcpListener>| l.map(|l| l.local_addr().unwrap());
+
+        // systemd: a name wins over the configured address; unnamed ones go by address.
+        let mut from_systemd = inherited(Source::Systemd, &[("porter.socket", &one), ("https", &two)]);
+        assert_eq!(port(from_systemd.take("https", a1)), Some(a2));
+        assert_eq!(port(from_systemd.take("http", "127.0.0.1:1".parse().unwrap())), None);
+        assert_eq!(port(from_systemd.take("http", SocketAddr::from(([0, 0, 0, 0], a1.port())))), Some(a1));
+        assert!(from_systemd.sockets.is_empty());
+
+        // An upgrade: the named socket only at the same address (a moved listener binds anew).
+        let mut from_old = inherited(Source::Upgrade, &[("http", &one), ("admin", &two)]);
+        assert_eq!(port(from_old.take("http", a2)), None);
+        assert_eq!(port(from_old.take("http", a1)), Some(a1));
+        assert_eq!(port(from_old.take("admin", "127.0.0.1:0".parse().unwrap())), Some(a2));
+
+        // Nothing inherited: nothing taken.
+        assert!(Inherited::none().take("http", a1).is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! connection only. Shutdown stops accepting and lets connections finish.
 
 pub mod acme;
+pub mod dual_stack;
 pub mod http;
 pub mod https;
 pub mod idle;
@@ -55,10 +56,12 @@ pub struct ConnectionBuilders {
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     idle_timeout: std::time::Duration,
     http1: crate::http1::server::Settings,
+    /// The same with `tls.hsts`, for TLS connections.
+    http1_tls: crate::http1::server::Settings,
 }
 
 impl ConnectionBuilders {
-    pub fn new(limits: &Limits) -> ConnectionBuilders {
+    pub fn new(limits: &Limits, hsts: Option<&::http::HeaderValue>) -> ConnectionBuilders {
         let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
@@ -77,16 +80,19 @@ impl ConnectionBuilders {
             // never keeps an idle connection open past idle_timeout.
             .keep_alive_interval(limits.idle_timeout + H2_PING_AFTER_IDLE)
             .keep_alive_timeout(H2_PING_TIMEOUT);
+        let http1 = crate::http1::server::Settings {
+            max_head: header_bytes,
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            body_timeout: limits.body_timeout,
+            keep_underscores: limits.underscores_in_headers,
+            hsts: None,
+        };
         ConnectionBuilders {
             http2,
             idle_timeout: limits.idle_timeout,
-            http1: crate::http1::server::Settings {
-                max_head: header_bytes,
-                header_read_timeout: limits.header_read_timeout,
-                idle_timeout: limits.idle_timeout,
-                body_timeout: limits.body_timeout,
-                keep_underscores: limits.underscores_in_headers,
-            },
+            http1_tls: crate::http1::server::Settings { hsts: hsts.cloned(), ..http1.clone() },
+            http1,
         }
     }
 }
@@ -125,7 +131,11 @@ pub async fn serve_connection<F, Fut>(
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
     if protocol == Protocol::Http1 {
-        return crate::http1::server::serve(io, builders.http1, drain, handler).await;
+        let settings = match io {
+            crate::http1::io::ClientIo::Tls(_) => builders.http1_tls.clone(),
+            _ => builders.http1.clone(),
+        };
+        return crate::http1::server::serve(io, settings, drain, handler).await;
     }
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.

@@ -10,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -84,16 +85,20 @@ pub struct ClientHeaders {
     /// The client's IP as a header value (also X-Real-IP).
     pub ip: HeaderValue,
     pub https: bool,
+    /// X-Forwarded-Port: the port the client connected to. On https, `http.redirect_port`
+    /// when set (the port clients use behind a port mapping or an L4 balancer), else
+    /// the https listener's; on plaintext, the http listener's.
+    pub port: HeaderValue,
     /// The client is in `listen.trusted_proxies`: its forwarding headers are kept and
     /// appended to; from anyone else they are replaced.
     pub trusted: bool,
 }
 
 impl ClientHeaders {
-    pub fn new(client: std::net::IpAddr, https: bool, trusted: bool) -> ClientHeaders {
+    pub fn new(client: std::net::IpAddr, https: bool, port: u16, trusted: bool) -> ClientHeaders {
         let ip =
             HeaderValue::try_from(client.to_canonical().to_string()).expect("an IP address is a valid header value");
-        ClientHeaders { ip, https, trusted }
+        ClientHeaders { ip, https, port: HeaderValue::from(port), trusted }
     }
 }
 
@@ -102,14 +107,15 @@ pub static VIA_HTTP2: HeaderValue = HeaderValue::from_static("2.0 porter");
 
 /// Adds the forwarding headers. `host` is the client's Host (or :authority) value.
 /// From a trusted client, incoming X-Forwarded-For is appended to and incoming
-/// X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are kept; from anyone else all
-/// four are replaced, so a client cannot forge its address to the servers.
+/// X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port and X-Real-IP are kept; from
+/// anyone else all five are replaced, so a client cannot forge its address to the servers.
 pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientHeaders, host: &HeaderValue, via: &HeaderValue) {
     if !client.trusted {
         headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
         let proto = if client.https { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };
         headers.insert(X_FORWARDED_PROTO.clone(), proto);
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
         headers.insert(X_REAL_IP.clone(), client.ip.clone());
         headers.append(header::VIA, via.clone());
         return;
@@ -141,6 +147,9 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientHeaders, host: &He
     if !headers.contains_key(&X_FORWARDED_HOST) {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
+    if !headers.contains_key(&X_FORWARDED_PORT) {
+        headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
+    }
     if !headers.contains_key(&X_REAL_IP) {
         headers.insert(X_REAL_IP.clone(), client.ip.clone());
     }
@@ -170,9 +179,11 @@ mod tests {
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
         h.insert(&X_REAL_IP, HeaderValue::from_static("1.1.1.1"));
-        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), true, true);
+        h.insert(&X_FORWARDED_PORT, HeaderValue::from_static("8443"));
+        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), true, 443, true);
         add_forwarding(&mut h, &client, &HeaderValue::from_static("example.com"), &VIA_HTTP11);
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "1.1.1.1, 2.2.2.2, 10.0.0.1");
+        assert_eq!(h.get(&X_FORWARDED_PORT).unwrap(), "8443", "a trusted proxy's X-Forwarded-Port is kept");
         assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
         assert_eq!(h.get(&X_REAL_IP).unwrap(), "1.1.1.1", "a trusted proxy's X-Real-IP is kept");
         assert_eq!(h.get(header::VIA).unwrap(), "1.1 porter");
@@ -185,8 +196,10 @@ mod tests {
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
         h.insert(&X_REAL_IP, HeaderValue::from_static("1.1.1.1"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), false, false);
+        h.insert(&X_FORWARDED_PORT, HeaderValue::from_static("1"));
+        let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), false, 8080, false);
         add_forwarding(&mut h, &client, &HeaderValue::from_static("example.com"), &VIA_HTTP11);
+        assert_eq!(h.get_all(&X_FORWARDED_PORT).iter().collect::<Vec<_>>(), ["8080"]);
         assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(), ["10.0.0.1"]);
         assert_eq!(h.get(&X_REAL_IP).unwrap(), "10.0.0.1");
         assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");

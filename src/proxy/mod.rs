@@ -61,11 +61,12 @@ pub async fn handle_checked(
         record.request_id = Some(request_id);
         record
     });
-    let mut route = None;
+    let mut pending = Abandoned { route: None, record: record.take(), unrouted: &runtime.unrouted, start, armed: true };
     let result = match verdict {
-        Ok(()) => proxy(request, host, conn, &runtime, &mut route, &mut record).await,
+        Ok(()) => proxy(request, host, conn, &runtime, &mut pending.route, &mut pending.record).await,
         Err(e) => Err(e),
     };
+    let (route, record) = pending.answered();
     let mut response = match result {
         Ok(response) => response,
         Err(error) => error.to_response(),
@@ -85,6 +86,42 @@ pub async fn handle_checked(
         response.body_mut().set_record(record);
     }
     response
+}
+
+/// A request on its way: if its future is dropped before an answer (an HTTP/2
+/// client reset the stream or went away), it is logged and counted as nginx's
+/// 499 (client closed request), apart from 5xx and never against a server.
+struct Abandoned<'r> {
+    route: Option<&'r router::Route>,
+    record: Option<AccessRecord>,
+    unrouted: &'r crate::stats::StatusCounts,
+    start: Instant,
+    armed: bool,
+}
+
+impl<'r> Abandoned<'r> {
+    /// The request was answered: its answer is counted and logged as usual.
+    fn answered(mut self) -> (Option<&'r router::Route>, Option<AccessRecord>) {
+        self.armed = false;
+        (self.route.take(), self.record.take())
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let status = ProxyError::ClientClosed.status().as_u16();
+        match self.route {
+            Some(route) => route.record(status, self.start.elapsed()),
+            None => self.unrouted.record(status),
+        }
+        if let Some(mut record) = self.record.take() {
+            record.status = status;
+            record.write(0);
+        }
+    }
 }
 
 async fn proxy<'r>(
@@ -190,6 +227,14 @@ async fn proxy<'r>(
         let in_flight = forwarded.lease.into_in_flight();
         parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
         return Ok(Response::from_parts(parts, ResponseBody::empty()));
+    }
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        // A switch nobody asked for: the server is out of step (its connection is
+        // dropped with the lease, never pooled), and the client must not see a bare 101.
+        let server = forwarded.lease.server();
+        tracing::debug!(server = %server.label, "101 to a request that asked for no upgrade: 502");
+        server.record_failure("101 to a request that asked for no upgrade");
+        return Err(ProxyError::BadResponse);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, route.upstream.read_timeout)))

@@ -135,7 +135,8 @@ async fn connect_own_inner(server: &Server) -> Result<super::http1::Conn, Connec
             let stream = tokio_rustls::TlsConnector::from(tls.http1.clone())
                 .connect(name.clone(), tcp)
                 .await
-                .map_err(ConnectError::Tls)?;
+                .map_err(|e| tls_failed(server, e))?;
+            tls_verified(server);
             Ok(Conn::new(ServerIo::Tls(Box::new(stream)), addr))
         }
     }
@@ -163,13 +164,51 @@ async fn connect_inner(server: &Server, want: Want, purpose: Purpose) -> Result<
             let stream = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name.clone(), tcp)
                 .await
-                .map_err(ConnectError::Tls)?;
+                .map_err(|e| tls_failed(server, e))?;
+            tls_verified(server);
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 handshake_h2(stream, addr).await
             } else {
                 handshake(stream, addr).await
             }
         }
+    }
+}
+
+/// A TLS handshake with an `https://` server failed. When porter refused the server's
+/// certificate (untrusted issuer, expired, or not for the name porter verifies), that is
+/// a configuration problem the operator must see, not a network blip: it is logged as a
+/// warning naming the server and the reason, once until a handshake succeeds again.
+fn tls_failed(server: &Server, e: std::io::Error) -> ConnectError {
+    let refused = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).and_then(|e| match e {
+        rustls::Error::InvalidCertificate(reason) => Some(reason),
+        _ => None,
+    });
+    if let Some(reason) = refused {
+        if !server.live.tls_refused.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let what = match reason {
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. } => {
+                    "its certificate is not for the name porter verifies"
+                }
+                _ => "its certificate was refused",
+            };
+            let verified = server.tls_name().map_or_else(|| server.url.host.clone(), |n| n.to_str().into_owned());
+            tracing::warn!(
+                server = %server.url.original,
+                name = %verified,
+                reason = %reason,
+                "upstream TLS: {what} (set the upstream's tls.ca_file or tls.server_name if the server is right)"
+            );
+        }
+    }
+    ConnectError::Tls(e)
+}
+
+/// A handshake succeeded: a later certificate refusal is news again.
+fn tls_verified(server: &Server) {
+    if server.live.tls_refused.load(std::sync::atomic::Ordering::Relaxed) {
+        server.live.tls_refused.store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(server = %server.url.original, "upstream TLS: the server's certificate is accepted again");
     }
 }
 

@@ -95,6 +95,9 @@ pub struct Live {
     pub connects_total: AtomicU64,
     /// New connections opened by active health checks (one per check), ever.
     pub check_connects_total: AtomicU64,
+    /// A refused certificate was logged; cleared by the next good handshake (one line
+    /// per episode, not one per request).
+    pub tls_refused: AtomicBool,
 }
 
 /// The process-wide reference instant that the millisecond clocks count from.
@@ -159,6 +162,7 @@ impl Server {
                 ejections_total: AtomicU64::new(0),
                 connects_total: AtomicU64::new(0),
                 check_connects_total: AtomicU64::new(0),
+                tls_refused: AtomicBool::new(false),
             }),
         }
     }
@@ -182,6 +186,11 @@ impl Server {
             server.pool = previous.pool.clone();
         }
         server
+    }
+
+    /// The name an `https://` server's certificate must carry (and the SNI sent).
+    pub fn tls_name(&self) -> Option<&ServerName<'static>> {
+        self.tls_name.as_ref()
     }
 
     /// Requests go over shared HTTP/2 connections (`http2: true`, and the server did

@@ -116,15 +116,23 @@ fn sized_head(length: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn cancelled_uploads_never_take_the_server_out() {
-    cancelled_uploads_leave(&collecting_backend().await).await;
+    cancelled_uploads_leave(&collecting_backend().await, "").await;
     // A server that answers before it has read the body (its answer is then cut
     // short by the client's failure, which is still not the server's).
     let b = Backend::start("early").await;
-    cancelled_uploads_leave(&b.url()).await;
+    cancelled_uploads_leave(&b.url(), "").await;
 }
 
-async fn cancelled_uploads_leave(server: &str) {
-    let p = porter_for(server, "", "").await;
+/// The same over an HTTP/2 upstream (`http2: true`): the client's failure resets
+/// the stream, and that is still not the server's failure.
+#[tokio::test]
+async fn cancelled_uploads_never_take_an_http2_server_out() {
+    let b = Backend::start_wire("h2", Wire::H2c).await;
+    cancelled_uploads_leave(&b.url(), "      response_header: 30s\n    http2: true\n").await;
+}
+
+async fn cancelled_uploads_leave(server: &str, upstream: &str) {
+    let p = porter_for(server, "", upstream).await;
     let addr = p.http.unwrap();
     // Chunked (hyper's client path), and sized bodies on both paths: over 64 KiB
     // (hyper's) and under (porter's own), each cut off after part of the body.
@@ -373,5 +381,95 @@ async fn a_client_that_stops_reading_is_cut_off_after_body_timeout() {
     }
     assert!(got < 67_108_864, "{got}");
     assert_server_untouched(&p).await;
+    p.stop().await;
+}
+
+/// A server that answers every request with a 101 nobody asked for.
+async fn switching_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A 101 to a request that asked for no upgrade is a bad response (502), on every
+/// client path: no body and small bodies (porter's own), chunked and large (hyper's).
+#[tokio::test]
+async fn an_unasked_101_is_502_on_every_path() {
+    let server = switching_server().await;
+    let mut large = sized_head(100_000);
+    large.extend_from_slice(&vec![b'x'; 100_000]);
+    let mut small = sized_head(10);
+    small.extend_from_slice(b"0123456789");
+    let chunked = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for bytes in [&get[..], &small[..], &chunked[..], &large[..]] {
+        let p = porter_for(&format!("http://{server}"), "", "").await;
+        let mut stream = TcpStream::connect(p.http.unwrap()).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut got = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut got)).await.unwrap().unwrap();
+        let answer = String::from_utf8_lossy(&got[..n]);
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+        p.stop().await;
+    }
+}
+
+/// An HTTP/2 request whose client resets the stream before the answer is
+/// logged as 499 and counted apart from 5xx, and is never the server's failure.
+#[tokio::test]
+async fn an_http2_request_the_client_abandons_is_logged_as_499() {
+    let b = Backend::start_with("slow", Behaviour { delay: Some(Duration::from_secs(2)), ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(&dir.path().join("certs"), "localhost", &["localhost"]);
+    let log = dir.path().join("access.log");
+    let yaml = format!(
+        "listen:\n  https: \"127.0.0.1:0\"\n  admin: \"127.0.0.1:0\"\ntls:\n  certs: certs\n\
+         access_log:\n  format: text\n  path: \"{}\"\nupstreams:\n{}    passive:\n      max_failures: 1\n\
+         \x20     cooldown: 60s\nroutes:\n  - upstream: web\n",
+        log.display(),
+        upstream_block("web", &[(&b, 1)])
+    );
+    let p = TestPorter::start_in(dir, &yaml).await;
+    let tls = tls_connect(p.https.unwrap(), "localhost", tls_config(&TLS12_AND_13, &[b"h2"])).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::get("https://localhost/slow").body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let waiting = tokio::spawn(async move { sender.send_request(request).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Dropping the response future resets the stream (RST_STREAM CANCEL).
+    waiting.abort();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("path=/slow")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access-log line for the abandoned request: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(line.contains(" status=499 "), "{line}");
+    let samples = metrics(&p).await;
+    let class = |c: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.name == "porter_requests_total" && s.labels.get("status_class").is_some_and(|v| v == c))
+            .map(|s| s.value)
+            .sum()
+    };
+    assert_eq!((class("4xx"), class("5xx")), (1.0, 0.0));
+    assert_eq!(server_state(&p).await, (0, "up".to_string()));
     p.stop().await;
 }

@@ -226,3 +226,182 @@ async fn a_reload_that_keeps_a_server_keeps_its_live_state() {
     assert_eq!(value(&samples, "porter_upstream_server_connects_total", &labels), connects, "pool not kept");
     p.stop().await;
 }
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_into_a_closed_pipe_exits_quietly() {
+    // The reader gone before porter writes a byte: every write gets EPIPE, as with
+    // `porter check | head -1` once head has its line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_porter"))
+        .args(["check", "-c", &example("quickstart.yaml")])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}
+
+#[test]
+fn a_bad_porter_workers_is_reported_under_its_own_name() {
+    let run = |args: &[&str], workers: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_porter"));
+        command.args(args).args(["check", "-c", &example("quickstart.yaml")]).env_remove("PORTER_WORKERS");
+        if let Some(value) = workers {
+            command.env("PORTER_WORKERS", value);
+        }
+        let out = command.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = run(&[], Some("abc"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("invalid value 'abc' for the environment variable PORTER_WORKERS"), "{stderr}");
+    assert!(!stderr.contains("--workers"), "{stderr}");
+    // Typed on the command line, the flag is what is named (and wins over the variable).
+    let (code, stderr) = run(&["--workers", "abc"], Some("2"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("'--workers <N>'"), "{stderr}");
+}
+
+#[tokio::test]
+async fn x_forwarded_port_is_the_port_the_client_connected_to() {
+    let backend = Backend::start("a").await;
+    let yaml = |extra: &str| {
+        format!(
+            "{}http:\n  redirect: false\n{extra}upstreams:\n{}routes:\n  - upstream: web\n",
+            listen_block(),
+            upstream_block("web", &[(&backend, 1)])
+        )
+    };
+    let p = TestPorter::start(&yaml("")).await;
+    let https = client_for(p.https.unwrap(), &["localhost"]);
+    let get = |client: &reqwest::Client, url: String, forged: bool| {
+        let request = client.get(url);
+        let request = if forged { request.header("x-forwarded-port", "1") } else { request };
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let port = |body: &str| echoed_header(body, "x-forwarded-port").join(",");
+    // Each listener's own port; a client's own value is replaced (it is not trusted).
+    let body = get(&plain_client(), p.http_url("/echo-headers"), true).await;
+    assert_eq!(port(&body), p.http.unwrap().port().to_string(), "{body}");
+    let body = get(&https, p.https_url("/echo-headers"), true).await;
+    assert_eq!(port(&body), p.https.unwrap().port().to_string(), "{body}");
+
+    // Behind a port mapping, redirect_port is the port clients use.
+    p.reload(&yaml("").replace("http:\n  redirect: false\n", "http:\n  redirect: false\n  redirect_port: 8443\n"));
+    // (New connections: each takes the configuration running when it was accepted.)
+    let https = client_for(p.https.unwrap(), &["localhost"]);
+    assert_eq!(port(&get(&https, p.https_url("/echo-headers"), false).await), "8443");
+    // From a trusted proxy, its X-Forwarded-Port is kept like its other X-Forwarded-*.
+    p.reload(&yaml("").replace("tls:", "  trusted_proxies: [\"127.0.0.1\"]\ntls:"));
+    assert_eq!(port(&get(&plain_client(), p.http_url("/echo-headers"), true).await), "1");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn porter_refusing_a_head_with_431_on_https_sends_hsts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start("a").await;
+    let yaml = format!(
+        "{}tls:\n  certs: certs\n  hsts: \"max-age=600\"\nlimits:\n  max_header_bytes: 8KiB\nhttp:\n  redirect: false\n\
+         upstreams:\n{}routes:\n  - upstream: web\n",
+        listen_block().replace("tls:\n  certs: certs\n", ""),
+        upstream_block("web", &[(&backend, 1)])
+    );
+    let p = TestPorter::start(&yaml).await;
+    let head = |extra: usize| format!("GET / HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n", "a".repeat(extra));
+    let answer = |tls: bool, extra: usize| {
+        let request = head(extra);
+        let (https, http) = (p.https.unwrap(), p.http.unwrap());
+        async move {
+            let mut text = Vec::new();
+            if tls {
+                let config = crate::tls_edge::tls_config(&crate::tls_edge::TLS12_AND_13, &[b"http/1.1"]);
+                let mut stream = crate::tls_edge::tls_connect(https, "localhost", config).await.unwrap();
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let _ = stream.read_to_end(&mut text).await;
+            } else {
+                let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let _ = stream.read_to_end(&mut text).await;
+            }
+            String::from_utf8_lossy(&text).to_lowercase()
+        }
+    };
+    let refused = answer(true, 9000).await;
+    assert!(refused.starts_with("http/1.1 431"), "{refused}");
+    assert!(refused.contains("strict-transport-security: max-age=600\r\n"), "{refused}");
+    // Like porter's other https answers, and never on plaintext.
+    let served = answer(true, 10).await;
+    assert!(served.starts_with("http/1.1 200") && served.contains("strict-transport-security: max-age=600"));
+    let plain = answer(false, 9000).await;
+    assert!(plain.starts_with("http/1.1 431") && !plain.contains("strict-transport-security"), "{plain}");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_https_listener_no_certificate_is_read_made_or_warned_about() {
+    let backend = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The folder named does not exist: with no https listener that is nothing to warn about.
+    let config = dir.path().join("porter.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  http: \"127.0.0.1:{port}\"\ntls:\n  certs: missing-folder\nhttp:\n  redirect: false\n\
+             upstreams:\n{}routes:\n  - upstream: web\n",
+            upstream_block("web", &[(&backend, 1)])
+        ),
+    )
+    .unwrap();
+    let check =
+        std::process::Command::new(env!("CARGO_BIN_EXE_porter")).args(["check", "-c"]).arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("WARNING") && !stdout.contains("self-signed"), "{stdout}");
+    assert!(stdout.contains("certificates: none needed (no https listener)"), "{stdout}");
+
+    let porter = spawn_porter(&config);
+    let response = plain_client().get(format!("http://127.0.0.1:{port}/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let logged = porter.1.lock().unwrap().join("\n");
+    assert!(!logged.contains("SELF-SIGNED") && !logged.contains("certificate"), "{logged}");
+}
+
+#[tokio::test]
+async fn an_upstream_certificate_refused_is_logged_with_the_server_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, _ca_file) = crate::upstream_tls::private_ca(dir.path(), &[b"http/1.1"]);
+    let backend = Backend::start_wire("private", Wire::Tls(tls)).await;
+    let port = free_port();
+    let config = dir.path().join("porter.yaml");
+    let server = format!("https://{}", backend.addr);
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  http: \"127.0.0.1:{port}\"\nhttp:\n  redirect: false\nupstreams:\n  web:\n    servers:\n\
+             \x20     - url: \"{server}\"\nroutes:\n  - upstream: web\n"
+        ),
+    )
+    .unwrap();
+    let porter = spawn_porter(&config);
+    let client = plain_client();
+    for _ in 0..3 {
+        let response = client.get(format!("http://127.0.0.1:{port}/")).send().await.unwrap();
+        assert_eq!(response.status(), 502);
+    }
+    let line = porter.wait_for_line("upstream TLS: its certificate was refused", Duration::from_secs(5)).await;
+    assert!(line.contains(&server), "{line}");
+    assert!(line.contains("UnknownIssuer"), "{line}");
+    // Once per episode, not once per request.
+    let lines = porter.1.lock().unwrap().iter().filter(|l| l.contains("upstream TLS")).count();
+    assert_eq!(lines, 1, "{:?}", porter.1.lock().unwrap());
+}

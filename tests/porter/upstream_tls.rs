@@ -10,7 +10,7 @@ use crate::harness::*;
 
 /// A private CA and a certificate for `backend.internal` (only) signed by it.
 /// Returns the server's TLS config (ALPN as given) and the CA's PEM file.
-fn private_ca(dir: &std::path::Path, alpn: &[&[u8]]) -> (Arc<rustls::ServerConfig>, PathBuf) {
+pub(crate) fn private_ca(dir: &std::path::Path, alpn: &[&[u8]]) -> (Arc<rustls::ServerConfig>, PathBuf) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "porter test: private upstream CA");
