@@ -405,24 +405,6 @@ mod tests {
         }
     }
 
-    /// Disagreements the fuzz target found in porter's own response parsing
-    /// (`upstream::http1::parse_response`, issue 20) that are not fixed yet, kept in
-    /// `fuzz/findings/h1_response_differential/`: run with `--ignored` after a fix,
-    /// then move the inputs to `fuzz/regressions/` and drop this test.
-    #[test]
-    #[ignore = "open findings in upstream::http1::parse_response (issue 20)"]
-    fn open_findings_agree() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/findings/h1_response_differential");
-        let mut failed = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("the findings directory") {
-            let path = entry.expect("a directory entry").path();
-            if let Err(e) = compare(&std::fs::read(&path).expect("a finding")) {
-                failed.push(format!("{}: {e}", path.display()));
-            }
-        }
-        assert!(failed.is_empty(), "{failed:#?}");
-    }
-
     /// The comparison itself sees a split: two readings that differ in any
     /// compared part are a disagreement.
     #[test]

@@ -116,15 +116,23 @@ fn sized_head(length: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn cancelled_uploads_never_take_the_server_out() {
-    cancelled_uploads_leave(&collecting_backend().await).await;
+    cancelled_uploads_leave(&collecting_backend().await, "").await;
     // A server that answers before it has read the body (its answer is then cut
     // short by the client's failure, which is still not the server's).
     let b = Backend::start("early").await;
-    cancelled_uploads_leave(&b.url()).await;
+    cancelled_uploads_leave(&b.url(), "").await;
 }
 
-async fn cancelled_uploads_leave(server: &str) {
-    let p = porter_for(server, "", "").await;
+/// The same over an HTTP/2 upstream (`http2: true`): the client's failure resets
+/// the stream, and that is still not the server's failure.
+#[tokio::test]
+async fn cancelled_uploads_never_take_an_http2_server_out() {
+    let b = Backend::start_wire("h2", Wire::H2c).await;
+    cancelled_uploads_leave(&b.url(), "      response_header: 30s\n    http2: true\n").await;
+}
+
+async fn cancelled_uploads_leave(server: &str, upstream: &str) {
+    let p = porter_for(server, "", upstream).await;
     let addr = p.http.unwrap();
     // Chunked (hyper's client path), and sized bodies on both paths: over 64 KiB
     // (hyper's) and under (porter's own), each cut off after part of the body.

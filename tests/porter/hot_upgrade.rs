@@ -44,7 +44,7 @@ fn config_with_https(
     std::fs::write(
         &path,
         format!(
-            "listen:\n{https}  http: \"{http}\"\n  admin: \"{admin}\"\nhttp:\n  redirect: false\nshutdown_timeout: 10s\n\
+            "listen:\n{https}  http: \"{http}\"\n  admin: \"{admin}\"\nhttp:\n  redirect: false\nshutdown_timeout: 30s\nlimits:\n  header_read_timeout: 30s\n\
              tls:\n  certs: \"{}\"\nupstreams:\n  web:\n    servers:\n      - url: \"{}\"\nroutes:\n  - upstream: web\n",
             dir.join("certs").display(),
             backend.url()
@@ -271,7 +271,8 @@ async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_
     let before = load.ok.load(Ordering::Relaxed);
     assert!(before > 0, "the load runs before the upgrade");
 
-    // A connection the old process accepts before the upgrade, whose request comes after it.
+    // A connection the old process accepts before the upgrade, whose request comes after it
+    // (within header_read_timeout, 30 s here: a loaded machine may take a while to upgrade).
     let mut late = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
