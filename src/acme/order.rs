@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use instant_acme::{Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy};
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
+};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -46,16 +48,39 @@ pub async fn issue(
     domain: &str,
     kind: AcmeChallenge,
     challenges: &Challenges,
+    replaces: Option<&CertificateIdentifier<'static>>,
 ) -> Result<Issued, String> {
-    match tokio::time::timeout(ORDER_TIMEOUT, run(account, domain, kind, challenges)).await {
+    match tokio::time::timeout(ORDER_TIMEOUT, run(account, domain, kind, challenges, replaces)).await {
         Ok(result) => result,
         Err(_) => Err(format!("the order did not complete within {ORDER_TIMEOUT:?}")),
     }
 }
 
-async fn run(account: &Account, domain: &str, kind: AcmeChallenge, challenges: &Challenges) -> Result<Issued, String> {
+async fn run(
+    account: &Account,
+    domain: &str,
+    kind: AcmeChallenge,
+    challenges: &Challenges,
+    replaces: Option<&CertificateIdentifier<'static>>,
+) -> Result<Issued, String> {
     let identifiers = [Identifier::Dns(domain.to_string())];
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| format!("new order: {e}"))?;
+    // A renewal names the certificate it replaces (ARI, RFC 9773 §5). Should
+    // the CA refuse that (already replaced, unknown to it), a plain order follows:
+    // the certificate matters more than the hint.
+    let replacing = match replaces {
+        Some(id) => match account.new_order(&NewOrder::new(&identifiers).replaces(id.clone())).await {
+            Ok(order) => Some(order),
+            Err(e) => {
+                tracing::info!(%domain, id = %id, "acme: the CA refused the order as a replacement ({e}); ordering without `replaces`");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut order = match replacing {
+        Some(order) => order,
+        None => account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| format!("new order: {e}"))?,
+    };
     let mut published = Published { challenges, tokens: Vec::new(), alpn_domains: Vec::new() };
     let challenge_type = match kind {
         AcmeChallenge::Http01 => ChallengeType::Http01,

@@ -77,22 +77,38 @@ pub(crate) async fn manage(ctx: Arc<Ctx>, domain: String) {
             drop(guard);
             continue;
         }
-        local = attempt(&ctx, &domain, expires, &recorded).await;
+        // The certificate being renewed, when the CA gave renewal information for it
+        // (so it supports ARI and its `replaces` field).
+        let replaces = on_disk
+            .as_ref()
+            .and_then(|c| c.ari_id.as_ref())
+            .filter(|id| ari.as_ref().is_some_and(|a| a.due.is_some() && a.id == id.to_string()));
+        local = attempt(&ctx, &domain, expires, &recorded, replaces).await;
         drop(guard);
     }
 }
 
 /// One order, logged and counted; returns the record to keep.
-async fn attempt(ctx: &Ctx, domain: &str, expires: Option<SystemTime>, recorded: &Recorded) -> Recorded {
+async fn attempt(
+    ctx: &Ctx,
+    domain: &str,
+    expires: Option<SystemTime>,
+    recorded: &Recorded,
+    replaces: Option<&instant_acme::CertificateIdentifier<'static>>,
+) -> Recorded {
     let counters = &ctx.board.counters;
     counters.attempts.fetch_add(1, Ordering::Relaxed);
     ctx.board.set(status(domain, NameState::Ordering, expires, None, recorded));
-    let why = if expires.is_some() { "renewal" } else { "no certificate yet" };
+    let why = match (expires, replaces) {
+        (Some(_), Some(_)) => "renewal (replaces the current certificate, ARI)",
+        (Some(_), None) => "renewal",
+        (None, _) => "no certificate yet",
+    };
     tracing::info!(%domain, challenge = ctx.acme.challenge.as_str(), directory = %ctx.acme.directory, why, "acme: ordering a certificate");
     let started = Instant::now();
     let result = async {
         let account = account(ctx).await?;
-        let issued = order::issue(&account, domain, ctx.acme.challenge, ctx.resolver.challenges()).await?;
+        let issued = order::issue(&account, domain, ctx.acme.challenge, ctx.resolver.challenges(), replaces).await?;
         files::write_certificate(&ctx.certs, domain, &issued.chain_pem, &issued.key_pem, &issued.cert_url)
             .map_err(|e| format!("writing the certificate into {}: {e}", ctx.certs.display()))
     }
