@@ -58,6 +58,13 @@ pub async fn load_or_create(certs: &Path, acme: &AcmeConfig) -> Result<Account, 
     }
 }
 
+/// A new account in place of one the CA no longer knows (its file is replaced).
+pub async fn recreate(certs: &Path, acme: &AcmeConfig) -> Result<Account, String> {
+    let path = account_path(certs, acme);
+    tracing::warn!(directory = %acme.directory, file = %path.display(), "acme: the CA no longer knows the stored account; creating a new one");
+    create(&path, acme).await
+}
+
 async fn load(path: &Path, acme: &AcmeConfig) -> Result<Option<Account>, String> {
     let Ok(text) = std::fs::read(path) else { return Ok(None) };
     let credentials: AccountCredentials =

@@ -19,6 +19,20 @@ use crate::config::AcmeChallenge;
 /// An order as a whole, so a CA that never finishes cannot hold the lock forever.
 pub const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Why an order failed; `unknown_account` when the CA no longer knows the
+/// stored account (RFC 8555 `accountDoesNotExist`, or `unauthorized` on it).
+#[derive(Debug)]
+pub struct OrderError {
+    pub message: String,
+    pub unknown_account: bool,
+}
+
+impl From<String> for OrderError {
+    fn from(message: String) -> Self {
+        OrderError { message, unknown_account: false }
+    }
+}
+
 pub struct Issued {
     pub chain_pem: String,
     pub key_pem: String,
@@ -49,10 +63,10 @@ pub async fn issue(
     kind: AcmeChallenge,
     challenges: &Challenges,
     replaces: Option<&CertificateIdentifier<'static>>,
-) -> Result<Issued, String> {
+) -> Result<Issued, OrderError> {
     match tokio::time::timeout(ORDER_TIMEOUT, run(account, domain, kind, challenges, replaces)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("the order did not complete within {ORDER_TIMEOUT:?}")),
+        Err(_) => Err(format!("the order did not complete within {ORDER_TIMEOUT:?}").into()),
     }
 }
 
@@ -62,7 +76,7 @@ async fn run(
     kind: AcmeChallenge,
     challenges: &Challenges,
     replaces: Option<&CertificateIdentifier<'static>>,
-) -> Result<Issued, String> {
+) -> Result<Issued, OrderError> {
     let identifiers = [Identifier::Dns(domain.to_string())];
     // A renewal names the certificate it replaces (ARI, RFC 9773 §5). Should
     // the CA refuse that (already replaced, unknown to it), a plain order follows:
@@ -79,7 +93,12 @@ async fn run(
     };
     let mut order = match replacing {
         Some(order) => order,
-        None => account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| format!("new order: {e}"))?,
+        None => account.new_order(&NewOrder::new(&identifiers)).await.map_err(|e| OrderError {
+            unknown_account: matches!(&e, instant_acme::Error::Api(p) if p.r#type.as_deref().is_some_and(|t| {
+                t == "urn:ietf:params:acme:error:accountDoesNotExist" || t == "urn:ietf:params:acme:error:unauthorized"
+            })),
+            message: format!("new order: {e}"),
+        })?,
     };
     let mut published = Published { challenges, tokens: Vec::new(), alpn_domains: Vec::new() };
     let challenge_type = match kind {
@@ -92,7 +111,7 @@ async fn run(
         match authz.status {
             AuthorizationStatus::Valid => continue, // validated recently for this account
             AuthorizationStatus::Pending => {}
-            other => return Err(format!("authorization is {other:?}")),
+            other => return Err(format!("authorization is {other:?}").into()),
         }
         let mut challenge = authz
             .challenge(challenge_type.clone())
@@ -116,7 +135,7 @@ async fn run(
         RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(Duration::from_secs(120));
     let status = order.poll_ready(&polling).await.map_err(|e| format!("waiting for validation: {e}"))?;
     if status != OrderStatus::Ready {
-        return Err(validation_error(&mut order).await);
+        return Err(validation_error(&mut order).await.into());
     }
     drop(published);
 

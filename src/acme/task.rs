@@ -108,7 +108,16 @@ async fn attempt(
     let started = Instant::now();
     let result = async {
         let account = account(ctx).await?;
-        let issued = order::issue(&account, domain, ctx.acme.challenge, ctx.resolver.challenges(), replaces).await?;
+        let (kind, challenges) = (ctx.acme.challenge, ctx.resolver.challenges());
+        let issued = match order::issue(&account, domain, kind, challenges, replaces).await {
+            // The CA lost or dropped the account: a new one, once, then the order again.
+            Err(e) if e.unknown_account => {
+                let fresh = super::account::recreate(&ctx.certs, &ctx.acme).await?;
+                *ctx.account.lock().await = Some(fresh.clone());
+                order::issue(&fresh, domain, kind, challenges, replaces).await.map_err(|e| e.message)?
+            }
+            result => result.map_err(|e| e.message)?,
+        };
         files::write_certificate(&ctx.certs, domain, &issued.chain_pem, &issued.key_pem, &issued.cert_url)
             .map_err(|e| format!("writing the certificate into {}: {e}", ctx.certs.display()))
     }

@@ -417,3 +417,45 @@ async fn reload_orders_an_added_domain_and_stops_renewing_a_removed_one() {
     assert_eq!(served_leaf(p.https.unwrap(), A).await, a_cert);
     p.stop().await;
 }
+
+/// A stored account the CA no longer knows (here: its URL points at an account
+/// pebble never created, as after a CA reset) is recreated once and the order
+/// goes through, with no failure counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_unknown_to_the_ca_is_recreated_and_the_order_retried() {
+    if tools_or_skip("acme_client::account_unknown_to_the_ca_is_recreated", &TOOLS).is_none() {
+        return;
+    }
+    const DOMAIN: &str = "lost-account.porter-test.example";
+    let backend = Backend::start("a").await;
+    let http_port = free_tcp_port();
+    let pebble = Pebble::start(PebbleOptions { http_port, ..Default::default() }).await;
+    let listen = format!("  https: \"127.0.0.1:0\"\n  http: \"127.0.0.1:{http_port}\"\n");
+    let config = yaml(&listen, "certs", &pebble, "http-01", &[DOMAIN], &backend);
+    let account_file = format!("certs/accounts/127.0.0.1_{}/ops@porter-test.example/account.json", pebble.acme_port);
+
+    // A first run creates an account; its file, pointed at an unknown account URL, seeds a second folder.
+    let first = TestPorter::start(&config).await;
+    wait_issued(first.porter(), 1, Duration::from_secs(60), &pebble).await;
+    let stored = std::fs::read_to_string(first.certs_dir().parent().unwrap().join(&account_file)).unwrap();
+    first.stop().await;
+    let mut json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let old_id = json["id"].as_str().unwrap().to_owned();
+    let lost_id = format!("{}/999999", old_id.rsplit_once('/').unwrap().0);
+    json["id"] = lost_id.clone().into();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(&account_file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let second = TestPorter::start_in(dir, &config).await;
+    let status = wait_issued(second.porter(), 1, Duration::from_secs(60), &pebble).await;
+    assert_eq!((status.attempts, status.failed), (1, 0), "{status:#?}");
+    let renewed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(second.certs_dir().parent().unwrap().join(&account_file)).unwrap())
+            .unwrap();
+    let new_id = renewed["id"].as_str().unwrap();
+    assert!(new_id != lost_id && new_id != old_id, "a new account was stored: {new_id}");
+    assert!(pebble.pebble_log().contains("There are now 2 accounts"), "{}", pebble.pebble_log());
+    second.stop().await;
+}
