@@ -254,13 +254,4 @@ mod tests {
     fn saved_crash_inputs_pass() {
         assert!(replay("fuzz/regressions") > 0, "no inputs under fuzz/regressions");
     }
-
-    /// Failures found and not fixed yet, kept in `fuzz/findings/<target>/` (README
-    /// "Fuzzing"): run with `--ignored` after a fix, then move the inputs to
-    /// `fuzz/regressions/`.
-    #[test]
-    #[ignore = "open fuzz findings (fuzz/findings/), not fixed yet"]
-    fn open_findings_pass() {
-        replay("fuzz/findings");
-    }
 }

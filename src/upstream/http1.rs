@@ -477,6 +477,7 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
     let count = res.headers.len();
     let mut spans: [MaybeUninit<Span>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut keep_alive = http11;
+    let mut closing = false;
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
     let mut has_date = false;
@@ -494,9 +495,14 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
         }
         match kind {
             Kind::ContentLength => {
-                let n = std::str::from_utf8(field.value)
+                // Digits only: `+2` parses as a u64 but is no length (RFC 9110 §8.6).
+                let digits = field.value.trim_ascii();
+                if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                    return Err(SendError::BadResponse);
+                }
+                let n = std::str::from_utf8(digits)
                     .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .and_then(|s| s.parse::<u64>().ok())
                     .ok_or(SendError::BadResponse)?;
                 if length.replace(n).is_some_and(|prev| prev != n) {
                     return Err(SendError::BadResponse);
@@ -507,9 +513,11 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
             Kind::HopByHop if name.eq_ignore_ascii_case(b"connection") => {
+                // A close anywhere wins: a later keep-alive must not undo it.
                 if has_token(field.value, b"close") {
                     keep_alive = false;
-                } else if !http11 && has_token(field.value, b"keep-alive") {
+                    closing = true;
+                } else if !http11 && !closing && has_token(field.value, b"keep-alive") {
                     keep_alive = true;
                 }
                 names_fields |= field.value.split(|&b| b == b',').any(|t| {
