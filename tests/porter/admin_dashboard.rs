@@ -132,3 +132,51 @@ async fn dashboard_renders_upstreams_servers_and_certificates_in_chromium() {
     assert!(sent > 0);
     p.stop().await;
 }
+
+/// The ACME section: each managed name with its state, next order and last
+/// error. The CA's directory is a port nothing listens on, so the first order
+/// fails and the name shows `failed` with the error and a retry date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_acme_state_next_order_and_last_error() {
+    let Some(binary) = chromium_or_skip() else { return };
+    let a = Backend::start("a").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_ca = format!("https://127.0.0.1:{}/dir", closed.local_addr().unwrap().port());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen:\n  https: \"127.0.0.1:0\"\n  http: \"127.0.0.1:0\"\n  admin: \"127.0.0.1:0\"\ntls:\n  certs: certs\n\
+         acme:\n  directory: \"{dead_ca}\"\n  challenge: http-01\nupstreams:\n{}routes:\n  - host: managed.porter-test.example\n    upstream: web\n",
+        upstream_block("web", &[(&a, 1)]),
+    );
+    let p = TestPorter::start_in(dir, &yaml).await;
+    // /status carries the state the page renders; wait for the failed order.
+    let client = plain_client();
+    let start = std::time::Instant::now();
+    let name = loop {
+        let body = client.get(p.admin_url("/status")).send().await.unwrap().bytes().await.unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let name = status["acme"]["names"][0].clone();
+        if name["state"] == "failed" {
+            break name;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no failed order yet: {status:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(name["domain"], "managed.porter-test.example");
+    let error = name["last_error"].as_str().expect("a last error").to_owned();
+    assert!(name["next_attempt"].as_f64().is_some(), "{name:#}");
+
+    let dom = String::from_utf8(chromium(&binary, &p.admin_url("/"), 5000, &["--dump-dom"]).await.stdout).unwrap();
+    assert!(dom.contains("<section id=\"acme-section\">"), "the ACME section is hidden:\n{dom}");
+    let row = &dom[dom.find("data-domain=\"managed.porter-test.example\"").expect("a row for the managed name")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains(">failed</span>"), "state: {row}");
+    // The error as /status gives it (HTML-escaped in the DOM dump).
+    let escaped = error.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    assert!(row.contains(&format!("<td class=\"acme-error\">{escaped}</td>")), "last error {error:?}: {row}");
+    // Next order: a date, not the placeholder; no certificate yet.
+    assert_eq!(row.matches(" UTC</td>").count(), 1, "next order date: {row}");
+    assert!(dom.contains("1 failed"), "totals:\n{dom}");
+    p.stop().await;
+}
