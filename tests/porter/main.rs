@@ -20,6 +20,7 @@ mod deploy_files;
 mod deploy_image;
 mod faults;
 mod forwarding;
+mod grafana;
 mod grpc;
 mod hostile;
 mod hostile_targets;
