@@ -180,6 +180,20 @@ thread_local! {
 }
 
 /// A read buffer from this thread's pool, or a new one.
+/// One vectored write of as much of `out` as `io` takes now (at most four of
+/// its pieces), which is then advanced past what went.
+pub fn poll_write_some<W: AsyncWrite + Unpin + ?Sized>(
+    io: &mut W,
+    cx: &mut Context<'_>,
+    out: &mut (dyn bytes::Buf + Send),
+) -> Poll<io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); 4];
+    let count = out.chunks_vectored(&mut slices);
+    let written = std::task::ready!(Pin::new(io).poll_write_vectored(cx, &slices[..count]))?;
+    out.advance(written);
+    Poll::Ready(Ok(written))
+}
+
 pub fn take_buffer() -> BytesMut {
     POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
 }

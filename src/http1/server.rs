@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::body::{Reader, RequestStream, Returned};
 use super::chunked::Chunked;
-use super::io::{give_back, split, take_buffer, unsplit, ClientIo, WriteSide};
+use super::io::{give_back, poll_write_some, split, take_buffer, unsplit, ClientIo, WriteSide};
 use super::request::{self, BodyKind, Head, HeadError};
 use super::response::{self, Answering, BodyFraming};
 use crate::body::{ClientBody, ResponseBody};
@@ -518,19 +518,6 @@ impl ClientOut<'_> {
             }
         }
     }
-}
-
-/// One vectored write of as much of `out` as the connection takes.
-fn poll_write_some(
-    write: &mut WriteSide,
-    cx: &mut Context<'_>,
-    out: &mut (dyn Buf + Send),
-) -> Poll<std::io::Result<usize>> {
-    let mut slices = [std::io::IoSlice::new(&[]); 4];
-    let count = out.chunks_vectored(&mut slices);
-    let written = std::task::ready!(tokio::io::AsyncWrite::poll_write_vectored(Pin::new(write), cx, &slices[..count]))?;
-    out.advance(written);
-    Poll::Ready(Ok(written))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use crate::body::{BodyTooLarge, BoxError, ClientBodyError, ClientFault, RequestBody};
 use crate::http1::chunked::{Chunked, Step};
 use crate::http1::fields::{self, Kind, RawFields};
-use crate::http1::io::{give_back, take_buffer};
+use crate::http1::io::{give_back, poll_write_some, take_buffer};
 use crate::http1::request::{has_token, Span, MAX_FIELDS};
 use crate::http1::response::chunk_size_line;
 
@@ -370,15 +370,6 @@ async fn write_bounded(
         flushed = io.flush() => flushed.map_err(|_| WriteFailure::Io),
         _ = timer.as_mut() => Err(timed_out()),
     }
-}
-
-/// One vectored write of as much of `out` as the socket takes.
-fn poll_write_some(io: &mut ServerIo, cx: &mut Context<'_>, out: &mut (dyn Buf + Send)) -> Poll<io::Result<usize>> {
-    let mut slices = [io::IoSlice::new(&[]); 4];
-    let count = out.chunks_vectored(&mut slices);
-    let written = ready!(Pin::new(io).poll_write_vectored(cx, &slices[..count]))?;
-    out.advance(written);
-    Poll::Ready(Ok(written))
 }
 
 async fn read_some(io: &mut ServerIo, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
