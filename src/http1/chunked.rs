@@ -179,10 +179,6 @@ impl Chunked {
                 _ => return Err(ChunkError("chunk data without LF")),
             },
             State::Trailer => {
-                // A line ended by a bare LF: hyper refuses it, and two parsers must not differ.
-                if b == b'\n' {
-                    return Err(ChunkError("trailer line without CR"));
-                }
                 self.push_trailer(b)?;
                 if b == b'\r' {
                     State::TrailerLf
