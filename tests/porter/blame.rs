@@ -47,6 +47,15 @@ async fn status(p: &TestPorter) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Requests answered with `class` ("5xx"...), over every route.
+fn answered(samples: &[crate::admin::Sample], class: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == "porter_requests_total" && s.labels.get("status_class").is_some_and(|c| c == class))
+        .map(|s| s.value)
+        .sum()
+}
+
 /// The one server's failures as porter counts them, and its state in /status.
 async fn server_state(p: &TestPorter) -> (u64, String) {
     let status = status(p).await;
@@ -149,11 +158,7 @@ async fn cancelled_uploads_leave(server: &str, upstream: &str) {
     assert_server_untouched(&p).await;
     // Abandoned requests are counted apart from 5xx.
     let samples = metrics(&p).await;
-    let fives: f64 = samples
-        .iter()
-        .filter(|s| s.name == "porter_requests_total" && s.labels.get("status_class").is_some_and(|c| c == "5xx"))
-        .map(|s| s.value)
-        .sum();
+    let fives = answered(&samples, "5xx");
     assert_eq!(fives, 0.0, "cancelled uploads counted as 5xx");
     p.stop().await;
 }
@@ -276,11 +281,7 @@ async fn an_http2_client_cancelling_its_upload_is_not_the_servers_failure() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_server_untouched(&p).await;
     let samples = metrics(&p).await;
-    let fives: f64 = samples
-        .iter()
-        .filter(|s| s.name == "porter_requests_total" && s.labels.get("status_class").is_some_and(|c| c == "5xx"))
-        .map(|s| s.value)
-        .sum();
+    let fives = answered(&samples, "5xx");
     assert_eq!(fives, 0.0);
     p.stop().await;
 }
@@ -462,14 +463,7 @@ async fn an_http2_request_the_client_abandons_is_logged_as_499() {
     };
     assert!(line.contains(" status=499 "), "{line}");
     let samples = metrics(&p).await;
-    let class = |c: &str| -> f64 {
-        samples
-            .iter()
-            .filter(|s| s.name == "porter_requests_total" && s.labels.get("status_class").is_some_and(|v| v == c))
-            .map(|s| s.value)
-            .sum()
-    };
-    assert_eq!((class("4xx"), class("5xx")), (1.0, 0.0));
+    assert_eq!((answered(&samples, "4xx"), answered(&samples, "5xx")), (1.0, 0.0));
     assert_eq!(server_state(&p).await, (0, "up".to_string()));
     p.stop().await;
 }
