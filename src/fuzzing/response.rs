@@ -295,11 +295,11 @@ pub fn allowed(input: &[u8], porter: &Read, hyper: &Read) -> Option<&'static str
     let head = final_head(server)?;
     if *porter == Read::NoHead {
         // A switch to another protocol nobody asked for: porter answers 502
-        // (upgrades go over hyper's client; issue 20).
+        // (upgrades go over hyper's client).
         if head.status == 101 {
             return Some("porter refuses a 101 to a request that asked for no upgrade");
         }
-        // SPEC §8: a response porter cannot frame is refused, never guessed at:
+        // docs/security.md, Who is blamed: a response porter cannot frame is refused, never guessed at:
         // both Content-Length and Transfer-Encoding, or Content-Length that is not
         // one plain number (hyper reads "3, 3", and ignores the field on a
         // bodiless response).
