@@ -37,9 +37,7 @@ const BEING_MOVED: &[(&str, &str)] = &[
     ("http1", "proxy"),
     ("http1", "shutdown"),
     ("http1", "tls"),
-    ("listener", "acme"),
     ("runtime", "listener"),
-    ("tls", "acme"),
     ("tls", "listener"),
 ];
 

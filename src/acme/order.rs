@@ -13,7 +13,7 @@ use instant_acme::{
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::challenges::Challenges;
+use crate::tls::challenges::Challenges;
 use crate::config::AcmeChallenge;
 
 /// An order as a whole, so a CA that never finishes cannot hold the lock forever.

@@ -27,7 +27,7 @@ pub async fn serve(
     // statement can keep a slot of its own in this task's state next to the box.
     let handshake = Box::pin(handshake(stream, peer, &shared, &stats));
     let Some((tls, client)) = handshake.await else { return };
-    if tls.alpn_protocol() == Some(crate::acme::challenges::ACME_TLS_ALPN) {
+    if tls.alpn_protocol() == Some(crate::tls::challenges::ACME_TLS_ALPN) {
         // RFC 8737 §3: a TLS-ALPN-01 validation ends with the handshake.
         let close = Box::pin(close(tls));
         close.await;

@@ -10,8 +10,11 @@
 //! - `resolver`: rustls `ResolvesServerCert` and the `ServerConfig`.
 //! - `watch`: periodic rescan, SIGHUP reload, change logging.
 //! - `self_signed`: the in-memory localhost fallback.
+//! - `challenges`: the ACME challenge answers `acme` publishes while an order is open;
+//!   the resolver (TLS-ALPN-01) and the http listener (HTTP-01) serve them.
 //! - `server_stream`: client connections' TLS on rustls' unbuffered API, no buffer held while idle.
 
+pub mod challenges;
 mod layouts;
 mod load;
 mod provider;

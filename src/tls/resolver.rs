@@ -13,7 +13,7 @@ use rustls::SupportedProtocolVersion;
 
 use super::watch::ReloadState;
 use super::{CertStore, LoadedCert};
-use crate::acme::challenges::{Challenges, ACME_TLS_ALPN};
+use super::challenges::{Challenges, ACME_TLS_ALPN};
 use crate::config::TlsVersion;
 
 /// Serves certificates from the current `CertStore`. A reload swaps the
