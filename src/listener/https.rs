@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use crate::http1::io::TlsStream;
+use crate::net::io::TlsStream;
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 use crate::stats::ListenerStats;
@@ -106,7 +106,7 @@ async fn serve_tls(
         _ => super::Protocol::Http1,
     };
     drop(runtime);
-    super::serve_connection(crate::http1::io::ClientIo::Tls(tls), protocol, &builders, drain, move |request| {
+    super::serve_connection(crate::net::io::ClientIo::Tls(tls), protocol, &builders, drain, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move { proxy::handle(request, &conn, runtime).await }

@@ -12,7 +12,7 @@
 //! - `self_signed`: the in-memory localhost fallback.
 //! - `challenges`: the ACME challenge answers `acme` publishes while an order is open;
 //!   the resolver (TLS-ALPN-01) and the http listener (HTTP-01) serve them.
-//! - `server_stream`: client connections' TLS on rustls' unbuffered API, no buffer held while idle.
+//! - `sni`: the certificate the SNI names, handed to the client's TLS stream (`net::tls_stream`).
 
 pub mod challenges;
 mod layouts;
@@ -20,14 +20,14 @@ mod load;
 mod provider;
 mod resolver;
 mod self_signed;
-pub mod server_stream;
+pub mod sni;
 mod store;
 mod watch;
 
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::fmt;
 use std::net::IpAddr;
