@@ -106,7 +106,7 @@ fn sticky(check: &Checker, prefix: &str, raw: &S<RawSticky>) -> Result<StickyCon
         Some(c) => check.value(c, &field("cookie"), parse_cookie_name)?,
         None => defaults.cookie,
     };
-    // An empty string means a session cookie (docs/configuration.md, upstreams).
+    // An empty string means a session cookie (docs/configuration.md, Sticky sessions).
     let max_age = match s.max_age.as_ref().filter(|m| !m.value.is_empty()) {
         Some(m) => Some(check.duration(&Some(m.clone()), &field("max_age"), Duration::ZERO, Zero::Forbidden)?),
         None => None,

@@ -1,4 +1,4 @@
-//! Sticky sessions (docs: configuration reference, `sticky`): porter's own cookie
+//! Sticky sessions (docs/configuration.md, Sticky sessions): porter's own cookie
 //! pins a client to the server that first answered it, over HTTP/1.1 and HTTP/2,
 //! across a reload, and moves it (with a new cookie) when that server goes away.
 
