@@ -42,6 +42,7 @@ pub mod handover;
 pub mod http1;
 pub mod listener;
 pub mod net;
+pub mod policy;
 pub mod probe;
 pub mod proxy;
 pub mod router;

@@ -145,6 +145,7 @@ impl Collector for Snapshot {
             counter_type,
         )?;
         ConstCounter::new(crate::access_log::dropped_lines()).encode(dropped)?;
+        encode_compression(&mut e)?;
 
         let mut m = e.encode_descriptor(
             "porter_certificate_expiry_timestamp_seconds",
@@ -176,6 +177,23 @@ impl Collector for Snapshot {
         )?;
         ConstGauge::new(i64::from(sources.drain.is_draining())).encode(draining)
     }
+}
+
+/// Route `compress:` totals by algorithm: the ratio is bytes out over bytes in.
+fn encode_compression(e: &mut DescriptorEncoder) -> Result {
+    use crate::body::encode::{Encoding, TOTALS};
+    let series: [(&str, &str, fn((u64, u64, u64)) -> u64); 3] = [
+        ("porter_compressed_responses", "Responses compressed, by algorithm", |t| t.0),
+        ("porter_compression_in_bytes", "Body bytes before compression, by algorithm", |t| t.1),
+        ("porter_compression_out_bytes", "Body bytes after compression, by algorithm", |t| t.2),
+    ];
+    for (name, help, pick) in series {
+        let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for encoding in Encoding::ALL {
+            counter(&mut m, &[("algorithm", encoding.token())], pick(TOTALS.get(encoding)))?;
+        }
+    }
+    Ok(())
 }
 
 fn gauge_f(m: MetricEncoder, value: f64) -> Result {

@@ -11,6 +11,7 @@
 //! These types sit below the listeners, the proxy pipeline and the upstream
 //! client, which all pass them around.
 
+pub mod encode;
 pub mod http1;
 
 use std::future::Future;
@@ -369,6 +370,19 @@ pub struct ResponseBody {
     read_timeout: Duration,
     stall_timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// Route `compress:`: the body goes through this encoder on its way out.
+    encoder: Option<Box<Compressing>>,
+}
+
+/// A body being compressed: the encoder and where the stream stands.
+#[derive(Debug)]
+struct Compressing {
+    encoder: encode::Encoder,
+    encoding: encode::Encoding,
+    /// The encoder was finished: nothing more than `trailers` follows.
+    done: bool,
+    /// The server's trailers, sent after the encoder's last bytes.
+    trailers: Option<Frame<Bytes>>,
 }
 
 impl ResponseBody {
@@ -397,6 +411,65 @@ impl ResponseBody {
             read_timeout: Duration::from_secs(60),
             stall_timer: None,
             waiting: false,
+            encoder: None,
+        }
+    }
+
+    /// Compresses the rest of this body with `encoding` (the caller has set the
+    /// response's fields: Content-Encoding, no Content-Length). `length`: the body's
+    /// length when known, for a smaller window. An encoder that cannot be made
+    /// (zstd out of memory) leaves the body as it is and says so.
+    pub fn compress(&mut self, encoding: encode::Encoding, level: u32, length: Option<u64>) -> bool {
+        match encode::Encoder::new(encoding, level, length) {
+            Ok(encoder) => {
+                self.encoder =
+                    Some(Box::new(Compressing { encoder, encoding, done: false, trailers: None }));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, encoding = encoding.token(), "cannot start a response encoder");
+                false
+            }
+        }
+    }
+
+    /// The next frame through the encoder; the source's frames go in, what the encoder
+    /// produced comes out, flushed whenever the source has nothing ready.
+    fn poll_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let state = self.encoder.as_mut().expect("called with an encoder");
+            if state.done {
+                return Poll::Ready(state.trailers.take().map(Ok));
+            }
+            let polled = self.poll_source(cx);
+            let state = self.encoder.as_mut().expect("called with an encoder");
+            let produced = match polled {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => state.encoder.write(&data),
+                    Err(trailers) => {
+                        state.trailers = Some(trailers);
+                        state.done = true;
+                        state.encoder.finish()
+                    }
+                },
+                Poll::Ready(None) => {
+                    state.done = true;
+                    state.encoder.finish()
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => match state.encoder.flush() {
+                    Ok(None) => return Poll::Pending,
+                    flushed => flushed,
+                },
+            };
+            match produced {
+                Ok(Some(out)) => {
+                    self.bytes += out.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Ok(None) => continue,
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            }
         }
     }
 
@@ -433,6 +506,42 @@ impl Body for ResponseBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.encoder.is_some() {
+            return this.poll_encoded(cx);
+        }
+        let polled = this.poll_source(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.bytes += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if let Some(state) = &self.encoder {
+            return state.done && state.trailers.is_none();
+        }
+        self.source_ended()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.encoder.is_some() {
+            return SizeHint::default();
+        }
+        match &self.inner {
+            Inner::Local(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Inner::Local(None) => SizeHint::with_exact(0),
+            Inner::Upstream(ServerBody::Hyper(body)) => body.size_hint(),
+            Inner::Upstream(ServerBody::Http1(body)) => body.size_hint(),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// The body as porter has it (the server's, or its own), before any encoder.
+    fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self;
         let polled = match &mut this.inner {
             Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Upstream(ServerBody::Hyper(body)) => match Pin::new(body).poll_frame(cx) {
@@ -448,11 +557,6 @@ impl Body for ResponseBody {
             Inner::Upstream(ServerBody::Http1(body)) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
-                }
-            }
             Poll::Ready(Some(Err(error))) => {
                 // Only the server fails a body porter reads from it: a reset, a close
                 // mid-body, bytes it cannot frame, or silence for `timeouts.read`.
@@ -470,27 +574,19 @@ impl Body for ResponseBody {
         polled
     }
 
-    fn is_end_stream(&self) -> bool {
+    /// The source has nothing more (it may still be in the encoder).
+    fn source_ended(&self) -> bool {
         match &self.inner {
             Inner::Local(bytes) => bytes.is_none(),
             Inner::Upstream(ServerBody::Hyper(body)) => body.is_end_stream(),
             Inner::Upstream(ServerBody::Http1(body)) => body.is_end_stream(),
         }
     }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Local(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Inner::Local(None) => SizeHint::with_exact(0),
-            Inner::Upstream(ServerBody::Hyper(body)) => body.size_hint(),
-            Inner::Upstream(ServerBody::Http1(body)) => body.size_hint(),
-        }
-    }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        let complete = self.finished || self.is_end_stream();
+        let complete = self.finished || self.source_ended();
         // A body abandoned half-way leaves the connection mid-response: never reuse it.
         if let (true, Some(lease)) = (complete, self.lease.take()) {
             match &mut self.inner {
@@ -501,6 +597,9 @@ impl Drop for ResponseBody {
                 }
                 _ => lease.release(),
             }
+        }
+        if let Some(state) = &self.encoder {
+            encode::TOTALS.record(state.encoding, &state.encoder);
         }
         if let Some(record) = &self.record {
             record.write(self.bytes);

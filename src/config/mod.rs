@@ -12,6 +12,7 @@
 
 mod acme;
 mod cidr;
+mod compress;
 mod error;
 mod load;
 mod locate;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use cidr::Cidr;
+pub use compress::{CompressConfig, Encoding, DEFAULT_TYPES};
 pub use error::ConfigError;
 pub use schema::{
     AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
