@@ -15,6 +15,7 @@ mod balancers;
 mod balancing;
 mod blame;
 mod cli;
+mod compress;
 mod config;
 mod deploy_files;
 mod deploy_image;
