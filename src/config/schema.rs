@@ -94,7 +94,7 @@ impl Default for AccessLogConfig {
 pub enum AccessLogFormat {
     /// `key=value` pairs after a timestamp (logfmt quoting).
     Text,
-    /// One JSON object per line, the field names of the README's table.
+    /// One JSON object per line, the field names of docs/configuration.md, Access log.
     Json,
     /// Apache/nginx "combined", as GoAccess, fail2ban and Filebeat read it.
     Combined,

@@ -41,7 +41,7 @@ pub enum Protocol {
     Http2,
 }
 
-/// HTTP/2 limits per client connection (README "Security" lists them).
+/// HTTP/2 limits per client connection (docs/security.md, HTTP/2, lists them).
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 pub const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
 pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;

@@ -18,6 +18,7 @@ mod cli;
 mod config;
 mod deploy_files;
 mod deploy_image;
+mod docs;
 mod faults;
 mod forwarding;
 mod grafana;
