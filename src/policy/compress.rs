@@ -19,7 +19,7 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use crate::body::ResponseBody;
+use crate::upstream::ResponseBody;
 use crate::config::{CompressConfig, Encoding};
 
 /// One route's compiled `compress:`.
