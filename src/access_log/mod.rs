@@ -64,6 +64,8 @@ pub struct AccessRecord {
     /// Request body bytes read from the client, counted as they pass (`None`: no body).
     pub request_bytes: Option<Arc<AtomicU64>>,
     pub route: Option<Arc<crate::router::Route>>,
+    /// The policy rule or local action that answered instead of an upstream.
+    pub policy: Option<crate::policy::Rule>,
 }
 
 impl AccessRecord {
@@ -96,6 +98,7 @@ impl AccessRecord {
             upstream_first_byte: None,
             request_bytes: None,
             route: None,
+            policy: None,
         }
     }
 
