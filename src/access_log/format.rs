@@ -1,5 +1,5 @@
 //! The three line formats of `access_log.format`. The field names and their
-//! order are a contract (README "Access log"); the JSON key set is pinned by
+//! order are a contract (docs/configuration.md, Access log); the JSON key set is pinned by
 //! a test.
 //!
 //! - `text`: tracing's layout as porter always wrote it (timestamp, level,
@@ -83,7 +83,7 @@ fn text(r: &AccessRecord, bytes: u64, now: OffsetDateTime, out: &mut Vec<u8>) {
     millis_field(out, "upstream_connect_ms", r.upstream_connect);
     millis_field(out, "upstream_first_byte_ms", r.upstream_first_byte);
     field(out, "route", route(r).map(str::as_bytes));
-    field(out, "policy", r.policy.map(|rule| rule.as_str().as_bytes()));
+    field(out, "policy", r.policy.map(str::as_bytes));
     field(out, "referer", r.referer.as_ref().map(HeaderValue::as_bytes));
     field(out, "user_agent", r.user_agent.as_ref().map(HeaderValue::as_bytes));
     field(out, "request_id", r.request_id.as_ref().map(HeaderValue::as_bytes));
@@ -202,7 +202,7 @@ fn json(r: &AccessRecord, bytes: u64, now: OffsetDateTime, out: &mut Vec<u8>) {
         upstream_connect_ms: r.upstream_connect.map(Millis),
         upstream_first_byte_ms: r.upstream_first_byte.map(Millis),
         route: route(r),
-        policy: r.policy.map(crate::policy::Rule::as_str),
+        policy: r.policy,
         referer: lossy(&r.referer),
         user_agent: lossy(&r.user_agent),
         request_id: lossy(&r.request_id),

@@ -1,4 +1,4 @@
-//! One access-log line per request (SPEC §2, §3 `access_log:`), written when
+//! One access-log line per request (docs/configuration.md, Access log), written when
 //! the response body is finished so the byte counts and duration are final.
 //!
 //! A record is made only when the running configuration has the log on: it
@@ -65,7 +65,7 @@ pub struct AccessRecord {
     pub request_bytes: Option<Arc<AtomicU64>>,
     pub route: Option<Arc<crate::router::Route>>,
     /// The policy rule or local action that answered instead of an upstream.
-    pub policy: Option<crate::policy::Rule>,
+    pub policy: Option<&'static str>,
 }
 
 impl AccessRecord {

@@ -8,16 +8,30 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue};
 
+use http::HeaderName;
+
 use crate::config::Cidr;
-use crate::proxy::headers::{X_FORWARDED_FOR, X_REAL_IP};
-use crate::proxy::ConnContext;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The connection's peer as the listener saw it (after the PROXY protocol).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    pub ip: IpAddr,
+    /// The same address as a header value, made once per connection.
+    pub value: &'a HeaderValue,
+    /// The peer is in `listen.trusted_proxies`.
+    pub trusted: bool,
+}
 
 /// The client's address and the same as a header value. Allocates only when a
 /// trusted proxy named a client.
-pub fn client_ip(conn: &ConnContext, headers: &HeaderMap, trusted: &[Cidr]) -> (IpAddr, HeaderValue) {
-    let peer = conn.client.ip().to_canonical();
-    if !conn.client_headers.trusted {
-        return (peer, conn.client_headers.ip.clone());
+pub fn client_ip(peer: Peer<'_>, headers: &HeaderMap, trusted: &[Cidr]) -> (IpAddr, HeaderValue) {
+    let (trusted_peer, peer_value) = (peer.trusted, peer.value);
+    let peer = peer.ip.to_canonical();
+    if !trusted_peer {
+        return (peer, peer_value.clone());
     }
     let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
     let mut leftmost = None;
@@ -41,7 +55,7 @@ pub fn client_ip(conn: &ConnContext, headers: &HeaderMap, trusted: &[Cidr]) -> (
     match leftmost {
         // Every hop is a trusted proxy: the first one is as far as the chain goes.
         Some(ip) => (ip, value_of(ip)),
-        None => (peer, conn.client_headers.ip.clone()),
+        None => (peer, peer_value.clone()),
     }
 }
 
@@ -61,16 +75,11 @@ fn value_of(ip: IpAddr) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::headers::ClientHeaders;
 
-    fn conn(peer: &str, trusted: bool) -> ConnContext {
-        let addr: std::net::SocketAddr = peer.parse().unwrap();
-        ConnContext {
-            client: addr,
-            client_headers: ClientHeaders::new(addr.ip(), false, 80, trusted),
-            sni_cert: None,
-            tls_version: None,
-        }
+    fn conn(peer: &str, trusted: bool) -> Peer<'static> {
+        let ip: IpAddr = peer.parse().unwrap();
+        let value = Box::leak(Box::new(HeaderValue::from_str(peer).unwrap()));
+        Peer { ip, value, trusted }
     }
 
     #[test]
@@ -79,12 +88,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1, 203.0.113.9"));
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
-        let (ip, value) = client_ip(&conn("10.0.0.1:5000", true), &headers, &trusted);
+        let (ip, value) = client_ip(conn("10.0.0.1", true), &headers, &trusted);
         assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().unwrap(), "right-most untrusted entry");
         assert_eq!(value, "203.0.113.9");
-        let (ip, _) = client_ip(&conn("198.51.100.7:5000", false), &headers, &trusted);
+        let (ip, _) = client_ip(conn("198.51.100.7", false), &headers, &trusted);
         assert_eq!(ip, "198.51.100.7".parse::<IpAddr>().unwrap(), "an untrusted peer cannot pick its address");
-        let (ip, _) = client_ip(&conn("10.0.0.1:5000", true), &HeaderMap::new(), &trusted);
+        let (ip, _) = client_ip(conn("10.0.0.1", true), &HeaderMap::new(), &trusted);
         assert_eq!(ip, "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 }

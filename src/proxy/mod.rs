@@ -282,14 +282,19 @@ async fn proxy<'r>(
 fn answered(route: &router::Route, answer: Answer, record: &mut Option<AccessRecord>) -> Response<ResponseBody> {
     route.answers.record(answer.rule);
     if let Some(record) = record {
-        record.policy = Some(answer.rule);
+        record.policy = Some(answer.rule.as_str());
     }
     answer.response
 }
 
 /// What the route's policy and templates read, taken once (cheap clones).
 fn request_vars(request: &Request<ClientBody>, host: &HeaderValue, conn: &ConnContext, runtime: &Runtime) -> Vars {
-    let (client_ip, client_ip_value) = policy::client::client_ip(conn, request.headers(), &runtime.trusted_proxies);
+    let peer = policy::client::Peer {
+        ip: conn.client.ip(),
+        value: &conn.client_headers.ip,
+        trusted: conn.client_headers.trusted,
+    };
+    let (client_ip, client_ip_value) = policy::client::client_ip(peer, request.headers(), &runtime.trusted_proxies);
     Vars {
         client_ip,
         client_ip_value,
