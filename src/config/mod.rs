@@ -38,8 +38,9 @@ pub use error::ConfigError;
 pub use schema::{
     AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HeaderRulesConfig,
     HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, Placeholder, PolicyConfig, PoolConfig,
-    RedirectConfig, RespondConfig, RewriteConfig, RouteAction, RouteConfig, Scheme, ServerConfig, ServerUrl, Template,
-    TemplatePart, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
+    RedirectConfig, RespondConfig, RewriteConfig, RouteAction, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
+    StickyConfig, Template, TemplatePart, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls,
+    MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 
