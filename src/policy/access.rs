@@ -8,8 +8,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 use std::net::IpAddr;
 
 use super::{Answer, Rule};
-use crate::body::ResponseBody;
 use crate::config::Cidr;
+use crate::upstream::ResponseBody;
 
 #[derive(Debug)]
 pub struct Access {

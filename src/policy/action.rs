@@ -7,8 +7,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::template::Template;
 use super::{Answer, Rule, Vars};
-use crate::body::ResponseBody;
 use crate::config::{RedirectConfig, RespondConfig};
+use crate::upstream::ResponseBody;
 
 #[derive(Debug)]
 pub struct Redirect {

@@ -7,8 +7,8 @@ use http::Response;
 
 use super::template::Template;
 use super::Vars;
-use crate::body::ResponseBody;
 use crate::config::HeaderRulesConfig;
+use crate::upstream::ResponseBody;
 
 #[derive(Debug)]
 pub struct HeaderRules {

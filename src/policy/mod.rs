@@ -29,8 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, Request, Response, Uri};
 
-use crate::body::{ClientBody, ResponseBody};
+use crate::body::ClientBody;
 use crate::config::PolicyConfig;
+use crate::upstream::ResponseBody;
 
 /// One route's compiled policy. Every phase is optional; an absent one costs nothing.
 #[derive(Debug)]
