@@ -176,7 +176,11 @@ impl<'de> Deserialize<'de> for RawLevel {
 }
 
 /// `None` for `compress: false`.
-pub(crate) fn compress(check: &Checker, prefix: &str, raw: &S<RawCompress>) -> Result<Option<CompressConfig>, ConfigError> {
+pub(crate) fn compress(
+    check: &Checker,
+    prefix: &str,
+    raw: &S<RawCompress>,
+) -> Result<Option<CompressConfig>, ConfigError> {
     let settings = match &raw.value {
         RawCompress::On(false) => return Ok(None),
         RawCompress::On(true) => return Ok(Some(CompressConfig::default())),

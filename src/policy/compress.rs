@@ -19,8 +19,8 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use crate::upstream::ResponseBody;
 use crate::config::{CompressConfig, Encoding};
+use crate::upstream::ResponseBody;
 
 /// One route's compiled `compress:`.
 #[derive(Debug)]
@@ -54,7 +54,9 @@ impl TypePattern {
     fn new(pattern: &str) -> TypePattern {
         match pattern.split_once("/*") {
             Some((kind, "")) => TypePattern::AnySubtype(format!("{kind}/").into_bytes().into()),
-            Some((kind, suffix)) => TypePattern::Suffix(format!("{kind}/").into_bytes().into(), suffix.as_bytes().into()),
+            Some((kind, suffix)) => {
+                TypePattern::Suffix(format!("{kind}/").into_bytes().into(), suffix.as_bytes().into())
+            }
             None => TypePattern::Exact(pattern.as_bytes().into()),
         }
     }
@@ -65,7 +67,9 @@ impl TypePattern {
         match self {
             TypePattern::Exact(t) => media.eq_ignore_ascii_case(t),
             TypePattern::AnySubtype(prefix) => starts(prefix) && media.len() > prefix.len(),
-            TypePattern::Suffix(prefix, suffix) => media.len() > prefix.len() + suffix.len() && starts(prefix) && ends(suffix),
+            TypePattern::Suffix(prefix, suffix) => {
+                media.len() > prefix.len() + suffix.len() && starts(prefix) && ends(suffix)
+            }
         }
     }
 }
@@ -141,7 +145,8 @@ impl Compress {
             return;
         }
         let headers = response.headers();
-        let encoded = headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let encoded =
+            headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         let no_transform =
             headers.get_all(header::CACHE_CONTROL).iter().any(|v| has_token(v.as_bytes(), b"no-transform"));
         if encoded || no_transform || !self.type_matches(headers) {
@@ -282,7 +287,9 @@ mod tests {
         ] {
             assert!(matches(yes), "{yes}");
         }
-        for no in ["image/png", "application/octet-stream", "video/mp4", "application/zip", "text/", "application/+json"] {
+        for no in
+            ["image/png", "application/octet-stream", "video/mp4", "application/zip", "text/", "application/+json"]
+        {
             assert!(!matches(no), "{no}");
         }
     }

@@ -22,7 +22,9 @@ fn page(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 64);
     let mut i = 0u64;
     while out.len() < len {
-        out.extend_from_slice(format!("<tr><td>row {i}</td><td class=\"v\">{}</td></tr>\n", i * 7919 % 10007).as_bytes());
+        out.extend_from_slice(
+            format!("<tr><td>row {i}</td><td class=\"v\">{}</td></tr>\n", i * 7919 % 10007).as_bytes(),
+        );
         i += 1;
     }
     out.truncate(len);
@@ -42,8 +44,10 @@ async fn origin() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let service = service_fn(|req: Request<Incoming>| async move { Ok::<_, std::convert::Infallible>(answer(req)) });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let service =
+                    service_fn(|req: Request<Incoming>| async move { Ok::<_, std::convert::Infallible>(answer(req)) });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -252,7 +256,13 @@ async fn what_must_not_be_compressed_is_not() {
         assert!(body.is_empty());
     }
     // A Range request (the server answers 206), and HEAD.
-    let r = c.get(p.http_url("/range")).header("accept-encoding", "gzip").header("range", "bytes=0-999").send().await.unwrap();
+    let r = c
+        .get(p.http_url("/range"))
+        .header("accept-encoding", "gzip")
+        .header("range", "bytes=0-999")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(header(r.headers(), "content-encoding"), None);
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
@@ -273,8 +283,12 @@ async fn what_must_not_be_compressed_is_not() {
 async fn settings_choose_algorithms_types_min_size_and_level() {
     let p = start("{ algorithms: [gzip, br], min_size: 100, types: [\"image/png\"], level: { gzip: 9, br: 5 } }").await;
     let c = plain_client();
-    // zstd is not offered by this route: the client's first choice is skipped.
+    // Equal q-values: the route's order decides (gzip before br here).
     let (headers, _, body) = get(&c, &p.http_url("/png/500"), Some("zstd, br, gzip")).await;
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    assert_eq!(decode("gzip", &body), page(500));
+    // zstd is not offered by this route: the client's first choice is skipped.
+    let (headers, _, body) = get(&c, &p.http_url("/png/500"), Some("zstd, br")).await;
     assert_eq!(header(&headers, "content-encoding"), Some("br"));
     assert_eq!(decode("br", &body), page(500));
     let (headers, _, body) = get(&c, &p.http_url("/png/500"), Some("zstd;q=1, gzip;q=0.5")).await;
@@ -291,8 +305,12 @@ async fn curl_compressed_decodes_every_algorithm() {
     let p = start("true").await;
     let url = p.http_url("/page/30000");
     for encoding in ["gzip", "br", "zstd"] {
-        let args = ["-sS", "--max-time", "10", "--compressed", "-H", &format!("Accept-Encoding: {encoding}"), "-D", "-", &url];
-        let out = match std::process::Command::new("curl").args(args).output() {
+        let args =
+            ["-sS", "--max-time", "10", "--compressed", "-H", &format!("Accept-Encoding: {encoding}"), "-D", "-", &url]
+                .map(String::from);
+        // Off the runtime's thread: porter runs on it.
+        let out = tokio::task::spawn_blocking(move || std::process::Command::new("curl").args(args).output());
+        let out = match out.await.unwrap() {
             Ok(out) => out,
             Err(e) => {
                 assert!(std::env::var_os("CI").is_none(), "curl is needed in CI: {e}");
@@ -347,7 +365,8 @@ async fn a_200_mb_response_streams_with_flat_memory() {
     let c = plain_client();
     const TOTAL: usize = 200 * 1024 * 1024;
     for encoding in ["gzip", "zstd"] {
-        let mut r = c.get(p.http_url(&format!("/stream/{TOTAL}"))).header("accept-encoding", encoding).send().await.unwrap();
+        let mut r =
+            c.get(p.http_url(&format!("/stream/{TOTAL}"))).header("accept-encoding", encoding).send().await.unwrap();
         assert_eq!(header(r.headers(), "content-encoding"), Some(encoding));
         let before = rss_kib();
         let mut peak = before;
@@ -380,9 +399,32 @@ async fn a_200_mb_response_streams_with_flat_memory() {
         assert!(compressed * 4 < TOTAL, "{encoding}: {compressed} bytes on the wire");
         // 200 MB went through: memory grew by at most a few encoder windows and buffers.
         let grown = peak.saturating_sub(before);
+        eprintln!("{encoding}: 200 MiB in {compressed} bytes; RSS {before} KiB before, peak {peak} KiB (+{grown} KiB)");
         assert!(grown < 48 * 1024, "{encoding}: RSS grew by {grown} KiB while streaming 200 MiB");
     }
     p.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_compress_setting_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("porter.yaml");
+    for (compress, field, words) in [
+        ("{ algorithms: [gzip, deflate] }", "routes[0].compress.algorithms[1]", "deflate"),
+        ("{ level: 12 }", "routes[0].compress.level", "out of range"),
+        ("{ level: { br: 20 } }", "routes[0].compress.level.br", "out of range"),
+        ("{ types: [\"html\"] }", "routes[0].compress.types[0]", "not a media type"),
+        ("{ min_size: lots }", "routes[0].compress.min_size", "lots"),
+        ("{ algoritms: [gzip] }", "algoritms", "unknown field"),
+        ("sometimes", "routes[0].compress", "true, false, or a map"),
+    ] {
+        let yaml = format!(
+            "upstreams:\n  web:\n    servers:\n      - url: \"http://127.0.0.1:9\"\nroutes:\n  - upstream: web\n    compress: {compress}\n"
+        );
+        std::fs::write(&path, yaml).unwrap();
+        let error = porter::Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains(":7:") && error.contains(field) && error.contains(words), "{compress}: {error}");
+    }
 }
 
 /// A writer that counts and drops what it is given.
