@@ -234,6 +234,22 @@ fn paths_the_docs_name_exist() {
     assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
 }
 
+/// Every top-level module `src/lib.rs` declares has its place in docs/architecture.md's
+/// layers, named by path (`src/NAME/` or `src/NAME.rs`): a new module is explained.
+#[test]
+fn architecture_names_every_module() {
+    let lib = read(&repo("src/lib.rs"));
+    let module = regex::Regex::new(r"(?m)^\s*(?:pub(?:\([a-z]+\))? )?mod ([a-z_0-9]+);").unwrap();
+    let architecture = read(&repo("docs/architecture.md"));
+    let modules: Vec<&str> = module.captures_iter(&lib).map(|c| c.get(1).unwrap().as_str()).collect();
+    assert!(modules.len() > 10, "only {} modules found in src/lib.rs: is the pattern broken?", modules.len());
+    let missing: Vec<&&str> = modules
+        .iter()
+        .filter(|m| !architecture.contains(&format!("`src/{m}/")) && !architecture.contains(&format!("`src/{m}.rs`")))
+        .collect();
+    assert!(missing.is_empty(), "modules of src/lib.rs docs/architecture.md does not place: {missing:?}");
+}
+
 /// The README's test command is, character for character, the one `.ci/run` runs.
 #[test]
 fn readme_test_command_is_what_ci_runs() {
