@@ -15,10 +15,16 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The Markdown files a reader moves between: the README, docs/, and the pages they send
-/// readers to for the benchmarks and fuzzing.
+/// The Markdown files a reader moves between: the README, docs/, and the READMEs of the
+/// benchmark harness, the certificate folder and the fuzz targets.
 fn markdown_files() -> Vec<PathBuf> {
-    let mut files = vec![repo("README.md"), repo("bench/README.md"), repo("bench/results/history.md")];
+    let mut files = vec![
+        repo("README.md"),
+        repo("bench/README.md"),
+        repo("bench/results/history.md"),
+        repo("certs/README.md"),
+        repo("fuzz/README.md"),
+    ];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(repo("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
