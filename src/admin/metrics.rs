@@ -195,7 +195,8 @@ impl Collector for Snapshot {
 /// Route `compress:` totals by algorithm: the ratio is bytes out over bytes in.
 fn encode_compression(e: &mut DescriptorEncoder) -> Result {
     use crate::body::encode::{Encoding, TOTALS};
-    let series: [(&str, &str, fn((u64, u64, u64)) -> u64); 3] = [
+    type Pick = fn((u64, u64, u64)) -> u64;
+    let series: [(&str, &str, Pick); 3] = [
         ("porter_compressed_responses", "Responses compressed, by algorithm", |t| t.0),
         ("porter_compression_in_bytes", "Body bytes before compression, by algorithm", |t| t.1),
         ("porter_compression_out_bytes", "Body bytes after compression, by algorithm", |t| t.2),

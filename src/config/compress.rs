@@ -105,7 +105,7 @@ impl CompressConfig {
 #[derive(Debug)]
 pub(crate) enum RawCompress {
     On(bool),
-    Settings(RawCompressSettings),
+    Settings(Box<RawCompressSettings>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,7 +121,7 @@ pub(crate) struct RawCompressSettings {
 #[derive(Debug)]
 pub(crate) enum RawLevel {
     All(u64),
-    Each(RawLevels),
+    Each(Box<RawLevels>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,7 +146,8 @@ impl<'de> Deserialize<'de> for RawCompress {
                 Ok(RawCompress::On(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCompress, A::Error> {
-                RawCompressSettings::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawCompress::Settings)
+                RawCompressSettings::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|s| RawCompress::Settings(Box::new(s)))
             }
         }
         deserializer.deserialize_any(V)
@@ -168,7 +169,7 @@ impl<'de> Deserialize<'de> for RawLevel {
                 u64::try_from(v).map(RawLevel::All).map_err(|_| E::custom("a level is not negative"))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawLevel, A::Error> {
-                RawLevels::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawLevel::Each)
+                RawLevels::deserialize(de::value::MapAccessDeserializer::new(map)).map(|l| RawLevel::Each(Box::new(l)))
             }
         }
         deserializer.deserialize_any(V)

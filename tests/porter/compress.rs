@@ -383,7 +383,7 @@ async fn a_200_mb_response_streams_with_flat_memory() {
                 _ => zs.write_all(&chunk).unwrap(),
             }
             chunks += 1;
-            if chunks % 64 == 0 {
+            if chunks.is_multiple_of(64) {
                 peak = peak.max(rss_kib());
             }
         }
@@ -402,6 +402,28 @@ async fn a_200_mb_response_streams_with_flat_memory() {
         eprintln!("{encoding}: 200 MiB in {compressed} bytes; RSS {before} KiB before, peak {peak} KiB (+{grown} KiB)");
         assert!(grown < 48 * 1024, "{encoding}: RSS grew by {grown} KiB while streaming 200 MiB");
     }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_named_block_compresses_and_a_route_turns_it_off() {
+    let origin = origin().await;
+    let yaml = format!(
+        "{}http:\n  redirect: false\nupstreams:\n  web:\n    servers:\n      - url: \"http://{origin}\"\n\
+         policies:\n  gz:\n    compress: {{ algorithms: [gzip] }}\n\
+         routes:\n  - path: /off/\n    upstream: web\n    strip_prefix: true\n    policies: [gz]\n    compress: false\n\
+         \x20 - upstream: web\n    policies: [gz]\n",
+        listen_block()
+    );
+    let p = TestPorter::start(&yaml).await;
+    let c = plain_client();
+    let (headers, _, body) = get(&c, &p.http_url("/page/20000"), Some("zstd, br, gzip")).await;
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"), "the block's algorithms");
+    assert_eq!(decode("gzip", &body), page(20000));
+    let (headers, _, body) = get(&c, &p.http_url("/off/page/20000"), Some("gzip")).await;
+    assert_eq!(header(&headers, "content-encoding"), None, "compress: false wins over the block");
+    assert_eq!(header(&headers, "vary"), None);
+    assert_eq!(body, page(20000));
     p.stop().await;
 }
 

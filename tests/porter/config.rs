@@ -88,6 +88,7 @@ fn examples_check_out() {
     let expected = [
         "api-static-split.yaml",
         "behind-l4-balancer.yaml",
+        "compression.yaml",
         "ip-allowlist.yaml",
         "porter.yaml",
         "quickstart.yaml",
