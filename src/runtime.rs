@@ -24,6 +24,8 @@ pub struct Runtime {
     pub router: Router,
     /// Answers given without a route (no match, bad Host, 421, local answers on port 80).
     pub unrouted: Arc<crate::stats::StatusCounts>,
+    /// Requests by the client's protocol (kept across reloads, like `unrouted`).
+    pub by_protocol: Arc<crate::stats::ProtocolCounts>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub limits: Limits,
     pub hsts: Option<HeaderValue>,
@@ -45,6 +47,10 @@ pub struct Runtime {
     /// Where this snapshot's requests log (`None`: the access log is off). Set by
     /// `Porter` after the build, from its writer.
     pub access_log: Option<Arc<crate::access_log::Log>>,
+    /// `listen.http3`: QUIC settings for new HTTP/3 connections (`None`: HTTP/3 is off).
+    pub http3: Option<Arc<quinn::ServerConfig>>,
+    /// `Alt-Svc: h3=":PORT"; ma=86400` for HTTPS responses over TCP, made once here.
+    pub alt_svc: Option<HeaderValue>,
     /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
     pub cancel: CancellationToken,
 }
@@ -76,10 +82,17 @@ impl Runtime {
             None => None,
         };
         let tls = crate::tls::server_config(certs.clone(), config.tls.min_version);
+        // HTTP/3 rides on the https listener (its UDP twin): only with one.
+        let http3 = match (config.listen.http3, https_port) {
+            (true, Some(_)) => Some(crate::listener::h3::server_config(certs.clone())?),
+            _ => None,
+        };
+        let alt_svc = http3.as_ref().and(config.http.redirect_port.or(https_port)).map(crate::listener::h3::alt_svc);
         guard.disarm();
         Ok(Runtime {
             router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router)),
             unrouted: previous.map(|p| p.unrouted.clone()).unwrap_or_default(),
+            by_protocol: previous.map(|p| p.by_protocol.clone()).unwrap_or_default(),
             upstreams,
             limits: config.limits.clone(),
             certs,
@@ -92,6 +105,8 @@ impl Runtime {
             proxy_protocol: config.listen.proxy_protocol,
             trusted_proxies: config.listen.trusted_proxies.clone(),
             access_log: None,
+            http3,
+            alt_svc,
             cancel,
         })
     }
