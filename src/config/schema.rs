@@ -1,4 +1,4 @@
-//! The validated configuration the rest of porter reads (SPEC §3).
+//! The validated configuration the rest of porter reads (docs/configuration.md).
 //!
 //! Everything here has already been checked: defaults are applied, paths are
 //! resolved against the config file's directory, and cross-references hold.
@@ -77,7 +77,7 @@ pub struct HttpConfig {
     pub acme_webroot: Option<PathBuf>,
 }
 
-/// `access_log:` (SPEC §3): one line per request, on stderr or in a file.
+/// `access_log:` (docs/configuration.md, Access log): one line per request, on stderr or in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogConfig {
     pub enabled: bool,
@@ -97,7 +97,7 @@ impl Default for AccessLogConfig {
 pub enum AccessLogFormat {
     /// `key=value` pairs after a timestamp (logfmt quoting).
     Text,
-    /// One JSON object per line, the field names of the README's table.
+    /// One JSON object per line, the field names of docs/configuration.md, Access log.
     Json,
     /// Apache/nginx "combined", as GoAccess, fail2ban and Filebeat read it.
     Combined,
@@ -113,7 +113,7 @@ impl fmt::Display for AccessLogFormat {
     }
 }
 
-/// `acme:` (SPEC §3, §4): porter orders and renews its own certificates.
+/// `acme:` (docs/deploy.md, Automatic HTTPS): porter orders and renews its own certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeConfig {
     /// Contact for the account; empty = none (Let's Encrypt no longer mails).
@@ -193,6 +193,51 @@ pub struct UpstreamConfig {
     pub pool: PoolConfig,
     pub http2: bool,
     pub tls: UpstreamTls,
+    /// `sticky:`: pin each client to a server with a cookie porter sets.
+    pub sticky: Option<StickyConfig>,
+}
+
+/// `sticky:` on an upstream (docs: configuration reference, Sticky sessions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyConfig {
+    /// The cookie's name, an RFC 6265 token.
+    pub cookie: String,
+    /// `Max-Age` of the cookie; None: a session cookie (gone when the browser closes).
+    pub max_age: Option<std::time::Duration>,
+    /// `Secure`, on responses to https requests only (a plaintext client would drop it).
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+}
+
+impl Default for StickyConfig {
+    fn default() -> StickyConfig {
+        StickyConfig {
+            cookie: "porter_srv".into(),
+            max_age: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+impl SameSite {
+    /// The attribute's value as a `Set-Cookie` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
 }
 
 /// How `https://` servers of an upstream are verified.

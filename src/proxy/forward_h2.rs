@@ -60,7 +60,7 @@ pub(super) async fn send(
             Ok(Ok(response)) => {
                 let response = response.map(crate::body::ServerBody::Hyper);
                 let lease = Lease::http2(stream, in_flight, progress);
-                return Ok(Forwarded { response, lease, connect, first_byte: std::time::Duration::ZERO });
+                return Ok(Forwarded { response, lease, connect, first_byte: std::time::Duration::ZERO, repin: None });
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),

@@ -222,8 +222,11 @@ async fn proxy<'r>(
         record.upstream_first_byte = Some(forwarded.first_byte);
     }
 
+    let repin = forwarded.repin;
     let (mut parts, mut body) = forwarded.response.into_parts();
-    if !http1_client {
+    // A cookie porter adds must not replace the server's own `Set-Cookie` (porter's fields
+    // win over raw ones by name): a response that gets one is put in a map first.
+    if !http1_client || repin.is_some() {
         // Only porter's own HTTP/1.1 server writes a server's fields from their bytes.
         if let Some(raw) = body.take_raw_fields() {
             parts.headers = raw.to_header_map();
@@ -248,6 +251,10 @@ async fn proxy<'r>(
         return Err(ProxyError::BadResponse);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let (Some(index), Some(sticky)) = (repin, &route.upstream.sticky) {
+        let cookie = sticky.set_cookie(index, conn.client_headers.https).clone();
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
     Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, route.upstream.read_timeout)))
 }
 

@@ -18,6 +18,7 @@ pub mod http1;
 pub mod lease;
 pub mod pool;
 pub mod server;
+pub mod sticky;
 pub mod tls;
 
 pub use lease::Lease;
@@ -57,10 +58,12 @@ pub struct Upstream {
     pub drained: bool,
     /// Carried over a reload while the upstream keeps its name.
     pub stats: Arc<UpstreamStats>,
+    /// `sticky:`: clients pinned to a server by a cookie porter sets.
+    pub sticky: Option<sticky::Sticky>,
     _tasks: Tasks,
 }
 
-/// What an upstream's requests record (SPEC §7); read by the admin listener.
+/// What an upstream's requests record (docs/configuration.md, Metrics); read by the admin listener.
 #[derive(Debug, Default)]
 pub struct UpstreamStats {
     /// Time from the request's arrival to the response head (or error) sent back.
@@ -115,6 +118,7 @@ impl Upstream {
             _tasks: tasks,
             name: name.into(),
             balancer: Balancer::new(cfg.balance, cfg.hash_on.as_ref(), &servers),
+            sticky: cfg.sticky.as_ref().map(|s| sticky::Sticky::new(s, &servers)),
             servers,
             connect_timeout: cfg.timeouts.connect,
             response_header_timeout: cfg.timeouts.response_header,

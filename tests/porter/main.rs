@@ -1,4 +1,4 @@
-//! porter's integration tests: one module per SPEC area, one binary (one link
+//! porter's integration tests: one module per documented area, one binary (one link
 //! step on a 2-core machine). Every test starts its own porter and backends on
 //! ephemeral 127.0.0.1 ports.
 
@@ -18,6 +18,7 @@ mod cli;
 mod config;
 mod deploy_files;
 mod deploy_image;
+mod docs;
 mod faults;
 mod forwarding;
 mod grafana;
@@ -38,6 +39,7 @@ mod reload;
 mod resilience;
 mod response_fields;
 mod routing;
+mod sticky;
 mod tls;
 mod tls_edge;
 mod tls_stream;
