@@ -36,8 +36,6 @@ pub struct Runtime {
     /// listener's); omitted from the URL when it is 443.
     pub https_port: Option<u16>,
     pub acme_webroot: Option<PathBuf>,
-    /// HTTP/1.1 + HTTP/2 server settings for client connections, made once per configuration.
-    pub connection_builders: Arc<crate::listener::ConnectionBuilders>,
     /// TLS server settings (`tls.min_version`): a reload applies them to new connections.
     pub tls: Arc<rustls::ServerConfig>,
     /// New connections open with a PROXY protocol header (`listen.proxy_protocol`).
@@ -47,8 +45,9 @@ pub struct Runtime {
     /// Where this snapshot's requests log (`None`: the access log is off). Set by
     /// `Porter` after the build, from its writer.
     pub access_log: Option<Arc<crate::access_log::Log>>,
-    /// `listen.http3`: QUIC settings for new HTTP/3 connections (`None`: HTTP/3 is off).
-    pub http3: Option<Arc<quinn::ServerConfig>>,
+    /// `listen.http3` with an https listener: HTTP/3 is served (the listener builds
+    /// each snapshot's QUIC settings from `certs` and `limits`).
+    pub http3: bool,
     /// `Alt-Svc: h3=":PORT"; ma=86400` for HTTPS responses over TCP, made once here.
     pub alt_svc: Option<HeaderValue>,
     /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
@@ -83,11 +82,8 @@ impl Runtime {
         };
         let tls = crate::tls::server_config(certs.clone(), config.tls.min_version);
         // HTTP/3 rides on the https listener (its UDP twin): only with one.
-        let http3 = match (config.listen.http3, https_port) {
-            (true, Some(_)) => Some(crate::listener::h3::server_config(certs.clone())?),
-            _ => None,
-        };
-        let alt_svc = http3.as_ref().and(config.http.redirect_port.or(https_port)).map(crate::listener::h3::alt_svc);
+        let http3 = config.listen.http3 && https_port.is_some();
+        let alt_svc = config.http.redirect_port.or(https_port).filter(|_| http3).map(alt_svc);
         guard.disarm();
         Ok(Runtime {
             router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router)),
@@ -99,7 +95,6 @@ impl Runtime {
             redirect: config.http.redirect,
             https_port: config.http.redirect_port.or(https_port),
             acme_webroot: config.http.acme_webroot.clone(),
-            connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(&config.limits, hsts.as_ref())),
             hsts,
             tls,
             proxy_protocol: config.listen.proxy_protocol,
@@ -110,6 +105,11 @@ impl Runtime {
             cancel,
         })
     }
+}
+
+/// `Alt-Svc` for HTTPS responses over TCP: where the same origin answers HTTP/3.
+fn alt_svc(port: u16) -> HeaderValue {
+    HeaderValue::try_from(format!("h3=\":{port}\"; ma=86400")).expect("a valid header value")
 }
 
 impl Runtime {

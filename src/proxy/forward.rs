@@ -33,11 +33,12 @@ use http::{header, Method, Request, Response};
 use http_body::Body;
 
 use super::error::ProxyError;
-use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody, ServerBody};
+use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody};
 use crate::net::clock::now_ms;
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError};
 use crate::upstream::server::{InFlight, Server};
+use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.

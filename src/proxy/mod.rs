@@ -20,10 +20,11 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 
 use crate::access_log::AccessRecord;
-use crate::body::{ClientBody, RequestBody, ResponseBody};
+use crate::body::{ClientBody, RequestBody};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
+use crate::upstream::ResponseBody;
 use error::ProxyError;
 use headers::ClientHeaders;
 
@@ -153,7 +154,7 @@ async fn proxy<'r>(
     let route = runtime.router.find(host_name, request.uri().path()).ok_or(ProxyError::NoRoute)?;
     *matched = Some(route.as_ref());
     if let Some(record) = record {
-        record.route = Some(route.clone());
+        record.route = Some(route.label.clone());
     }
 
     let limit = runtime.limits.max_body_bytes;
@@ -210,13 +211,13 @@ async fn proxy<'r>(
         Ok(forwarded) => forwarded,
         Err(e) => {
             if let Some(record) = record {
-                record.upstream = e.server;
+                record.upstream = e.server.map(|server| server.label.clone());
             }
             return Err(e.error);
         }
     };
     if let Some(record) = record {
-        record.upstream = Some(forwarded.lease.server().clone());
+        record.upstream = Some(forwarded.lease.server().label.clone());
         record.upstream_status = Some(forwarded.response.status().as_u16());
         record.upstream_connect = Some(forwarded.connect);
         record.upstream_first_byte = Some(forwarded.first_byte);

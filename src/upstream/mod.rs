@@ -17,11 +17,13 @@ pub mod health;
 pub mod http1;
 pub mod lease;
 pub mod pool;
+pub mod response_body;
 pub mod server;
 pub mod sticky;
 pub mod tls;
 
 pub use lease::Lease;
+pub use response_body::{ResponseBody, ServerBody};
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;

@@ -10,11 +10,12 @@ use http::header;
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
-use crate::body::{ClientBody, H3Body, ResponseBody};
+use crate::body::{ClientBody, H3Body};
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 use crate::shutdown::DrainWatch;
 use crate::stats::ListenerStats;
+use crate::upstream::ResponseBody;
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;

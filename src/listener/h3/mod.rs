@@ -73,11 +73,6 @@ pub fn server_config(certs: Arc<CertResolver>) -> Result<Arc<quinn::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// `Alt-Svc` for responses over TCP: where the same origin answers HTTP/3.
-pub fn alt_svc(port: u16) -> http::HeaderValue {
-    http::HeaderValue::try_from(format!("h3=\":{port}\"; ma=86400")).expect("a valid header value")
-}
-
 /// The HTTP/3 listener's counters beside the connection counts of [`ListenerStats`].
 #[derive(Debug, Default)]
 pub struct QuicStats {
@@ -106,7 +101,7 @@ impl Http3 {
         stop: watch::Receiver<bool>,
     ) -> std::io::Result<(Http3, tokio::task::JoinHandle<()>)> {
         let addr = socket.local_addr()?;
-        let config = shared.runtime.load().http3.clone().ok_or_else(|| std::io::Error::other("HTTP/3 is off"))?;
+        let config = server_config(shared.runtime.load().certs.clone()).map_err(std::io::Error::other)?;
         let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
         let endpoint =
             quinn::Endpoint::new(quinn::EndpointConfig::default(), Some((*config).clone()), socket, runtime)?;
@@ -132,6 +127,9 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let handshaking = Arc::new(AtomicUsize::new(0));
+    // The QUIC settings of the snapshot they were made for: rebuilt after a reload.
+    // Weak: an old snapshot is not kept alive by this loop.
+    let mut current: Option<(std::sync::Weak<crate::runtime::Runtime>, Arc<quinn::ServerConfig>)> = None;
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => match incoming {
@@ -152,9 +150,20 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         };
-        let Some(config) = shared.runtime.load().http3.clone() else {
-            incoming.refuse();
-            continue;
+        let runtime = shared.runtime.load_full();
+        let config = match &current {
+            Some((made_for, config)) if std::ptr::eq(made_for.as_ptr(), Arc::as_ptr(&runtime)) => config.clone(),
+            _ => match server_config(runtime.certs.clone()) {
+                Ok(config) => {
+                    current = Some((Arc::downgrade(&runtime), config.clone()));
+                    config
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP/3 connection refused");
+                    incoming.refuse();
+                    continue;
+                }
+            },
         };
         let open = crate::stats::OpenConnection::new(stats.clone());
         let connection =
@@ -225,10 +234,5 @@ mod tests {
         assert!(should_retry(false, RETRY_ABOVE_HANDSHAKING));
         // A client that came back with a Retry token is validated: never a second Retry.
         assert!(!should_retry(true, RETRY_ABOVE_HANDSHAKING * 10));
-    }
-
-    #[test]
-    fn alt_svc_names_the_port() {
-        assert_eq!(alt_svc(8443), "h3=\":8443\"; ma=86400");
     }
 }
