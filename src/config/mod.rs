@@ -15,6 +15,7 @@ mod cidr;
 mod error;
 mod load;
 mod locate;
+mod policy;
 mod raw;
 mod schema;
 mod units;
@@ -35,9 +36,11 @@ use std::time::Duration;
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use schema::{
-    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
-    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
-    StickyConfig, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
+    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HeaderRulesConfig,
+    HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, Placeholder, PolicyConfig, PoolConfig,
+    RedirectConfig, RespondConfig, RewriteConfig, RouteAction, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
+    StickyConfig, Template, TemplatePart, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls,
+    MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 
