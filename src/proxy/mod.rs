@@ -168,11 +168,11 @@ async fn proxy<'r>(
         record.route = Some(route.label.clone());
     }
 
-    // Route policy (docs: configuration, "Traffic policy"): a plain route skips all of it.
+    // Route policy (docs/configuration.md, Traffic policy): a plain route skips all of it.
     let upstream = match (&route.action, &route.policy) {
         (Action::Upstream(upstream), None) => upstream,
         (action, policy) => {
-            let vars = vars_out.insert(request_vars(&request, &host, conn, runtime));
+            let vars = vars_out.insert(request_vars(&request, &host, host_name, conn, runtime));
             if let Some(policy) = policy {
                 if let Some(answer) = policy.check(&mut request, vars).await {
                     return Ok(answered(route, answer, record));
@@ -307,7 +307,13 @@ fn answered(route: &router::Route, answer: Answer, record: &mut Option<AccessRec
 }
 
 /// What the route's policy and templates read, taken once (cheap clones).
-fn request_vars(request: &Request<ClientBody>, host: &HeaderValue, conn: &ConnContext, runtime: &Runtime) -> Vars {
+fn request_vars(
+    request: &Request<ClientBody>,
+    host: &HeaderValue,
+    host_name: &str,
+    conn: &ConnContext,
+    runtime: &Runtime,
+) -> Vars {
     let peer = policy::client::Peer {
         ip: conn.client.ip(),
         value: &conn.client_headers.ip,
@@ -317,7 +323,13 @@ fn request_vars(request: &Request<ClientBody>, host: &HeaderValue, conn: &ConnCo
     Vars {
         client_ip,
         client_ip_value,
-        host: host.clone(),
+        // `{host}` is the name without a port, as nginx's $host and Caddy's {host}: a copy
+        // only when the client wrote a port or capitals.
+        host: if host.as_bytes() == host_name.as_bytes() {
+            host.clone()
+        } else {
+            HeaderValue::from_str(host_name).unwrap_or_else(|_| host.clone())
+        },
         uri: request.uri().clone(),
         https: conn.client_headers.https,
         request_id: request.headers().get(&request_id::X_REQUEST_ID).cloned().unwrap_or(HeaderValue::from_static("")),
