@@ -55,6 +55,8 @@ pub async fn handle_checked(
     verdict: Result<(), ProxyError>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
+    let over_quic = request.version() == Version::HTTP_3;
+    runtime.by_protocol.record(request.version());
     let host = request_host(&request);
     let request_id = request_id::ensure(request.headers_mut(), conn.client_headers.trusted);
     // The record costs an allocation and a few clones: only when the access log is on.
@@ -89,6 +91,10 @@ pub async fn handle_checked(
     if conn.client_headers.https {
         if let Some(hsts) = &runtime.hsts {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        // HTTP/3 offered to clients on TCP (docs/configuration.md, `listen.http3`).
+        if let (Some(alt_svc), false) = (&runtime.alt_svc, over_quic) {
+            response.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
         }
     }
     if let Some(mut record) = record {
@@ -214,10 +220,15 @@ async fn proxy<'r>(
         // gRPC needs it, and on HTTP/2 `TE: trailers` is the one TE allowed (RFC 9113 §8.2.2).
         parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if downstream_version == Version::HTTP_2 || !parts.headers.contains_key(header::HOST) {
+    let multiplexed = downstream_version >= Version::HTTP_2;
+    if multiplexed || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, host.clone());
     }
-    let via = if downstream_version == Version::HTTP_2 { &headers::VIA_HTTP2 } else { &headers::VIA_HTTP11 };
+    let via = match downstream_version {
+        Version::HTTP_2 => &headers::VIA_HTTP2,
+        Version::HTTP_3 => &headers::VIA_HTTP3,
+        _ => &headers::VIA_HTTP11,
+    };
     headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
     if let (Some(rules), Some(vars)) = (route.policy.as_ref().and_then(|p| p.request_headers.as_ref()), &*vars_out) {
         rules.apply(&mut parts.headers, vars);
