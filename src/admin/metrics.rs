@@ -16,19 +16,19 @@ use prometheus_client::registry::Registry;
 use super::Sources;
 use crate::stats::STATUS_CLASSES;
 
-pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(super) use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// The registry, holding one collector over the live state.
-pub struct Metrics(Registry);
+pub(super) struct Metrics(Registry);
 
 impl Metrics {
-    pub fn new(sources: Arc<Sources>) -> Metrics {
+    pub(super) fn new(sources: Arc<Sources>) -> Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Snapshot(sources)));
         Metrics(registry)
     }
 
-    pub fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let mut text = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail; an error here would be a bug in an encoder.
         if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.0) {
@@ -74,6 +74,16 @@ impl Collector for Snapshot {
         }
         for (class, n) in STATUS_CLASSES.iter().zip(runtime.unrouted.get()) {
             counter(&mut m, &[("route", "none"), ("upstream", "none"), ("status_class", class)], n)?;
+        }
+
+        let mut m = e.encode_descriptor(
+            "porter_requests_by_protocol",
+            "Requests by the HTTP version the client spoke (http1, h2, h3)",
+            None,
+            counter_type,
+        )?;
+        for (protocol, n) in crate::stats::PROTOCOLS.iter().zip(runtime.by_protocol.get()) {
+            counter(&mut m, &[("protocol", *protocol)], n)?;
         }
 
         let mut m = e.encode_descriptor(
