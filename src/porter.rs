@@ -148,12 +148,14 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
         )));
     }
     let mut http3_addr = None;
+    let mut quic_stats = None;
     if let Some(socket) = http3_socket {
         let slots = slots_for(&mut slots, config.limits.max_connections);
         let (http3, task) = listener::h3::Http3::start(socket, shared.clone(), drain.clone(), slots, stop_rx.clone())
             .map_err(|e| StartError(format!("cannot serve HTTP/3: {e}")))?;
         tracing::info!(address = %http3.addr, "listening for HTTP/3 (QUIC, UDP)");
         http3_addr = Some(http3.addr);
+        quic_stats = Some(http3.quic.clone());
         listener_stats.push(http3.stats.clone());
         accept_tasks.push(task);
     }
@@ -183,6 +185,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
             drain: drain.clone(),
             started: std::time::SystemTime::now(),
             acme: acme.clone(),
+            quic: quic_stats,
         };
         tokio::spawn(admin::serve(listener, Arc::new(sources), admin_stop_rx))
     });
