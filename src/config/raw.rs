@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub acme: Option<S<RawAcme>>,
     pub shutdown_timeout: Option<S<String>>,
     pub access_log: Option<RawAccessLog>,
+    pub rate_limit_store: Option<super::rate_limit::RawRateLimitStore>,
     // Absent = no upstreams; each route then reports the missing name.
     pub upstreams: Option<S<SpannedMap<S<RawUpstream>>>>,
     pub routes: S<Vec<S<RawRoute>>>,

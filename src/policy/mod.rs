@@ -1,0 +1,3 @@
+//! Route policy (docs/configuration.md, Traffic policy).
+
+pub mod rate_limit;
