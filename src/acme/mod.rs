@@ -1,4 +1,4 @@
-//! Built-in ACME (SPEC §3 `acme:`, §4): porter orders and renews the
+//! Built-in ACME (docs/deploy.md, Automatic HTTPS): porter orders and renews the
 //! certificates of its domains itself and writes them into `tls.certs` in
 //! lego's layout, where the certificate watcher picks them up like any other.
 //!

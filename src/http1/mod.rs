@@ -2,7 +2,7 @@
 //! HTTP/2 stays on hyper, and hyper's HTTP/1.1 server is only the reference
 //! the differential tests and fuzz target (`differential`) compare against.
 //!
-//! - `request`: a head parsed with httparse, framed by SPEC §8's rules;
+//! - `request`: a head parsed with httparse, framed by the rules of docs/security.md, Request framing;
 //! - `chunked`: the chunked request body decoder;
 //! - `body`: a request body streamed from the connection's read buffer;
 //! - `fields`: a server's response fields kept as bytes, written back without a map;

@@ -2,7 +2,7 @@
 //! buffer held, read and parse its head, hand the request to the pipeline,
 //! write the response, and go round again while keep-alive allows.
 //!
-//! Time limits (SPEC §8): a new connection's first head must be complete
+//! Time limits (docs/security.md, Request framing): a new connection's first head must be complete
 //! within `header_read_timeout` of the accept (silence is closed quietly, a
 //! partial head gets 408); later heads are timed from their first byte; the
 //! wait between requests is bounded by `idle_timeout`. A drain (shutdown)

@@ -1,6 +1,6 @@
 //! Sending a prepared request to an upstream: pick a server, take a pooled
 //! connection or open one, send, and on failure try another server within
-//! the rules of SPEC §6.
+//! the rules of docs/configuration.md, Retries.
 //!
 //! - Connection failures (nothing sent) move to another server for any method.
 //! - A pooled connection that turns out closed before the request went out is

@@ -1,6 +1,6 @@
-//! TLS certificate store (SPEC §4): finds certificate/key pairs in the certs
-//! folder, indexes them by DNS name for SNI, serves them to rustls through an
-//! atomically swapped store, and reloads them when files change.
+//! TLS certificate store (docs/configuration.md, Certificates): finds certificate/key pairs in the
+//! certs folder, indexes them by DNS name for SNI, serves them to rustls through an atomically
+//! swapped store, and reloads them when files change.
 //!
 //! Layout of this module:
 //! - `layouts`: which files pair with which (flat, certbot, lego).

@@ -500,6 +500,12 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
                 }
             }
             Kind::HopByHop if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                // Codings are tokens: a value with bytes outside visible ASCII cannot
+                // be read as a list, and hyper reads such a body to close. Refuse it
+                // rather than guess at its framing.
+                if !field.value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+                    return Err(SendError::BadResponse);
+                }
                 let last = field.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }

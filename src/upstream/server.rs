@@ -4,7 +4,7 @@
 //! takes requests when it has weight, active checks have not failed it, and
 //! passive ejection has not taken it out.
 //!
-//! Passive ejection (SPEC §3 `passive`): `max_failures` consecutive failures
+//! Passive ejection (docs/configuration.md, Health): `max_failures` consecutive failures
 //! (connect error, reset, timeout) eject the server for `cooldown`. When the
 //! cooldown is over the server gets traffic again but stays on probation: its
 //! first success readmits it for good, its first failure ejects it again at

@@ -1,4 +1,4 @@
-//! SPEC §2, §3 `access_log:`: the three formats (`text`, `json` with a pinned key
+//! docs/configuration.md, Access log: the three formats (`text`, `json` with a pinned key
 //! set, `combined` read by GoAccess), the file with reopen on SIGUSR1 (logrotate),
 //! `enabled` and a reload, `--log-level` beside RUST_LOG; and a writer that falls
 //! behind never holds up a request: the binary's stderr is a pipe nobody reads, so

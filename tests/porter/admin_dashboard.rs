@@ -1,4 +1,4 @@
-//! SPEC §7 `GET /`: the dashboard, loaded in headless Chromium (Debian's
+//! docs/configuration.md, Dashboard: `GET /`: the dashboard, loaded in headless Chromium (Debian's
 //! `chromium`) while traffic flows. Its script polls /status and builds the
 //! page; the test asserts on the rendered DOM (upstreams, server URLs,
 //! certificate names, a plotted rate) and writes a screenshot to

@@ -1,10 +1,10 @@
-//! SPEC §7 for operators: `/livez` (liveness) answers 200 while `/healthz`
-//! (readiness) answers 503 during a drain; `/metrics` carries
-//! `porter_build_info`, whether the last reload succeeded and when a
-//! configuration was last applied, the standard `process_*` series, and health
-//! checks' connections apart from requests'. And a reload that keeps a server's
-//! address keeps its live state (in flight, counters, health), changing only
-//! its settings (SPEC §2: a reload applies settings, never resets a server).
+//! docs/configuration.md, Admin listener, for operators: `/livez` (liveness) answers 200 while
+//! `/healthz` (readiness) answers 503 during a drain; `/metrics` carries `porter_build_info`,
+//! whether the last reload succeeded and when a configuration was last applied, the standard
+//! `process_*` series, and health checks' connections apart from requests'. And a reload that keeps
+//! a server's address keeps its live state (in flight, counters, health), changing only its
+//! settings (docs/configuration.md, Command line: a reload applies settings, never resets a
+//! server).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
