@@ -19,6 +19,7 @@
 //! - `access_log`: the access-log line and its writer
 //! - `body`: request and response bodies as they stream through
 //! - `upstream`: servers, pools, balancers, health, DNS, the upstream client
+//! - `policy`: route policy phases (allow/deny, rate limits, auth, header rules, ...)
 //! - `router`: host and path to a route
 //! - `runtime`: the snapshot a reload swaps whole
 //! - `proxy`: the request pipeline
