@@ -16,6 +16,7 @@
 //! - `config`: what the user wrote (raw) checked into what porter runs (schema)
 //! - `stats`, `shutdown`, `probe`: counters, the drain, the container health probe
 //! - `tls`: certificates, folder layouts, the SNI resolver and its ACME challenge answers
+//! - `net`: byte streams: the client's TCP (PROXY protocol) and TLS streams, buffers, clock
 //! - `access_log`: the access-log line and its writer
 //! - `body`: request and response bodies as they stream through
 //! - `upstream`: servers, pools, balancers, health, DNS, the upstream client
@@ -41,6 +42,7 @@ pub mod fuzzing;
 pub mod handover;
 pub mod http1;
 pub mod listener;
+pub mod net;
 pub mod policy;
 pub mod probe;
 pub mod proxy;

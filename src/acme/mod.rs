@@ -11,10 +11,10 @@
 //! failure back off. Progress is visible through [`Acme::status`] (for
 //! /status) and, from the files alone, [`describe_from_disk`] (for `porter check`).
 //!
-//! Layout: `challenges` (the answers the listeners serve), `client` (HTTPS to
-//! the CA), `account`, `order`, `files`, `lock`, `schedule`, `task` (the loop).
-
-pub mod challenges;
+//! The answers it publishes live in `tls::challenges`, below both the resolver
+//! and the listeners that serve them.
+//!
+//! Layout: `client` (HTTPS to the CA), `account`, `order`, `files`, `lock`, `schedule`, `task` (the loop).
 
 mod account;
 mod client;

@@ -26,9 +26,9 @@ use tokio::net::TcpStream;
 use crate::body::{BodyTooLarge, BoxError, ClientBodyError, ClientFault, RequestBody};
 use crate::http1::chunked::{Chunked, Step};
 use crate::http1::fields::{self, Kind, RawFields};
-use crate::http1::io::{give_back, poll_write_some, take_buffer};
 use crate::http1::request::{has_token, Span, MAX_FIELDS};
 use crate::http1::response::chunk_size_line;
+use crate::net::io::{give_back, poll_write_some, take_buffer};
 
 /// A response head larger than this is refused (502), as hyper's client does at 400 KiB.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -322,7 +322,7 @@ impl Conn {
                     None => {}
                 }
             }
-            match read_some(&mut self.io, buf, crate::http1::io::BUFFER_SIZE).await {
+            match read_some(&mut self.io, buf, crate::net::io::BUFFER_SIZE).await {
                 Ok(0) | Err(_) if !received => return Err(SendError::Closed { body_started: false, head_sent: true }),
                 Ok(0) | Err(_) => return Err(SendError::BadResponse),
                 Ok(_) => {}
@@ -686,7 +686,7 @@ impl Body for ResponseStream {
             }
             let want = match &this.decode {
                 Decode::Length(remaining) => (*remaining).min(MAX_BODY_READ as u64) as usize,
-                _ => crate::http1::io::BUFFER_SIZE,
+                _ => crate::net::io::BUFFER_SIZE,
             };
             if buf.capacity() - buf.len() < 1024.min(want) {
                 buf.reserve(want);
