@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::RouteConfig;
+use crate::policy::rate_limit::{RateLimit, RedisStore};
 use crate::stats::StatusCounts;
 use crate::upstream::Upstream;
 
@@ -24,6 +25,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     /// Responses by status class; carried over a reload while the route and its upstream stay.
     pub responses: Arc<StatusCounts>,
+    /// `rate_limit:`: this route's buckets.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Route {
@@ -78,6 +81,7 @@ impl Router {
         routes: &[RouteConfig],
         upstream_by_name: &HashMap<String, Arc<Upstream>>,
         previous: Option<&Router>,
+        rate_limit_store: Option<&Arc<RedisStore>>,
     ) -> Router {
         let mut router = Router::default();
         for cfg in routes {
@@ -90,12 +94,14 @@ impl Router {
                 .and_then(|p| p.routes().find(|r| *r.label == *label && r.upstream.name == upstream.name))
                 .map(|r| r.responses.clone())
                 .unwrap_or_default();
+            let rate_limit = cfg.rate_limit.as_ref().map(|rl| RateLimit::new(rl, &label, rate_limit_store));
             let route = Arc::new(Route {
                 label: label.into(),
                 prefix: cfg.path.clone().into(),
                 strip_prefix: cfg.strip_prefix,
                 upstream,
                 responses,
+                rate_limit,
             });
             match cfg.host.as_deref() {
                 None => router.any_host.insert(route),

@@ -45,6 +45,8 @@ pub struct Runtime {
     /// Where this snapshot's requests log (`None`: the access log is off). Set by
     /// `Porter` after the build, from its writer.
     pub access_log: Option<Arc<crate::access_log::Log>>,
+    /// `rate_limit_store`: the Redis connection this snapshot's rate limits share.
+    pub rate_limit_store: Option<Arc<crate::policy::rate_limit::RedisStore>>,
     /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
     pub cancel: CancellationToken,
 }
@@ -76,9 +78,16 @@ impl Runtime {
             None => None,
         };
         let tls = crate::tls::server_config(certs.clone(), config.tls.min_version);
+        let rate_limit_store = match &config.rate_limit_store {
+            Some(store) => {
+                let before = previous.and_then(|p| p.rate_limit_store.as_deref());
+                Some(crate::policy::rate_limit::RedisStore::start(store, before, &cancel)?)
+            }
+            None => None,
+        };
         guard.disarm();
         Ok(Runtime {
-            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router)),
+            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router), rate_limit_store.as_ref()),
             unrouted: previous.map(|p| p.unrouted.clone()).unwrap_or_default(),
             upstreams,
             limits: config.limits.clone(),
@@ -92,6 +101,7 @@ impl Runtime {
             proxy_protocol: config.listen.proxy_protocol,
             trusted_proxies: config.listen.trusted_proxies.clone(),
             access_log: None,
+            rate_limit_store,
             cancel,
         })
     }

@@ -15,8 +15,8 @@ mod cidr;
 mod error;
 mod load;
 mod locate;
-mod raw;
 mod rate_limit;
+mod raw;
 mod schema;
 mod units;
 mod upstream;
@@ -35,9 +35,7 @@ use std::time::Duration;
 
 pub use cidr::Cidr;
 pub use error::ConfigError;
-pub use rate_limit::{
-    parse_rate, OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig, DEFAULT_STORE_TIMEOUT,
-};
+pub use rate_limit::{parse_rate, OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig, DEFAULT_STORE_TIMEOUT};
 pub use schema::{
     AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
     HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, Scheme, ServerConfig, ServerUrl,

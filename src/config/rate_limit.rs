@@ -114,7 +114,9 @@ pub fn parse_rate(text: &str) -> Result<(u64, Duration), String> {
         other => match parse_duration(other) {
             Ok(d) if d.is_zero() => return Err(format!("rate \"{text}\": the period must be longer than 0")),
             Ok(d) => d,
-            Err(_) => return Err(format!("rate \"{text}\": unknown period \"{other}\"; {shape} (or a duration: \"5/10s\")")),
+            Err(_) => {
+                return Err(format!("rate \"{text}\": unknown period \"{other}\"; {shape} (or a duration: \"5/10s\")"))
+            }
         },
     };
     let interval = period / count as u32;
@@ -146,7 +148,11 @@ pub(crate) fn rate_limit(check: &Checker, raw: &RawRateLimit, field: &str) -> Re
     let burst = match &raw.burst {
         None => count,
         Some(b) if b.value == 0 => {
-            return Err(check.err(b.referenced, &join(field, "burst"), "must be at least 1 (0 would refuse everything)"))
+            return Err(check.err(
+                b.referenced,
+                &join(field, "burst"),
+                "must be at least 1 (0 would refuse everything)",
+            ))
         }
         Some(b) if b.value > MAX_COUNT => {
             return Err(check.err(b.referenced, &join(field, "burst"), format!("must be at most {MAX_COUNT}")))
@@ -176,8 +182,9 @@ pub(crate) fn store(check: &Checker, raw: &RawRateLimitStore) -> Result<RateLimi
 /// `porter check` refuses what porter could not connect to.
 fn parse_redis_url(text: &str) -> Result<String, String> {
     if text.starts_with("rediss://") || text.starts_with("valkeys://") {
-        return Err("TLS to Redis (rediss://) is not supported: use redis:// on a private network or a unix socket"
-            .to_string());
+        return Err(
+            "TLS to Redis (rediss://) is not supported: use redis:// on a private network or a unix socket".to_string()
+        );
     }
     if !(text.starts_with("redis://") || text.starts_with("unix://") || text.starts_with("redis+unix://")) {
         return Err(format!(

@@ -178,6 +178,7 @@ pub(crate) struct RawRoute {
     pub path: Option<S<String>>,
     pub upstream: S<String>,
     pub strip_prefix: Option<bool>,
+    pub rate_limit: Option<super::rate_limit::RawRateLimit>,
 }
 
 /// A string-keyed mapping that keeps each key's position (a `BTreeMap` would

@@ -395,4 +395,6 @@ pub struct RouteConfig {
     /// Name of an upstream that exists in `Config::upstreams`.
     pub upstream: String,
     pub strip_prefix: bool,
+    /// `rate_limit:`: a token bucket per key; 429 above it.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }

@@ -125,9 +125,15 @@ fn spec_example_with_the_api_upstream_it_names_parses_fully() {
         path: "/api/".into(),
         upstream: "api".into(),
         strip_prefix: true,
+        rate_limit: None,
     };
-    let web_route =
-        RouteConfig { host: Some("example.com".into()), path: "/".into(), upstream: "web".into(), strip_prefix: false };
+    let web_route = RouteConfig {
+        host: Some("example.com".into()),
+        path: "/".into(),
+        upstream: "web".into(),
+        strip_prefix: false,
+        rate_limit: None,
+    };
     assert_eq!(config.routes, vec![api_route, web_route]);
 }
 
@@ -185,7 +191,8 @@ fn minimal_config_gets_every_default() {
         tls: Default::default(),
     };
     assert_eq!(web, &expected);
-    let route = RouteConfig { host: None, path: "/".into(), upstream: "web".into(), strip_prefix: false };
+    let route =
+        RouteConfig { host: None, path: "/".into(), upstream: "web".into(), strip_prefix: false, rate_limit: None };
     assert_eq!(config.routes, vec![route]);
 }
 

@@ -338,6 +338,10 @@ fn routes(
             path,
             upstream: r.upstream.value.clone(),
             strip_prefix: r.strip_prefix.unwrap_or(false),
+            rate_limit: match &r.rate_limit {
+                Some(raw) => Some(super::rate_limit::rate_limit(check, raw, &join(&prefix, "rate_limit"))?),
+                None => None,
+            },
         });
     }
     Ok(routes)

@@ -21,6 +21,7 @@ use http::{Request, Response, StatusCode, Version};
 
 use crate::access_log::AccessRecord;
 use crate::body::{ClientBody, RequestBody, ResponseBody};
+use crate::policy::rate_limit::{self, Decision};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
@@ -148,6 +149,12 @@ async fn proxy<'r>(
     *matched = Some(route.as_ref());
     if let Some(record) = record {
         record.route = Some(route.clone());
+    }
+
+    if let Some(rate_limit) = &route.rate_limit {
+        if let Decision::Limited(wait) = rate_limit.check(conn.client.ip(), request.headers()).await {
+            return Ok(rate_limit::too_many_requests(wait));
+        }
     }
 
     let limit = runtime.limits.max_body_bytes;

@@ -32,6 +32,7 @@ mod pebble;
 mod pooling;
 mod post_quantum;
 mod proxy_protocol;
+mod rate_limit;
 mod redirect;
 mod reload;
 mod resilience;

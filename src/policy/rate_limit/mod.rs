@@ -22,7 +22,7 @@ use crate::body::ResponseBody;
 use crate::config::{RateLimitConfig, RateLimitKey};
 pub use local::Decision;
 use local::{LocalLimiter, DEFAULT_MAX_KEYS};
-pub use redis::{store_errors, RedisStore};
+pub use redis::RedisStore;
 
 /// One route's compiled `rate_limit`.
 #[derive(Debug)]
@@ -37,7 +37,10 @@ pub struct RateLimit {
 enum Buckets {
     Local(LocalLimiter),
     /// `prefix` names the route in the Redis keys: `porter:rl:<route>|`.
-    Shared { store: Arc<RedisStore>, prefix: Box<[u8]> },
+    Shared {
+        store: Arc<RedisStore>,
+        prefix: Box<[u8]>,
+    },
 }
 
 impl RateLimit {

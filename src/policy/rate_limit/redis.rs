@@ -55,14 +55,6 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// At most one warning per this long; the others are counted into the next one.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Requests answered by `on_error` because Redis could not answer (all stores).
-static STORE_ERRORS: AtomicU64 = AtomicU64::new(0);
-
-/// For `/metrics`: requests whose rate limit Redis could not decide.
-pub fn store_errors() -> u64 {
-    STORE_ERRORS.load(Ordering::Relaxed)
-}
-
 /// The shared Redis connection of one configuration.
 #[derive(Debug)]
 pub struct RedisStore {
@@ -73,6 +65,8 @@ pub struct RedisStore {
     timeout: Duration,
     script: redis::Script,
     timeouts_in_row: AtomicU32,
+    /// Requests answered by `on_error`; carried over a reload (a counter for /metrics).
+    errors: Arc<AtomicU64>,
     /// Wakes the connection task when a request finds the connection broken.
     reconnect: Notify,
     log: Mutex<LogState>,
@@ -86,7 +80,12 @@ struct LogState {
 
 impl RedisStore {
     /// Starts the connection task, which ends with `cancel` (the configuration's).
-    pub fn start(config: &RateLimitStoreConfig, cancel: &CancellationToken) -> Result<Arc<RedisStore>, String> {
+    /// `previous` is the store of the configuration being replaced: its error count goes on.
+    pub fn start(
+        config: &RateLimitStoreConfig,
+        previous: Option<&RedisStore>,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<RedisStore>, String> {
         let client = redis::Client::open(config.redis.as_str())
             .map_err(|_| "rate_limit_store.redis: not a valid Redis URL".to_string())?;
         let store = Arc::new(RedisStore {
@@ -96,6 +95,7 @@ impl RedisStore {
             timeout: config.timeout,
             script: redis::Script::new(GCRA),
             timeouts_in_row: AtomicU32::new(0),
+            errors: previous.map(|p| p.errors.clone()).unwrap_or_default(),
             reconnect: Notify::new(),
             log: Mutex::new(LogState { last: None, suppressed: 0 }),
         });
@@ -108,6 +108,11 @@ impl RedisStore {
             }
         });
         Ok(store)
+    }
+
+    /// Requests whose rate limit Redis did not decide (`on_error` answered them).
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
     }
 
     /// Whether a connection is up (tests wait for it before counting).
@@ -158,7 +163,7 @@ impl RedisStore {
 
     /// Counts and (now and then) logs a failure; `on_error` gives the answer.
     fn failed(&self, why: &str) -> Decision {
-        STORE_ERRORS.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed);
         self.warn(why);
         match self.on_error {
             OnError::Allow => Decision::Allow,
@@ -199,7 +204,7 @@ async fn connect_loop(store: Arc<RedisStore>) {
             store.reconnect.notified().await;
             continue;
         }
-        match tokio::time::timeout(CONNECT_TIMEOUT, connect(&store.client)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect(&store.client, &store.script)).await {
             Ok(Ok(conn)) => {
                 store.timeouts_in_row.store(0, Ordering::Relaxed);
                 store.conn.store(Some(Arc::new(conn)));
@@ -215,9 +220,10 @@ async fn connect_loop(store: Arc<RedisStore>) {
     }
 }
 
-/// A new connection that has answered a PING.
-async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+/// A new connection that has answered, with the script loaded: a request's first
+/// EVALSHA then needs one round trip, not three (NOSCRIPT, SCRIPT LOAD, EVALSHA).
+async fn connect(client: &redis::Client, script: &redis::Script) -> redis::RedisResult<MultiplexedConnection> {
     let mut conn = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING").query_async::<()>(&mut conn).await?;
+    script.load_async(&mut conn).await?;
     Ok(conn)
 }
