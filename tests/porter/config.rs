@@ -90,6 +90,7 @@ fn examples_check_out() {
         "behind-l4-balancer.yaml",
         "porter.yaml",
         "quickstart.yaml",
+        "rate-limit.yaml",
         "sticky-sessions.yaml",
         "websocket.yaml",
         "wildcard-sites.yaml",
