@@ -1,4 +1,4 @@
-//! porter's configuration: the YAML file of docs/configuration.md, parsed and checked.
+//! porter's configuration: the YAML file (docs/configuration.md), parsed and checked.
 //!
 //! `Config::load` / `Config::from_yaml` give either a fully validated `Config`
 //! (defaults applied, paths resolved, cross-references checked) or one
@@ -38,8 +38,8 @@ pub use error::ConfigError;
 pub use rate_limit::{parse_rate, OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig, DEFAULT_STORE_TIMEOUT};
 pub use schema::{
     AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
-    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, Scheme, ServerConfig, ServerUrl,
-    TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
+    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
+    StickyConfig, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 

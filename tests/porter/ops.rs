@@ -201,7 +201,7 @@ async fn a_reload_that_keeps_a_server_keeps_its_live_state() {
     let connects = value(&scrape(&p.admin_url("/metrics")).await, "porter_upstream_server_connects_total", &labels);
     assert!(connects.is_some_and(|n| n >= 1.0), "{connects:?}");
 
-    // Only the weight changes: draining it, as the README's "Draining" does.
+    // Only the weight changes: draining it, as docs/configuration.md, Draining, does.
     p.reload(&yaml(0));
     let s = server(&status(&p.admin_url("/status")).await);
     assert_eq!(s["weight"], 0);

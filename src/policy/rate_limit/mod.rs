@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::body::ResponseBody;
+use crate::upstream::ResponseBody;
 use crate::config::{RateLimitConfig, RateLimitKey};
 pub use local::Decision;
 use local::{LocalLimiter, DEFAULT_MAX_KEYS};
