@@ -94,7 +94,9 @@ impl Router {
                 .and_then(|p| p.routes().find(|r| *r.label == *label && r.upstream.name == upstream.name))
                 .map(|r| r.responses.clone())
                 .unwrap_or_default();
-            let rate_limit = cfg.rate_limit.as_ref().map(|rl| RateLimit::new(rl, &label, rate_limit_store));
+            let before =
+                previous.and_then(|p| p.routes().find(|r| *r.label == *label)).and_then(|r| r.rate_limit.as_ref());
+            let rate_limit = cfg.rate_limit.as_ref().map(|rl| RateLimit::new(rl, &label, rate_limit_store, before));
             let route = Arc::new(Route {
                 label: label.into(),
                 prefix: cfg.path.clone().into(),

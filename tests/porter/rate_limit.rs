@@ -78,6 +78,13 @@ async fn burst_then_429_with_retry_after_over_http1_and_http2() {
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(b.requests(), 3, "refused requests never reach the server");
+
+    // A reload that leaves the limit as it was keeps the buckets: still refused.
+    p.reload(&yaml(&b, "{ rate: 1/m, burst: 3 }", "", ""));
+    assert_eq!(http1.get(p.http_url("/")).send().await.unwrap().status(), 429);
+    // A changed limit starts afresh.
+    p.reload(&yaml(&b, "{ rate: 2/m, burst: 3 }", "", ""));
+    assert_eq!(http1.get(p.http_url("/")).send().await.unwrap().status(), 200);
     p.stop().await;
 }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::upstream::ResponseBody;
 use crate::config::{RateLimitConfig, RateLimitKey};
+use crate::upstream::ResponseBody;
 pub use local::Decision;
 use local::{LocalLimiter, DEFAULT_MAX_KEYS};
 pub use redis::RedisStore;
@@ -35,20 +35,35 @@ pub struct RateLimit {
 
 #[derive(Debug)]
 enum Buckets {
-    Local(LocalLimiter),
+    /// Shared with the same route's limiter in the next configuration when its
+    /// settings stay, so a reload does not hand everyone a full bucket.
+    Local(Arc<LocalLimiter>),
     /// `prefix` names the route in the Redis keys: `porter:rl:<route>|`.
-    Shared {
-        store: Arc<RedisStore>,
-        prefix: Box<[u8]>,
-    },
+    Shared { store: Arc<RedisStore>, prefix: Box<[u8]> },
 }
 
 impl RateLimit {
     /// `route` is the route's label (`example.com/api/`): instances with the same
-    /// configuration name the same Redis keys.
-    pub fn new(config: &RateLimitConfig, route: &str, store: Option<&Arc<RedisStore>>) -> RateLimit {
+    /// configuration name the same Redis keys. `previous` is the same route's limit in
+    /// the configuration being replaced: its buckets go on when nothing about them changed.
+    pub fn new(
+        config: &RateLimitConfig,
+        route: &str,
+        store: Option<&Arc<RedisStore>>,
+        previous: Option<&RateLimit>,
+    ) -> RateLimit {
+        let kept = previous.and_then(|p| match &p.buckets {
+            Buckets::Local(local)
+                if p.key == config.key && p.interval == config.interval && p.burst == config.burst =>
+            {
+                Some(local.clone())
+            }
+            _ => None,
+        });
         let buckets = match store {
-            None => Buckets::Local(LocalLimiter::new(config.interval, config.burst, DEFAULT_MAX_KEYS)),
+            None => Buckets::Local(
+                kept.unwrap_or_else(|| Arc::new(LocalLimiter::new(config.interval, config.burst, DEFAULT_MAX_KEYS))),
+            ),
             Some(store) => Buckets::Shared {
                 store: store.clone(),
                 prefix: format!("porter:rl:{route}|").into_bytes().into_boxed_slice(),
@@ -163,7 +178,7 @@ mod tests {
 
     #[test]
     fn by_client_address() {
-        let limit = RateLimit::new(&config("1/m", 2, RateLimitKey::ClientIp), "r/", None);
+        let limit = RateLimit::new(&config("1/m", 2, RateLimitKey::ClientIp), "r/", None, None);
         let headers = HeaderMap::new();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let a_mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
@@ -180,7 +195,7 @@ mod tests {
     #[test]
     fn by_header_falls_back_to_address() {
         let name = http::HeaderName::from_static("x-api-key");
-        let limit = RateLimit::new(&config("1/h", 1, RateLimitKey::Header(name.clone())), "r/", None);
+        let limit = RateLimit::new(&config("1/h", 1, RateLimitKey::Header(name.clone())), "r/", None, None);
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         let mut one = HeaderMap::new();
         one.insert(name.clone(), HeaderValue::from_static("one"));
@@ -197,11 +212,25 @@ mod tests {
 
     #[test]
     fn by_route() {
-        let limit = RateLimit::new(&config("10/s", 1, RateLimitKey::Route), "r/", None);
+        let limit = RateLimit::new(&config("10/s", 1, RateLimitKey::Route), "r/", None, None);
         let headers = HeaderMap::new();
         block_on(async {
             assert_eq!(limit.check("192.0.2.1".parse().unwrap(), &headers).await, Decision::Allow);
             assert!(matches!(limit.check("192.0.2.2".parse().unwrap(), &headers).await, Decision::Limited(_)));
+        });
+    }
+
+    #[test]
+    fn a_reload_keeps_the_buckets_unless_the_limit_changed() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let headers = HeaderMap::new();
+        let before = RateLimit::new(&config("1/h", 1, RateLimitKey::ClientIp), "r/", None, None);
+        let same = RateLimit::new(&config("1/h", 1, RateLimitKey::ClientIp), "r/", None, Some(&before));
+        let changed = RateLimit::new(&config("1/h", 2, RateLimitKey::ClientIp), "r/", None, Some(&before));
+        block_on(async {
+            assert_eq!(before.check(ip, &headers).await, Decision::Allow);
+            assert!(matches!(same.check(ip, &headers).await, Decision::Limited(_)), "the bucket went on");
+            assert_eq!(changed.check(ip, &headers).await, Decision::Allow, "a new limit starts afresh");
         });
     }
 
