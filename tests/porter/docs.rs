@@ -212,6 +212,44 @@ fn every_configuration_field_is_in_the_reference() {
     );
 }
 
+/// Files and folders the README and docs/ name in code spans (`src/...`, `tests/...`,
+/// `bench/...`, `deploy/...`, `examples/...`, `fuzz/...`) exist: a move in the code that
+/// leaves the docs behind fails here. (bench/results/history.md is a record of the past.)
+#[test]
+fn paths_the_docs_name_exist() {
+    let path = regex::Regex::new(r"`((?:src|tests|bench|deploy|examples|fuzz)/[A-Za-z0-9_./-]*)`").unwrap();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for file in markdown_files().into_iter().filter(|f| !f.ends_with("history.md")) {
+        for c in path.captures_iter(&read(&file)) {
+            named += 1;
+            let p = &c[1];
+            // `fuzz/regressions/<target>/` and the like name a pattern, not one path.
+            if !p.contains('<') && !p.contains('*') && !repo(p).exists() {
+                missing.push(format!("{}: {p}", file.display()));
+            }
+        }
+    }
+    assert!(named > 30, "only {named} paths found: is the pattern broken?");
+    assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
+}
+
+/// Every top-level module `src/lib.rs` declares has its place in docs/architecture.md's
+/// layers, named by path (`src/NAME/` or `src/NAME.rs`): a new module is explained.
+#[test]
+fn architecture_names_every_module() {
+    let lib = read(&repo("src/lib.rs"));
+    let module = regex::Regex::new(r"(?m)^\s*(?:pub(?:\([a-z]+\))? )?mod ([a-z_0-9]+);").unwrap();
+    let architecture = read(&repo("docs/architecture.md"));
+    let modules: Vec<&str> = module.captures_iter(&lib).map(|c| c.get(1).unwrap().as_str()).collect();
+    assert!(modules.len() > 10, "only {} modules found in src/lib.rs: is the pattern broken?", modules.len());
+    let missing: Vec<&&str> = modules
+        .iter()
+        .filter(|m| !architecture.contains(&format!("`src/{m}/")) && !architecture.contains(&format!("`src/{m}.rs`")))
+        .collect();
+    assert!(missing.is_empty(), "modules of src/lib.rs docs/architecture.md does not place: {missing:?}");
+}
+
 /// The README's test command is, character for character, the one `.ci/run` runs.
 #[test]
 fn readme_test_command_is_what_ci_runs() {
