@@ -64,6 +64,8 @@ pub struct AccessRecord {
     pub request_bytes: Option<Arc<AtomicU64>>,
     /// The label of the route that matched (host and path prefix).
     pub route: Option<Arc<str>>,
+    /// The policy rule or local action that answered instead of an upstream.
+    pub policy: Option<&'static str>,
 }
 
 impl AccessRecord {
@@ -96,6 +98,7 @@ impl AccessRecord {
             upstream_first_byte: None,
             request_bytes: None,
             route: None,
+            policy: None,
         }
     }
 

@@ -15,6 +15,7 @@ mod cidr;
 mod error;
 mod load;
 mod locate;
+mod policy;
 mod rate_limit;
 mod raw;
 mod schema;
@@ -37,9 +38,11 @@ pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use rate_limit::{parse_rate, OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig, DEFAULT_STORE_TIMEOUT};
 pub use schema::{
-    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
-    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
-    StickyConfig, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
+    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HeaderRulesConfig,
+    HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, Placeholder, PolicyConfig, PoolConfig,
+    RedirectConfig, RespondConfig, RewriteConfig, RouteAction, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
+    StickyConfig, Template, TemplatePart, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls,
+    MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 

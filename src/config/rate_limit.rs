@@ -1,5 +1,5 @@
 //! `rate_limit:` (a route policy) and `rate_limit_store:` (top level), as the user
-//! writes them and as porter runs them (docs/configuration.md, Traffic policy).
+//! writes them and as porter runs them (docs/configuration.md, Rate limits).
 //!
 //! The raw structs sit here rather than in `raw.rs` so the whole setting, its
 //! parsing and its error messages read in one file. `rate` is parsed into an

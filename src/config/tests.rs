@@ -123,16 +123,16 @@ fn spec_example_with_the_api_upstream_it_names_parses_fully() {
     let api_route = RouteConfig {
         host: Some("example.com".into()),
         path: "/api/".into(),
-        upstream: "api".into(),
+        action: RouteAction::Upstream("api".into()),
         strip_prefix: true,
-        rate_limit: None,
+        policy: PolicyConfig::default(),
     };
     let web_route = RouteConfig {
         host: Some("example.com".into()),
         path: "/".into(),
-        upstream: "web".into(),
+        action: RouteAction::Upstream("web".into()),
         strip_prefix: false,
-        rate_limit: None,
+        policy: PolicyConfig::default(),
     };
     assert_eq!(config.routes, vec![api_route, web_route]);
 }
@@ -192,8 +192,13 @@ fn minimal_config_gets_every_default() {
         sticky: None,
     };
     assert_eq!(web, &expected);
-    let route =
-        RouteConfig { host: None, path: "/".into(), upstream: "web".into(), strip_prefix: false, rate_limit: None };
+    let route = RouteConfig {
+        host: None,
+        path: "/".into(),
+        action: RouteAction::Upstream("web".into()),
+        strip_prefix: false,
+        policy: PolicyConfig::default(),
+    };
     assert_eq!(config.routes, vec![route]);
 }
 

@@ -1,3 +1,177 @@
-//! Route policy (docs/configuration.md, Traffic policy).
+//! Route policy (docs: configuration, "Traffic policy"): what a route does
+//! around its action, compiled once per configuration into an immutable
+//! [`RoutePolicy`] that the router hands out with the route.
+//!
+//! A route without policy holds `None` and pays one branch per request. A
+//! route with policy runs only the phases it has, in this fixed order (the
+//! same for HTTP/1.1 and HTTP/2, whose pipeline is shared):
+//!
+//! 1. `allow` / `deny` ([`access`]) — 403
+//! 2. `rate_limit` ([`rate_limit`]) — 429 with `Retry-After`
+//! 3. `basic_auth` / `forward_auth` — 401 / the auth server's answer (added by their files)
+//! 4. the action: `upstream` (with [`headers`] `request_headers` and [`rewrite`] applied
+//!    before forwarding), or a local [`action`]: `redirect` / `respond`
+//! 5. `response_headers` ([`headers`]), on every answer for the route, porter's own included
+//! 6. `compress` (added by `compress.rs`)
+//!
+//! Phases 1-3 are [`RoutePolicy::check`]; 5-6 are [`RoutePolicy::respond`]. A
+//! phase that answers says which [`Rule`] it is, for `/metrics` and the access log.
 
+pub mod access;
+pub mod action;
+pub mod client;
+pub mod headers;
 pub mod rate_limit;
+pub mod rewrite;
+pub mod template;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, Uri};
+
+use crate::body::ClientBody;
+use crate::config::PolicyConfig;
+use crate::upstream::ResponseBody;
+
+/// One route's compiled policy. Every phase is optional; an absent one costs nothing.
+#[derive(Debug)]
+pub struct RoutePolicy {
+    pub access: Option<access::Access>,
+    pub rate_limit: Option<rate_limit::RateLimit>,
+    // basic_auth: added by src/policy/basic_auth.rs
+    // forward_auth: added by src/policy/forward_auth.rs
+    pub request_headers: Option<headers::HeaderRules>,
+    pub rewrite: Option<rewrite::Rewrite>,
+    pub response_headers: Option<headers::HeaderRules>,
+    // compress: added by src/policy/compress.rs
+}
+
+impl RoutePolicy {
+    /// `None` for a route without policy, so it pays nothing per request.
+    /// `config` has been validated: nothing here can fail.
+    pub fn compile(config: &PolicyConfig, context: &Context<'_>) -> Option<RoutePolicy> {
+        if config.is_empty() {
+            return None;
+        }
+        let previous = context.previous;
+        Some(RoutePolicy {
+            access: access::Access::compile(&config.allow, &config.deny),
+            rate_limit: config.rate_limit.as_ref().map(|limit| {
+                let before = previous.and_then(|p| p.rate_limit.as_ref());
+                rate_limit::RateLimit::new(limit, context.label, context.rate_limit_store, before)
+            }),
+            request_headers: headers::HeaderRules::compile(&config.request_headers),
+            rewrite: config.rewrite.as_ref().map(rewrite::Rewrite::compile),
+            response_headers: headers::HeaderRules::compile(&config.response_headers),
+        })
+    }
+
+    /// The phases before the action, in order; `Some` is the answer of the rule that
+    /// stopped the request. `request` may be changed (auth headers taken out).
+    pub async fn check(&self, request: &mut Request<ClientBody>, vars: &Vars) -> Option<Answer> {
+        if let Some(answer) = self.access.as_ref().and_then(|access| access.check(vars.client_ip)) {
+            return Some(answer);
+        }
+        if let Some(limit) = &self.rate_limit {
+            if let rate_limit::Decision::Limited(wait) = limit.check(vars.client_ip, request.headers()).await {
+                return Some(Answer { rule: Rule::RateLimit, response: rate_limit::too_many_requests(wait) });
+            }
+        }
+        // basic_auth / forward_auth: added by src/policy/basic_auth.rs, forward_auth.rs
+        None
+    }
+
+    /// The phases after the action, on every answer for the route (the server's and
+    /// porter's own): `response_headers`, then `compress`.
+    pub fn respond(&self, response: &mut Response<ResponseBody>, vars: &Vars) {
+        if let Some(rules) = &self.response_headers {
+            headers::own_fields(response);
+            rules.apply(response.headers_mut(), vars);
+        }
+        // compress: added by src/policy/compress.rs
+    }
+
+    /// Whether [`RoutePolicy::respond`] has anything to do.
+    pub fn has_response_phase(&self) -> bool {
+        self.response_headers.is_some()
+    }
+}
+
+/// What compiling a route's policy needs besides its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The route's label (`example.com/api/`): names its buckets in Redis.
+    pub label: &'a str,
+    /// `rate_limit_store`: the Redis connection of this configuration.
+    pub rate_limit_store: Option<&'a Arc<rate_limit::RedisStore>>,
+    /// The same route's policy in the configuration being replaced (state that carries over).
+    pub previous: Option<&'a RoutePolicy>,
+}
+
+/// The request facts that templates (`{host}`, ...) and phases read, taken once
+/// per request on routes that have policy or a local action. Cheap clones: no
+/// allocation unless a trusted proxy named the client.
+#[derive(Debug, Clone)]
+pub struct Vars {
+    /// The client after `trusted_proxies` and the PROXY protocol (see [`client`]).
+    pub client_ip: IpAddr,
+    /// The same address as a header value.
+    pub client_ip_value: HeaderValue,
+    pub host: HeaderValue,
+    /// The target as the client sent it (before `strip_prefix` and `rewrite`).
+    pub uri: Uri,
+    pub https: bool,
+    pub request_id: HeaderValue,
+}
+
+/// The rule that answered a request instead of its upstream. A closed set, so
+/// the `rule` label of `/metrics` stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Deny,
+    RateLimit,
+    BasicAuth,
+    ForwardAuth,
+    Redirect,
+    Respond,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 6] =
+        [Rule::Deny, Rule::RateLimit, Rule::BasicAuth, Rule::ForwardAuth, Rule::Redirect, Rule::Respond];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Deny => "deny",
+            Rule::RateLimit => "rate_limit",
+            Rule::BasicAuth => "basic_auth",
+            Rule::ForwardAuth => "forward_auth",
+            Rule::Redirect => "redirect",
+            Rule::Respond => "respond",
+        }
+    }
+}
+
+/// A phase's answer in place of the upstream's.
+#[derive(Debug)]
+pub struct Answer {
+    pub rule: Rule,
+    pub response: Response<ResponseBody>,
+}
+
+/// Requests answered by each [`Rule`] on one route; carried over a reload with the route.
+#[derive(Debug, Default)]
+pub struct RuleCounts([AtomicU64; 6]);
+
+impl RuleCounts {
+    #[inline]
+    pub fn record(&self, rule: Rule) {
+        self.0[rule as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> impl Iterator<Item = (Rule, u64)> + '_ {
+        Rule::ALL.into_iter().map(|rule| (rule, self.0[rule as usize].load(Ordering::Relaxed)))
+    }
+}

@@ -30,6 +30,8 @@ mod lifecycle;
 mod limits;
 mod ops;
 mod pebble;
+mod policy_access;
+mod policy_config;
 mod pooling;
 mod post_quantum;
 mod proxy_protocol;

@@ -1,4 +1,4 @@
-//! docs/configuration.md, Traffic policy: a route's `rate_limit` (token bucket
+//! docs/configuration.md, Rate limits: a route's `rate_limit` (token bucket
 //! per key, 429 with `Retry-After`) over HTTP/1.1 and HTTP/2; keys by client
 //! address (after the PROXY protocol; a forged X-Forwarded-For changes
 //! nothing), by header and by route; `porter check` errors with positions; and

@@ -1,4 +1,4 @@
-//! The `rate_limit` phase of a route (docs/configuration.md, Traffic policy):
+//! The `rate_limit` phase of a route (docs/configuration.md, Rate limits):
 //! a token bucket per key, `burst` requests at once and one more every
 //! `interval`; above it 429 with `Retry-After`.
 //!
