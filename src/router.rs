@@ -33,7 +33,7 @@ pub struct Route {
     pub answers: Arc<RuleCounts>,
 }
 
-/// What a route does with a request its policy let through (docs: configuration, "Traffic policy").
+/// What a route does with a request its policy let through (docs/configuration.md, Traffic policy).
 #[derive(Debug)]
 pub enum Action {
     Upstream(Arc<Upstream>),

@@ -1,4 +1,4 @@
-//! Route policy (docs: configuration, "Traffic policy"): what a route does
+//! Route policy (docs/configuration.md, Traffic policy): what a route does
 //! around its action, compiled once per configuration into an immutable
 //! [`RoutePolicy`] that the router hands out with the route.
 //!

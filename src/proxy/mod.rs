@@ -162,7 +162,7 @@ async fn proxy<'r>(
         record.route = Some(route.label.clone());
     }
 
-    // Route policy (docs: configuration, "Traffic policy"): a plain route skips all of it.
+    // Route policy (docs/configuration.md, Traffic policy): a plain route skips all of it.
     let upstream = match (&route.action, &route.policy) {
         (Action::Upstream(upstream), None) => upstream,
         (action, policy) => {

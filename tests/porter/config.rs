@@ -88,9 +88,12 @@ fn examples_check_out() {
     let expected = [
         "api-static-split.yaml",
         "behind-l4-balancer.yaml",
+        "ip-allowlist.yaml",
         "porter.yaml",
         "quickstart.yaml",
         "rate-limit.yaml",
+        "redirects.yaml",
+        "security-headers.yaml",
         "sticky-sessions.yaml",
         "websocket.yaml",
         "wildcard-sites.yaml",

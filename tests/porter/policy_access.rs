@@ -1,4 +1,4 @@
-//! Route `allow` / `deny` (docs/configuration.md, "Traffic policy"): CIDR lists
+//! Route `allow` / `deny` (docs/configuration.md, Traffic policy): CIDR lists
 //! against the client address after `trusted_proxies` and the PROXY protocol;
 //! `deny` wins; 403 without touching the upstream; counted and logged as `deny`.
 

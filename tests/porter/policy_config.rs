@@ -1,4 +1,4 @@
-//! Route policy in the configuration (docs/configuration.md, "Traffic policy"):
+//! Route policy in the configuration (docs/configuration.md, Traffic policy):
 //! named `policies:` blocks merged in order then the route's own fields, the
 //! one-action rule, and every mistake reported at its file:line:column.
 

@@ -1,7 +1,7 @@
 //! docs/configuration.md, Rate limits: a route's `rate_limit` (token bucket
 //! per key, 429 with `Retry-After`) over HTTP/1.1 and HTTP/2; keys by client
-//! address (after the PROXY protocol; a forged X-Forwarded-For changes
-//! nothing), by header and by route; `porter check` errors with positions; and
+//! address (after the PROXY protocol and `trusted_proxies`; a client's forged
+//! X-Forwarded-For changes nothing), by header and by route; `porter check` errors with positions; and
 //! `rate_limit_store.redis` with a real `redis-server` (Debian package
 //! `redis-server`, installed by .ci/run): two porter instances share one
 //! budget, and with Redis gone `on_error` answers at once.
@@ -100,6 +100,15 @@ async fn each_client_address_has_its_own_bucket_and_a_forged_forwarded_for_chang
         statuses.push(raw_get(addr, None, &forged).await.0);
     }
     assert_eq!(statuses, [200, 200, 429, 429]);
+    p.stop().await;
+
+    // From a trusted proxy, its X-Forwarded-For names the client: one bucket per client behind it.
+    let p = TestPorter::start(&yaml(&b, "{ rate: 1/h, burst: 1 }", "  trusted_proxies: [\"127.0.0.1\"]\n", "")).await;
+    let addr = p.http.unwrap();
+    let via = |client: &str| format!("X-Forwarded-For: 198.51.100.9, {client}\r\n");
+    assert_eq!(raw_get(addr, None, &via("203.0.113.1")).await.0, 200);
+    assert_eq!(raw_get(addr, None, &via("203.0.113.1")).await.0, 429);
+    assert_eq!(raw_get(addr, None, &via("203.0.113.2")).await.0, 200, "another client behind the proxy");
     p.stop().await;
 
     // Behind an L4 balancer (PROXY protocol) the source it names is the client: two
