@@ -24,7 +24,7 @@
 //! - `router`: host and path to a route
 //! - `runtime`: the snapshot a reload swaps whole
 //! - `proxy`: the request pipeline
-//! - `listener`: the listeners and connection servers (HTTP/1.1 loop, HTTP/2)
+//! - `listener`: the listeners and connection servers (HTTP/1.1 loop, HTTP/2, HTTP/3)
 //! - `acme`: certificates ordered from an ACME CA
 //! - `admin`: the admin listener (metrics, status, health)
 //! - `handover`: a binary upgrade handing the listening sockets to the new process

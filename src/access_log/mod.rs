@@ -123,9 +123,10 @@ impl AccessRecord {
 fn version_name(version: Version) -> &'static str {
     match version {
         Version::HTTP_2 => "h2",
+        Version::HTTP_3 => "h3",
         Version::HTTP_11 => "HTTP/1.1",
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_09 => "HTTP/0.9",
-        _ => "HTTP/3",
+        _ => "HTTP/?",
     }
 }

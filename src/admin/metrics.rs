@@ -77,6 +77,16 @@ impl Collector for Snapshot {
         }
 
         let mut m = e.encode_descriptor(
+            "porter_requests_by_protocol",
+            "Requests by the HTTP version the client spoke (http1, h2, h3)",
+            None,
+            counter_type,
+        )?;
+        for (protocol, n) in crate::stats::PROTOCOLS.iter().zip(runtime.by_protocol.get()) {
+            counter(&mut m, &[("protocol", *protocol)], n)?;
+        }
+
+        let mut m = e.encode_descriptor(
             "porter_policy_answers",
             "Requests a route answered itself, by the rule that answered: deny, rate_limit, basic_auth, forward_auth, redirect, respond",
             None,

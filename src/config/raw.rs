@@ -40,6 +40,7 @@ pub(crate) struct RawListen {
     pub admin: Option<S<String>>,
     pub proxy_protocol: Option<bool>,
     pub trusted_proxies: Option<Vec<S<String>>>,
+    pub http3: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

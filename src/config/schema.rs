@@ -21,6 +21,8 @@ pub struct Listen {
     pub proxy_protocol: bool,
     /// Peers whose X-Forwarded-*, X-Real-IP and X-Request-Id headers are kept.
     pub trusted_proxies: Vec<super::Cidr>,
+    /// HTTP/3 over QUIC on the https address's UDP port too.
+    pub http3: bool,
 }
 
 impl Default for Listen {
@@ -33,6 +35,7 @@ impl Default for Listen {
             admin: None,
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
+            http3: false,
         }
     }
 }

@@ -143,7 +143,14 @@ fn listen(check: &Checker, raw: Option<&S<RawListen>>) -> Result<Listen, ConfigE
                 .collect::<Result<_, _>>()?,
             None => Vec::new(),
         },
+        http3: raw.value.http3.as_ref().is_some_and(|v| v.value),
     };
+    if let (Some(http3), None) = (&raw.value.http3, listen.https) {
+        if http3.value {
+            let msg = "HTTP/3 is served on the https listener's address (UDP): set listen.https too";
+            return Err(check.err(http3.referenced, "listen.http3", msg));
+        }
+    }
     if listen.https.is_none() && listen.http.is_none() {
         let msg = "at least one of listen.https and listen.http is required";
         return Err(check.err(raw.referenced, "listen", msg));

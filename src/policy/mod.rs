@@ -119,6 +119,7 @@ pub struct Vars {
     pub client_ip: IpAddr,
     /// The same address as a header value.
     pub client_ip_value: HeaderValue,
+    /// The host name, lower-case, without a port.
     pub host: HeaderValue,
     /// The target as the client sent it (before `strip_prefix` and `rewrite`).
     pub uri: Uri,

@@ -55,6 +55,8 @@ pub async fn handle_checked(
     verdict: Result<(), ProxyError>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
+    let over_quic = request.version() == Version::HTTP_3;
+    runtime.by_protocol.record(request.version());
     let host = request_host(&request);
     let request_id = request_id::ensure(request.headers_mut(), conn.client_headers.trusted);
     // The record costs an allocation and a few clones: only when the access log is on.
@@ -89,6 +91,10 @@ pub async fn handle_checked(
     if conn.client_headers.https {
         if let Some(hsts) = &runtime.hsts {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        // HTTP/3 offered to clients on TCP (docs/configuration.md, `listen.http3`).
+        if let (Some(alt_svc), false) = (&runtime.alt_svc, over_quic) {
+            response.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
         }
     }
     if let Some(mut record) = record {
@@ -166,7 +172,7 @@ async fn proxy<'r>(
     let upstream = match (&route.action, &route.policy) {
         (Action::Upstream(upstream), None) => upstream,
         (action, policy) => {
-            let vars = vars_out.insert(request_vars(&request, &host, conn, runtime));
+            let vars = vars_out.insert(request_vars(&request, &host, host_name, conn, runtime));
             if let Some(policy) = policy {
                 if let Some(answer) = policy.check(&mut request, vars).await {
                     return Ok(answered(route, answer, record));
@@ -214,10 +220,15 @@ async fn proxy<'r>(
         // gRPC needs it, and on HTTP/2 `TE: trailers` is the one TE allowed (RFC 9113 §8.2.2).
         parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if downstream_version == Version::HTTP_2 || !parts.headers.contains_key(header::HOST) {
+    let multiplexed = downstream_version >= Version::HTTP_2;
+    if multiplexed || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, host.clone());
     }
-    let via = if downstream_version == Version::HTTP_2 { &headers::VIA_HTTP2 } else { &headers::VIA_HTTP11 };
+    let via = match downstream_version {
+        Version::HTTP_2 => &headers::VIA_HTTP2,
+        Version::HTTP_3 => &headers::VIA_HTTP3,
+        _ => &headers::VIA_HTTP11,
+    };
     headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
     if let (Some(rules), Some(vars)) = (route.policy.as_ref().and_then(|p| p.request_headers.as_ref()), &*vars_out) {
         rules.apply(&mut parts.headers, vars);
@@ -296,7 +307,13 @@ fn answered(route: &router::Route, answer: Answer, record: &mut Option<AccessRec
 }
 
 /// What the route's policy and templates read, taken once (cheap clones).
-fn request_vars(request: &Request<ClientBody>, host: &HeaderValue, conn: &ConnContext, runtime: &Runtime) -> Vars {
+fn request_vars(
+    request: &Request<ClientBody>,
+    host: &HeaderValue,
+    host_name: &str,
+    conn: &ConnContext,
+    runtime: &Runtime,
+) -> Vars {
     let peer = policy::client::Peer {
         ip: conn.client.ip(),
         value: &conn.client_headers.ip,
@@ -306,7 +323,13 @@ fn request_vars(request: &Request<ClientBody>, host: &HeaderValue, conn: &ConnCo
     Vars {
         client_ip,
         client_ip_value,
-        host: host.clone(),
+        // `{host}` is the name without a port, as nginx's $host and Caddy's {host}: a copy
+        // only when the client wrote a port or capitals.
+        host: if host.as_bytes() == host_name.as_bytes() {
+            host.clone()
+        } else {
+            HeaderValue::from_str(host_name).unwrap_or_else(|_| host.clone())
+        },
         uri: request.uri().clone(),
         https: conn.client_headers.https,
         request_id: request.headers().get(&request_id::X_REQUEST_ID).cloned().unwrap_or(HeaderValue::from_static("")),

@@ -26,6 +26,7 @@ mod grpc;
 mod hostile;
 mod hostile_targets;
 mod hot_upgrade;
+mod http3;
 mod lifecycle;
 mod limits;
 mod ops;

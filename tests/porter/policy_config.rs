@@ -155,3 +155,29 @@ fn mistakes_are_reported_where_they_are() {
         "no upstream named \"nope\"",
     );
 }
+
+#[test]
+fn porter_check_names_the_place_of_a_policy_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("porter.yaml");
+    let yaml =
+        format!("{HEAD}routes:\n  - upstream: web\n    rewrite: {{ regex: \"^/v1/(.*\", replace: \"/v2/$1\" }}\n");
+    std::fs::write(&path, yaml).unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_porter")).arg("check").arg("-c").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("porter.yaml:7:23: routes[0].rewrite.regex: "), "{stderr}");
+
+    let good = format!(
+        "{HEAD}policies:\n  hide: {{ response_headers: {{ remove: [Server] }} }}\nroutes:\n  - upstream: web\n    policies: [hide]\n  \
+         - host: www.example.com\n    redirect: {{ to: \"https://example.com{{uri}}\" }}\n"
+    );
+    std::fs::write(&path, good).unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_porter")).arg("check").arg("-c").arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("*/ -> web (with policy)"), "{stdout}");
+    assert!(stdout.contains("www.example.com/ -> redirect 308"), "{stdout}");
+}
