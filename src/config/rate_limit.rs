@@ -127,7 +127,7 @@ pub fn parse_rate(text: &str) -> Result<(u64, Duration), String> {
 }
 
 /// "client_ip" | "header:NAME" | "route".
-pub fn parse_key(text: &str) -> Result<RateLimitKey, String> {
+pub(crate) fn parse_key(text: &str) -> Result<RateLimitKey, String> {
     match text {
         "client_ip" => Ok(RateLimitKey::ClientIp),
         "route" => Ok(RateLimitKey::Route),
