@@ -170,6 +170,23 @@ impl Collector for Snapshot {
         ConstCounter::new(crate::access_log::dropped_lines()).encode(dropped)?;
         encode_compression(&mut e)?;
 
+        if let Some(store) = &runtime.rate_limit_store {
+            let errors = e.encode_descriptor(
+                "porter_rate_limit_store_errors",
+                "Requests whose rate limit Redis (rate_limit_store) did not decide in time; on_error answered them",
+                None,
+                counter_type,
+            )?;
+            ConstCounter::new(store.errors()).encode(errors)?;
+            let up = e.encode_descriptor(
+                "porter_rate_limit_store_up",
+                "1 while porter holds a connection to the rate_limit_store Redis, 0 while it reconnects",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(store.connected())).encode(up)?;
+        }
+
         let mut m = e.encode_descriptor(
             "porter_certificate_expiry_timestamp_seconds",
             "When each loaded certificate expires (Unix time)",
@@ -343,6 +360,28 @@ impl Snapshot {
         )?;
         for l in listeners {
             counter(&mut m, &[("listener", l.name)], l.accepted_total.load(RELAXED))?;
+        }
+        if let Some(quic) = &self.0.quic {
+            let series = [
+                (
+                    "porter_quic_retries",
+                    "QUIC Retry packets sent (address validation under a handshake flood)",
+                    &quic.retries_total,
+                ),
+                (
+                    "porter_quic_refused",
+                    "QUIC connection attempts refused: max_connections reached",
+                    &quic.refused_total,
+                ),
+            ];
+            for (name, help, value) in series {
+                ConstCounter::new(value.load(RELAXED)).encode(e.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Counter,
+                )?)?;
+            }
         }
         let tls: Vec<_> = listeners.iter().filter(|l| l.tls).collect();
         let mut m =

@@ -104,6 +104,10 @@ pub(crate) fn policy(check: &Checker, raw: &RawPolicy, prefix: &str) -> Result<P
             Some(compress) => Some(super::compress::compress(check, &join(prefix, "compress"), compress)?),
             None => None,
         },
+        rate_limit: match &raw.rate_limit {
+            Some(raw) => Some(super::rate_limit::rate_limit(check, raw, &join(prefix, "rate_limit"))?),
+            None => None,
+        },
     })
 }
 
