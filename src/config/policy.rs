@@ -100,6 +100,10 @@ pub(crate) fn policy(check: &Checker, raw: &RawPolicy, prefix: &str) -> Result<P
             None => None,
         },
         response_headers: header_rules(check, raw.response_headers.as_ref(), &join(prefix, "response_headers"))?,
+        rate_limit: match &raw.rate_limit {
+            Some(raw) => Some(super::rate_limit::rate_limit(check, raw, &join(prefix, "rate_limit"))?),
+            None => None,
+        },
     })
 }
 

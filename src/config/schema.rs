@@ -490,7 +490,8 @@ pub struct PolicyConfig {
     pub request_headers: HeaderRulesConfig,
     pub rewrite: Option<RewriteConfig>,
     pub response_headers: HeaderRulesConfig,
-    // rate_limit: added by src/policy/rate_limit.rs
+    /// `rate_limit:`: a token bucket per key; 429 above it (docs/configuration.md, Rate limits).
+    pub rate_limit: Option<super::RateLimitConfig>,
     // basic_auth, forward_auth: added by src/policy/basic_auth.rs, forward_auth.rs
     // compress: added by src/policy/compress.rs
 }
@@ -510,6 +511,9 @@ impl PolicyConfig {
             self.rewrite = later.rewrite;
         }
         self.response_headers.merge(later.response_headers);
+        if later.rate_limit.is_some() {
+            self.rate_limit = later.rate_limit;
+        }
     }
 }
 
