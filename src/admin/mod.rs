@@ -40,6 +40,8 @@ pub(crate) struct Sources {
     pub started: SystemTime,
     /// Managed certificates and the ACME counters (empty without `acme:`).
     pub acme: Arc<crate::acme::Acme>,
+    /// The HTTP/3 listener's QUIC counters (`listen.http3`).
+    pub quic: Option<Arc<crate::listener::h3::QuicStats>>,
 }
 
 /// More admin connections than this at once are closed on accept: scrapers and a few
