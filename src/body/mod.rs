@@ -10,7 +10,7 @@
 //! upstream exchange, is `upstream::ResponseBody`.
 
 pub mod encode;
-pub mod http1;
+pub(crate) mod http1;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,11 +26,11 @@ use tokio::time::Sleep;
 
 use crate::net::clock::now_ms;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The request body passed the configured limit mid-stream.
 #[derive(Debug)]
-pub struct BodyTooLarge;
+pub(crate) struct BodyTooLarge;
 
 impl std::fmt::Display for BodyTooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,7 +111,7 @@ pub struct H3Body {
 
 /// An HTTP/3 request body whose DATA disagrees with its `Content-Length`.
 #[derive(Debug)]
-pub struct LengthMismatch;
+pub(crate) struct LengthMismatch;
 
 impl std::fmt::Display for LengthMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -223,7 +223,7 @@ pub enum ClientFault {
 
 /// A client body's failure, as the forwarding path sees it.
 #[derive(Debug)]
-pub struct ClientBodyError {
+pub(crate) struct ClientBodyError {
     pub fault: ClientFault,
     source: Option<BoxError>,
 }
@@ -242,7 +242,7 @@ impl ClientBodyError {
     }
 
     /// The client fault in `error`'s chain, if the failure was the client's body.
-    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
+    pub(crate) fn find(error: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
         let mut next = Some(error);
         while let Some(e) = next {
             if let Some(found) = e.downcast_ref::<ClientBodyError>() {
