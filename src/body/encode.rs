@@ -14,18 +14,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub use crate::config::Encoding;
+pub(crate) use crate::config::Encoding;
 
 /// Compressed responses and their bytes before and after, by encoding, since the
 /// process started (`/metrics`: the compression ratio per algorithm).
 #[derive(Debug)]
-pub struct Totals {
+pub(crate) struct Totals {
     responses: [AtomicU64; 3],
     bytes_in: [AtomicU64; 3],
     bytes_out: [AtomicU64; 3],
 }
 
-pub static TOTALS: Totals = Totals {
+pub(crate) static TOTALS: Totals = Totals {
     responses: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
     bytes_in: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
     bytes_out: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
@@ -40,7 +40,7 @@ impl Totals {
     }
 
     /// (responses, bytes in, bytes out) for `encoding`.
-    pub fn get(&self, encoding: Encoding) -> (u64, u64, u64) {
+    pub(crate) fn get(&self, encoding: Encoding) -> (u64, u64, u64) {
         let i = encoding as usize;
         let load = |a: &[AtomicU64; 3]| a[i].load(Ordering::Relaxed);
         (load(&self.responses), load(&self.bytes_in), load(&self.bytes_out))
@@ -61,13 +61,13 @@ enum Inner {
 }
 
 /// One response's encoder.
-pub struct Encoder {
+pub(crate) struct Encoder {
     inner: Inner,
     /// Input written since the last flush or finish.
     dirty: bool,
     /// Bytes in and out, for the compression-ratio metrics.
-    pub bytes_in: u64,
-    pub bytes_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Encoder {
 
 impl Encoder {
     /// `length`: the body's length when the server said it; a short body gets a smaller window.
-    pub fn new(encoding: Encoding, level: u32, length: Option<u64>) -> std::io::Result<Encoder> {
+    pub(crate) fn new(encoding: Encoding, level: u32, length: Option<u64>) -> std::io::Result<Encoder> {
         let sink = BytesMut::with_capacity(16 * 1024).writer();
         // No window larger than the body (at least 1 KiB): less memory for small responses.
         let window = length.map_or(WINDOW_LOG, |n| (64 - n.max(1).leading_zeros()).clamp(10, WINDOW_LOG));
@@ -98,7 +98,7 @@ impl Encoder {
     }
 
     /// Compresses `data`; returns what the encoder produced, if anything yet.
-    pub fn write(&mut self, data: &[u8]) -> std::io::Result<Option<Bytes>> {
+    pub(crate) fn write(&mut self, data: &[u8]) -> std::io::Result<Option<Bytes>> {
         if data.is_empty() {
             return Ok(None);
         }
@@ -114,7 +114,7 @@ impl Encoder {
     }
 
     /// Pushes out everything written so far (the server paused); None when nothing was pending.
-    pub fn flush(&mut self) -> std::io::Result<Option<Bytes>> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<Option<Bytes>> {
         if !std::mem::take(&mut self.dirty) {
             return Ok(None);
         }
@@ -128,7 +128,7 @@ impl Encoder {
     }
 
     /// Ends the stream (the server's body ended): the encoder's last bytes.
-    pub fn finish(&mut self) -> std::io::Result<Option<Bytes>> {
+    pub(crate) fn finish(&mut self) -> std::io::Result<Option<Bytes>> {
         self.dirty = false;
         match &mut self.inner {
             Inner::Gzip(e) => e.try_finish()?,

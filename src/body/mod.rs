@@ -9,7 +9,7 @@
 //! listeners, which all pass them around. The response's half, which ends an
 //! upstream exchange, is `upstream::ResponseBody`.
 
-pub mod encode;
+pub(crate) mod encode;
 pub(crate) mod http1;
 
 use std::future::Future;
