@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod handover;
 pub mod http1;
 pub mod listener;
+pub mod policy;
 pub mod probe;
 pub mod proxy;
 pub mod router;

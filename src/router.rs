@@ -24,6 +24,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     /// Responses by status class; carried over a reload while the route and its upstream stay.
     pub responses: Arc<StatusCounts>,
+    pub basic_auth: Option<crate::policy::basic_auth::BasicAuth>,
+    pub forward_auth: Option<crate::policy::forward_auth::ForwardAuth>,
 }
 
 impl Route {
@@ -78,6 +80,7 @@ impl Router {
         routes: &[RouteConfig],
         upstream_by_name: &HashMap<String, Arc<Upstream>>,
         previous: Option<&Router>,
+        cancel: &tokio_util::sync::CancellationToken,
     ) -> Router {
         let mut router = Router::default();
         for cfg in routes {
@@ -96,6 +99,8 @@ impl Router {
                 strip_prefix: cfg.strip_prefix,
                 upstream,
                 responses,
+                basic_auth: cfg.basic_auth.as_ref().map(crate::policy::basic_auth::BasicAuth::new),
+                forward_auth: cfg.forward_auth.as_ref().map(|f| crate::policy::forward_auth::ForwardAuth::new(f, cancel)),
             });
             match cfg.host.as_deref() {
                 None => router.any_host.insert(route),

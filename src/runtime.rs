@@ -78,7 +78,7 @@ impl Runtime {
         let tls = crate::tls::server_config(certs.clone(), config.tls.min_version);
         guard.disarm();
         Ok(Runtime {
-            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router)),
+            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router), &cancel),
             unrouted: previous.map(|p| p.unrouted.clone()).unwrap_or_default(),
             upstreams,
             limits: config.limits.clone(),

@@ -177,6 +177,8 @@ pub(crate) struct RawRoute {
     pub path: Option<S<String>>,
     pub upstream: S<String>,
     pub strip_prefix: Option<bool>,
+    pub basic_auth: Option<S<super::auth::RawBasicAuth>>,
+    pub forward_auth: Option<S<super::auth::RawForwardAuth>>,
 }
 
 /// A string-keyed mapping that keeps each key's position (a `BTreeMap` would

@@ -395,4 +395,6 @@ pub struct RouteConfig {
     /// Name of an upstream that exists in `Config::upstreams`.
     pub upstream: String,
     pub strip_prefix: bool,
+    pub basic_auth: Option<super::auth::BasicAuthConfig>,
+    pub forward_auth: Option<super::auth::ForwardAuthConfig>,
 }

@@ -85,7 +85,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         Some(map) => super::upstream::upstreams(&check, &map.value, base_dir)?,
         None => BTreeMap::new(),
     };
-    let routes = routes(&check, &raw.routes, &upstreams)?;
+    let routes = routes(&check, &raw.routes, &upstreams, base_dir)?;
     let acme = match &raw.acme {
         Some(acme) => Some(super::acme::acme(&check, acme, &listen, &routes, base_dir)?),
         None => None,
@@ -290,6 +290,7 @@ fn routes(
     check: &Checker,
     raw: &S<Vec<S<RawRoute>>>,
     upstreams: &BTreeMap<String, UpstreamConfig>,
+    base_dir: &Path,
 ) -> Result<Vec<RouteConfig>, ConfigError> {
     if raw.value.is_empty() {
         return Err(check.err(raw.referenced, "routes", "at least one route is required"));
@@ -328,11 +329,21 @@ fn routes(
             return Err(check.err(route.referenced, &prefix, msg));
         }
         seen.insert((host.clone(), path.clone()), (i, route.referenced));
+        let basic_auth = match &r.basic_auth {
+            Some(b) => Some(super::auth::basic_auth(check, &join(&prefix, "basic_auth"), b, base_dir)?),
+            None => None,
+        };
+        let forward_auth = match &r.forward_auth {
+            Some(f) => Some(super::auth::forward_auth(check, &join(&prefix, "forward_auth"), f)?),
+            None => None,
+        };
         routes.push(RouteConfig {
             host,
             path,
             upstream: r.upstream.value.clone(),
             strip_prefix: r.strip_prefix.unwrap_or(false),
+            basic_auth,
+            forward_auth,
         });
     }
     Ok(routes)

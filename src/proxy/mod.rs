@@ -125,7 +125,7 @@ impl Drop for Abandoned<'_> {
 }
 
 async fn proxy<'r>(
-    request: Request<ClientBody>,
+    mut request: Request<ClientBody>,
     host: Option<HeaderValue>,
     conn: &ConnContext,
     runtime: &'r Runtime,
@@ -155,6 +155,20 @@ async fn proxy<'r>(
         if length > limit {
             return Err(ProxyError::BodyTooLarge);
         }
+    }
+
+    // basic_auth / forward_auth (docs/configuration.md, Traffic policy): a refusal is the answer.
+    if let Some(auth) = &route.basic_auth {
+        if let Err(answer) = auth.check(request.headers_mut()).await {
+            return Ok(answer);
+        }
+    }
+    if let Some(auth) = &route.forward_auth {
+        let (mut parts, body) = request.into_parts();
+        if let Err(answer) = auth.check(&mut parts, &host, &conn.client_headers, conn.client.ip()).await {
+            return Ok(answer);
+        }
+        request = Request::from_parts(parts, body);
     }
 
     // Bodies of requests read by porter's own HTTP/1.1 server (HTTP/2's are `Hyper`).
