@@ -100,7 +100,10 @@ impl Router {
                 upstream,
                 responses,
                 basic_auth: cfg.basic_auth.as_ref().map(crate::policy::basic_auth::BasicAuth::new),
-                forward_auth: cfg.forward_auth.as_ref().map(|f| crate::policy::forward_auth::ForwardAuth::new(f, cancel)),
+                forward_auth: cfg
+                    .forward_auth
+                    .as_ref()
+                    .map(|f| crate::policy::forward_auth::ForwardAuth::new(f, cancel)),
             });
             match cfg.host.as_deref() {
                 None => router.any_host.insert(route),

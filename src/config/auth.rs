@@ -103,7 +103,9 @@ pub(crate) fn basic_auth(
             check.value(realm, &join(prefix, "realm"), |r| {
                 // It goes inside `realm="..."`: no quote, backslash or control character.
                 if r.is_empty() || r.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-                    return Err(format!("{r:?}: a realm must be non-empty, without quotes, backslashes or control characters"));
+                    return Err(format!(
+                        "{r:?}: a realm must be non-empty, without quotes, backslashes or control characters"
+                    ));
                 }
                 Ok(())
             })?;
@@ -113,10 +115,12 @@ pub(crate) fn basic_auth(
     };
     let field = join(prefix, "users_file");
     let users_file = resolve(check, &b.users_file, &field, base_dir)?;
-    let text = std::fs::read_to_string(&users_file)
-        .map_err(|e| check.err(b.users_file.referenced, &field, format!("cannot read {}: {e}", users_file.display())))?;
-    let users = parse_htpasswd(&text)
-        .map_err(|(line, msg)| check.err(b.users_file.referenced, &field, format!("{}:{line}: {msg}", users_file.display())))?;
+    let text = std::fs::read_to_string(&users_file).map_err(|e| {
+        check.err(b.users_file.referenced, &field, format!("cannot read {}: {e}", users_file.display()))
+    })?;
+    let users = parse_htpasswd(&text).map_err(|(line, msg)| {
+        check.err(b.users_file.referenced, &field, format!("{}:{line}: {msg}", users_file.display()))
+    })?;
     if users.is_empty() {
         let msg = format!("{} holds no users (lines `name:hash`)", users_file.display());
         return Err(check.err(b.users_file.referenced, &field, msg));
@@ -192,7 +196,11 @@ pub(crate) fn forward_auth(
             HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("{n:?} is not a valid header name"))
         })?;
         if NOT_COPIED.contains(&header.as_str()) {
-            return Err(check.err(name.referenced, &field, format!("{n} cannot be copied onto a request", n = name.value)));
+            return Err(check.err(
+                name.referenced,
+                &field,
+                format!("{n} cannot be copied onto a request", n = name.value),
+            ));
         }
         copy_headers.push(header);
     }

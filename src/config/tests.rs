@@ -128,8 +128,14 @@ fn spec_example_with_the_api_upstream_it_names_parses_fully() {
         basic_auth: None,
         forward_auth: None,
     };
-    let web_route =
-        RouteConfig { host: Some("example.com".into()), path: "/".into(), upstream: "web".into(), strip_prefix: false, basic_auth: None, forward_auth: None };
+    let web_route = RouteConfig {
+        host: Some("example.com".into()),
+        path: "/".into(),
+        upstream: "web".into(),
+        strip_prefix: false,
+        basic_auth: None,
+        forward_auth: None,
+    };
     assert_eq!(config.routes, vec![api_route, web_route]);
 }
 
@@ -187,7 +193,14 @@ fn minimal_config_gets_every_default() {
         tls: Default::default(),
     };
     assert_eq!(web, &expected);
-    let route = RouteConfig { host: None, path: "/".into(), upstream: "web".into(), strip_prefix: false, basic_auth: None, forward_auth: None };
+    let route = RouteConfig {
+        host: None,
+        path: "/".into(),
+        upstream: "web".into(),
+        strip_prefix: false,
+        basic_auth: None,
+        forward_auth: None,
+    };
     assert_eq!(config.routes, vec![route]);
 }
 

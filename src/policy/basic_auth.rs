@@ -58,11 +58,8 @@ impl BasicAuth {
     pub fn new(cfg: &BasicAuthConfig) -> BasicAuth {
         let challenge = HeaderValue::try_from(format!("Basic realm=\"{}\", charset=\"UTF-8\"", cfg.realm))
             .expect("the realm was checked to be a valid quoted-string");
-        let users: HashMap<Box<[u8]>, Arc<PasswordHash>> = cfg
-            .users
-            .iter()
-            .map(|u| (u.name.as_bytes().into(), Arc::new(u.hash.clone())))
-            .collect();
+        let users: HashMap<Box<[u8]>, Arc<PasswordHash>> =
+            cfg.users.iter().map(|u| (u.name.as_bytes().into(), Arc::new(u.hash.clone()))).collect();
         let decoy = Arc::new(cfg.users.first().expect("a users file holds at least one user").hash.clone());
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("the system's random source works");

@@ -90,20 +90,22 @@ impl ForwardAuth {
         client_ip: IpAddr,
     ) -> Result<(), Response<ResponseBody>> {
         let request = self.auth_request(parts, host, client);
-        let forwarded =
-            match tokio::time::timeout(self.timeout, crate::proxy::forward::forward(&self.upstream, request, client_ip))
-                .await
-            {
-                Ok(Ok(forwarded)) => forwarded,
-                Ok(Err(e)) => {
-                    tracing::warn!(auth = %self.upstream.name, error = e.error.message().trim_end(), "forward auth failed: 503");
-                    return Err(unavailable());
-                }
-                Err(_) => {
-                    tracing::warn!(auth = %self.upstream.name, timeout = ?self.timeout, "forward auth timed out: 503");
-                    return Err(unavailable());
-                }
-            };
+        let forwarded = match tokio::time::timeout(
+            self.timeout,
+            crate::proxy::forward::forward(&self.upstream, request, client_ip),
+        )
+        .await
+        {
+            Ok(Ok(forwarded)) => forwarded,
+            Ok(Err(e)) => {
+                tracing::warn!(auth = %self.upstream.name, error = e.error.message().trim_end(), "forward auth failed: 503");
+                return Err(unavailable());
+            }
+            Err(_) => {
+                tracing::warn!(auth = %self.upstream.name, timeout = ?self.timeout, "forward auth timed out: 503");
+                return Err(unavailable());
+            }
+        };
         let (mut answer, mut body) = forwarded.response.into_parts();
         if let Some(raw) = body.take_raw_fields() {
             answer.headers = raw.to_header_map();
@@ -116,8 +118,8 @@ impl ForwardAuth {
                     parts.headers.append(name.clone(), value.clone());
                 }
             }
-            // Read the rest so the connection is pooled; not waited on by the request.
-            tokio::spawn(drain(body, self.timeout));
+            // Read the (small) rest so the connection goes back to the pool.
+            drain(body, self.timeout).await;
             return Ok(());
         }
         forwarding::strip_hop_by_hop(&mut answer.headers);
