@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 20's measurement: another client's success rate while three clients
+"""The blame measurement (docs/security.md, Who is blamed): another client's success rate while three clients
 abort chunked uploads, against a porter binary with default passive checks
 (max_failures 3, cooldown 10 s). Usage: abort_attack.py PATH/TO/porter
 Everything binds 127.0.0.1; the run takes about 8 s and stops itself."""

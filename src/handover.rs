@@ -1,13 +1,12 @@
-//! Binary upgrade without a refused connection (SPEC §2), nginx's way: on SIGUSR2
-//! the running porter starts the program at its own path again (by then the new
-//! binary), with the same arguments and its listening sockets left open across the
-//! exec. The new process reads the configuration, takes the sockets
-//! ([`crate::listener::inherit`]), starts accepting, and says so over a socket
-//! pair; only then does the old one stop accepting, drain (bounded by
-//! `shutdown_timeout`) and exit 0. The listening sockets never close, so a client
-//! connecting meanwhile waits in the kernel's backlog for whichever process
-//! accepts next. A new process that fails (a bad configuration, a binary that does
-//! not start) exits, and the old one keeps serving as if nothing happened.
+//! Binary upgrade without a refused connection (docs/configuration.md, Command line: SIGUSR2),
+//! nginx's way: on SIGUSR2 the running porter starts the program at its own path again (by then the
+//! new binary), with the same arguments and its listening sockets left open across the exec. The
+//! new process reads the configuration, takes the sockets ([`crate::listener::inherit`]), starts
+//! accepting, and says so over a socket pair; only then does the old one stop accepting, drain
+//! (bounded by `shutdown_timeout`) and exit 0. The listening sockets never close, so a client
+//! connecting meanwhile waits in the kernel's backlog for whichever process accepts next. A new
+//! process that fails (a bad configuration, a binary that does not start) exits, and the old one
+//! keeps serving as if nothing happened.
 //!
 //! Under systemd the new process is a child of the old one, so in the service's
 //! cgroup; the old one tells systemd `MAINPID=` the new one before it drains.

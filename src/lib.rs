@@ -5,6 +5,30 @@
 //! signals, and the tests start porter in-process the same way.
 //! [`start_with`] takes listening sockets handed over instead (systemd socket
 //! activation, or the previous process in an upgrade: [`handover`]).
+//!
+//! # Layout
+//!
+//! The modules, bottom first. Each imports only modules listed above it (or on
+//! its own line, never both ways); `tests/layering.rs` reads every `crate::`
+//! path in `src/` and fails otherwise.
+//!
+//! - `http1`: HTTP/1.1 parse and serialise, requests and responses; imports nothing of porter
+//! - `config`: what the user wrote (raw) checked into what porter runs (schema)
+//! - `stats`, `shutdown`, `probe`: counters, the drain, the container health probe
+//! - `tls`: certificates, folder layouts, the SNI resolver and its ACME challenge answers
+//! - `net`: byte streams: the client's TCP (PROXY protocol) and TLS streams, buffers, clock
+//! - `access_log`: the access-log line and its writer
+//! - `body`: request and response bodies as they stream through
+//! - `upstream`: servers, pools, balancers, health, DNS, the upstream client
+//! - `policy`: what a route checks and does around its action (auth, ...)
+//! - `router`: host and path to a route
+//! - `runtime`: the snapshot a reload swaps whole
+//! - `proxy`: the request pipeline
+//! - `listener`: the listeners and connection servers (HTTP/1.1 loop, HTTP/2)
+//! - `acme`: certificates ordered from an ACME CA
+//! - `admin`: the admin listener (metrics, status, health)
+//! - `handover`: a binary upgrade handing the listening sockets to the new process
+//! - `fuzzing`: entry points for the fuzz targets (test and fuzz builds only)
 
 pub mod access_log;
 pub mod acme;
@@ -18,6 +42,7 @@ pub mod fuzzing;
 pub mod handover;
 pub mod http1;
 pub mod listener;
+pub mod net;
 pub mod policy;
 pub mod probe;
 pub mod proxy;

@@ -92,7 +92,7 @@ enum LogLevel {
 }
 
 // mimalloc: per-thread free lists make the allocations of a request (heads, header maps,
-// futures) cost a fraction of glibc malloc's (bench/instructions.sh, README).
+// futures) cost a fraction of glibc malloc's (bench/instructions.sh, bench/results/history.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -2,7 +2,7 @@
 //!
 //! Built once per configuration into plain tables, so matching is a hash
 //! lookup plus a short scan of prefixes, with no allocation. Precedence
-//! (SPEC §5): exact host, then the longest matching wildcard, then host-less
+//! (docs/configuration.md, Routing): exact host, then the longest matching wildcard, then host-less
 //! routes; within a host the longest segment-boundary prefix wins. A host
 //! whose prefixes do not match the path falls through to the next tier, so a
 //! host-less `/` route works as a catch-all behind host-specific ones.

@@ -158,6 +158,10 @@ class Nginx(Peer):
           keepalive_timeout 75s;
           keepalive_requests 1000000;
           http2_max_requests 1000000;
+          # As nginx users tune it for proxying: with the default 8 x 4 KiB buffers
+          # nginx spools every 64 KiB response to a temporary file (docs/benchmarks.md).
+          proxy_buffers 16 8k;
+          proxy_max_temp_file_size 0;
           ssl_certificate {c.crt};
           ssl_certificate_key {c.key};
           ssl_protocols TLSv1.2 TLSv1.3;

@@ -106,7 +106,7 @@ def build_report(meta: dict, scenarios: list[Scenario], peers: list[Peer], resul
 
 
 def split_table(rep: dict, order: list[str]) -> list[str]:
-    """The table of issue 15: CPU s per 100k requests as user + kernel per
+    """The summary table (docs/benchmarks.md): CPU s per 100k requests as user + kernel per
     peer, each peer's total and user time as a ratio to nginx; idle rows:
     KiB per connection."""
     others = [p for p in order if p != "nginx"]

@@ -1,5 +1,5 @@
 //! The three line formats of `access_log.format`. The field names and their
-//! order are a contract (README "Access log"); the JSON key set is pinned by
+//! order are a contract (docs/configuration.md, Access log); the JSON key set is pinned by
 //! a test.
 //!
 //! - `text`: tracing's layout as porter always wrote it (timestamp, level,

@@ -1,4 +1,4 @@
-//! One access-log line per request (SPEC §2, §3 `access_log:`), written when
+//! One access-log line per request (docs/configuration.md, Access log), written when
 //! the response body is finished so the byte counts and duration are final.
 //!
 //! A record is made only when the running configuration has the log on: it

@@ -1,4 +1,4 @@
-//! Built-in ACME (SPEC §3 `acme:`, §4): porter orders and renews the
+//! Built-in ACME (docs/deploy.md, Automatic HTTPS): porter orders and renews the
 //! certificates of its domains itself and writes them into `tls.certs` in
 //! lego's layout, where the certificate watcher picks them up like any other.
 //!
@@ -11,10 +11,10 @@
 //! failure back off. Progress is visible through [`Acme::status`] (for
 //! /status) and, from the files alone, [`describe_from_disk`] (for `porter check`).
 //!
-//! Layout: `challenges` (the answers the listeners serve), `client` (HTTPS to
-//! the CA), `account`, `order`, `files`, `lock`, `schedule`, `task` (the loop).
-
-pub mod challenges;
+//! The answers it publishes live in `tls::challenges`, below both the resolver
+//! and the listeners that serve them.
+//!
+//! Layout: `client` (HTTPS to the CA), `account`, `order`, `files`, `lock`, `schedule`, `task` (the loop).
 
 mod account;
 mod client;

@@ -13,8 +13,8 @@ use instant_acme::{
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::challenges::Challenges;
 use crate::config::AcmeChallenge;
+use crate::tls::challenges::Challenges;
 
 /// An order as a whole, so a CA that never finishes cannot hold the lock forever.
 pub const ORDER_TIMEOUT: Duration = Duration::from_secs(300);

@@ -1,8 +1,8 @@
-//! `GET /metrics`: every series of SPEC §7 in the Prometheus text format,
+//! `GET /metrics`: every series of docs/configuration.md, Metrics, in the Prometheus text format,
 //! encoded by `prometheus-client`. A [`Collector`] walks the runtime snapshot
 //! at scrape time and reads the atomics the routes, upstreams, servers and
 //! listeners keep, so nothing is registered per label and the request path
-//! never touches the registry. The README lists every series.
+//! never touches the registry. docs/configuration.md, Metrics, lists every series.
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
-//! The admin listener (`listen.admin`, SPEC §7): `GET /metrics` (Prometheus
-//! text), `GET /status` (JSON), `GET /healthz` (readiness: 200 serving, 503
-//! draining), `GET /livez` (liveness: 200 while the process runs, draining
-//! included) and `GET /` (an HTML dashboard of the same).
+//! The admin listener (`listen.admin`, docs/configuration.md, Admin listener): `GET /metrics`
+//! (Prometheus text), `GET /status` (JSON), `GET /healthz` (readiness: 200 serving, 503 draining),
+//! `GET /livez` (liveness: 200 while the process runs, draining included) and `GET /` (an HTML
+//! dashboard of the same).
 //!
 //! It has its own accept loop and its own connections, outside the proxy's
 //! drain and connection limits, so an operator can watch porter while it

@@ -1,4 +1,4 @@
-//! `acme:` (SPEC §3, §4) -> [`AcmeConfig`]: defaults, the challenge kind and
+//! `acme:` (docs/deploy.md, Automatic HTTPS) -> [`AcmeConfig`]: defaults, the challenge kind and
 //! the listener it needs, and the domain list (explicit, or every exact route
 //! host). Wildcards cannot be validated without DNS-01, which porter does not
 //! do: named explicitly they are an error, coming from routes they are listed

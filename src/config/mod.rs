@@ -1,4 +1,4 @@
-//! porter's configuration: the YAML file of SPEC §3, parsed and checked.
+//! porter's configuration: the YAML file (docs/configuration.md), parsed and checked.
 //!
 //! `Config::load` / `Config::from_yaml` give either a fully validated `Config`
 //! (defaults applied, paths resolved, cross-references checked) or one

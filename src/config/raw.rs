@@ -1,4 +1,4 @@
-//! The YAML shape of SPEC §3, as serde sees it.
+//! The YAML shape of the file (docs/configuration.md), as serde sees it.
 //!
 //! Every struct denies unknown fields so typos fail. Values that need checking
 //! are `Spanned` so `validate.rs` can point at them; durations, sizes,

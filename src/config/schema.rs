@@ -1,4 +1,4 @@
-//! The validated configuration the rest of porter reads (SPEC §3).
+//! The validated configuration the rest of porter reads (docs/configuration.md).
 //!
 //! Everything here has already been checked: defaults are applied, paths are
 //! resolved against the config file's directory, and cross-references hold.
@@ -74,7 +74,7 @@ pub struct HttpConfig {
     pub acme_webroot: Option<PathBuf>,
 }
 
-/// `access_log:` (SPEC §3): one line per request, on stderr or in a file.
+/// `access_log:` (docs/configuration.md, Access log): one line per request, on stderr or in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogConfig {
     pub enabled: bool,
@@ -94,7 +94,7 @@ impl Default for AccessLogConfig {
 pub enum AccessLogFormat {
     /// `key=value` pairs after a timestamp (logfmt quoting).
     Text,
-    /// One JSON object per line, the field names of the README's table.
+    /// One JSON object per line, the field names of docs/configuration.md, Access log.
     Json,
     /// Apache/nginx "combined", as GoAccess, fail2ban and Filebeat read it.
     Combined,
@@ -110,7 +110,7 @@ impl fmt::Display for AccessLogFormat {
     }
 }
 
-/// `acme:` (SPEC §3, §4): porter orders and renews its own certificates.
+/// `acme:` (docs/deploy.md, Automatic HTTPS): porter orders and renews its own certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeConfig {
     /// Contact for the account; empty = none (Let's Encrypt no longer mails).

@@ -1,11 +1,11 @@
-//! Configs that load: the SPEC example, defaults, paths, YAML conveniences.
+//! Configs that load: the specified example, defaults, paths, YAML conveniences.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
 
-/// SPEC §3, verbatim.
+/// The example file porter was specified with, verbatim.
 pub(super) const SPEC_EXAMPLE: &str = r#"listen:
   https: "0.0.0.0:443"        # TLS listener; HTTP/2 and HTTP/1.1 via ALPN
   http: "0.0.0.0:80"          # plaintext: ACME HTTP-01 challenges + redirect to https
@@ -141,7 +141,7 @@ fn spec_example_with_the_api_upstream_it_names_parses_fully() {
 
 #[test]
 fn spec_example_verbatim_names_an_undefined_upstream() {
-    // The SPEC example routes to `api` but only defines `web`.
+    // The specified example routes to `api` but only defines `web`.
     let err = parse(SPEC_EXAMPLE).unwrap_err();
     assert_eq!((err.line, err.column), (Some(55), Some(15)));
     assert_eq!(err.field.as_deref(), Some("routes[0].upstream"));

@@ -1,6 +1,6 @@
 //! Durations ("250ms", "5s", "2m", "1h", "30d") and sizes ("64KiB", "10MB", "512").
 //!
-//! Both are whole numbers with a case-sensitive unit, as in SPEC §3. Fractions
+//! Both are whole numbers with a case-sensitive unit, (docs/configuration.md, Configuration reference). Fractions
 //! ("1.5s") are refused rather than rounded: a smaller unit says the same thing
 //! exactly. Error messages are complete sentences for the user; the caller adds
 //! the position and field.

@@ -100,7 +100,7 @@ fn upstream_tls(
     base_dir: &Path,
 ) -> Result<UpstreamTls, ConfigError> {
     let field = |name: &str| join(prefix, name);
-    // An empty string means "not set", as in SPEC §3's example.
+    // An empty string means "not set", as in the documented example.
     let set = |v: &Option<S<String>>| v.as_ref().filter(|s| !s.value.is_empty()).cloned();
     let any_set = set(&raw.value.ca_file).is_some() || set(&raw.value.server_name).is_some();
     if any_set && !servers.iter().any(|s| s.url.scheme == crate::config::Scheme::Https) {
@@ -165,7 +165,7 @@ fn servers(check: &Checker, prefix: &str, raw: &S<Vec<S<RawServer>>>) -> Result<
         };
         servers.push(ServerConfig { url, weight });
     }
-    // Every weight 0 is valid: the whole upstream is drained (SPEC §6), its requests get 503.
+    // Every weight 0 is valid: the whole upstream is drained (docs/configuration.md, Draining), its requests get 503.
     Ok(servers)
 }
 

@@ -72,7 +72,7 @@ impl Checker<'_> {
 
 pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
     let check = Checker { file };
-    // Checked in the order of SPEC §3, the usual order of a file, so the first
+    // Checked in the order of docs/configuration.md's reference, the usual order of a file, so the first
     // error reported is usually the first in the file.
     let listen = listen(&check, raw.listen.as_ref())?;
     let tls = tls(&check, raw.tls.as_ref(), base_dir)?;
@@ -206,7 +206,7 @@ fn http(check: &Checker, raw: Option<&RawHttp>, listen: &Listen, base_dir: &Path
 fn access_log(check: &Checker, raw: Option<&RawAccessLog>, base_dir: &Path) -> Result<AccessLogConfig, ConfigError> {
     let Some(raw) = raw else { return Ok(AccessLogConfig::default()) };
     let path = match &raw.path {
-        // SPEC §3 writes `path: ""` for "no file": stderr.
+        // `path: ""` means "no file": stderr (as the documented example writes it).
         Some(p) if p.value.is_empty() => None,
         Some(p) => {
             if p.value.ends_with('/') {

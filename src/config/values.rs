@@ -130,7 +130,7 @@ fn check_hostname(host: &str) -> Result<(), String> {
 
 /// Route host: "example.com" or "*.example.com", lower-cased; no port, no
 /// other wildcard. Route matching compares against the request's Host with
-/// its port removed (SPEC §5), so a port here could never match.
+/// its port removed (docs/configuration.md, Routing), so a port here could never match.
 pub(crate) fn parse_route_host(text: &str) -> Result<String, String> {
     if text.is_empty() {
         return Err("host is empty: leave `host` out to match any host".to_string());

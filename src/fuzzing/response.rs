@@ -252,6 +252,8 @@ struct Head {
     lengths: usize,
     lengths_plain_and_equal: bool,
     transfer_encoding: bool,
+    /// A Transfer-Encoding value with a byte outside visible ASCII.
+    transfer_encoding_opaque: bool,
     len: usize,
 }
 
@@ -279,6 +281,7 @@ fn final_head(mut data: &[u8]) -> Option<Head> {
                 first.get_or_insert(value);
             } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
                 head.transfer_encoding = true;
+                head.transfer_encoding_opaque |= !field.value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
             }
         }
         return Some(head);
@@ -292,16 +295,21 @@ pub fn allowed(input: &[u8], porter: &Read, hyper: &Read) -> Option<&'static str
     let head = final_head(server)?;
     if *porter == Read::NoHead {
         // A switch to another protocol nobody asked for: porter answers 502
-        // (upgrades go over hyper's client; issue 20).
+        // (upgrades go over hyper's client).
         if head.status == 101 {
             return Some("porter refuses a 101 to a request that asked for no upgrade");
         }
-        // SPEC §8: a response porter cannot frame is refused, never guessed at:
+        // docs/security.md, Who is blamed: a response porter cannot frame is refused, never guessed at:
         // both Content-Length and Transfer-Encoding, or Content-Length that is not
         // one plain number (hyper reads "3, 3", and ignores the field on a
         // bodiless response).
         if head.lengths > 0 && (head.transfer_encoding || !head.lengths_plain_and_equal) {
             return Some("porter refuses a response it cannot frame by one Content-Length");
+        }
+        // Codings are tokens; hyper reads a body whose Transfer-Encoding it cannot
+        // read as text to close, porter refuses the response.
+        if head.transfer_encoding_opaque {
+            return Some("porter refuses a Transfer-Encoding that is not visible ASCII");
         }
         // porter's own limit on a response head (hyper's is larger).
         if head.len > 64 * 1024 {
@@ -358,6 +366,7 @@ mod tests {
         b"GHTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         b"GHTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
         b"GHTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc",
+        b"GHTTP/1.1 200 OK\r\nTransfer-Encoding: gz\xff\xffip, chunked\r\n\r\n.\r\nhi\r\n0\r\n\r\n",
         b"GHTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         b"GHTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
         b"GHTTP/1.1 200 OK\r\n\r\nuntil the close",

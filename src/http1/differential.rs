@@ -8,7 +8,7 @@
 //! body bytes, and the number of requests read before the stream ended or was
 //! refused. Three differences are porter's by design and allowed: a head with
 //! both Content-Length and Transfer-Encoding, which hyper reads as chunked and
-//! porter refuses (SPEC §8); codings before a final `chunked` (`gzip, chunked`),
+//! porter refuses (docs/security.md, Request framing); codings before a final `chunked` (`gzip, chunked`),
 //! which hyper drops and porter refuses (501); and a well-formed head past
 //! hyper's own size limits. One difference is open, not by design: a chunked
 //! body whose trailer section holds a bare LF (porter accepts it; hyper accepts

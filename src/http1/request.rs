@@ -1,5 +1,5 @@
 //! Parsing a request head from the client's bytes with `httparse` (the parser
-//! under hyper), and deciding its framing by RFC 9112 §6.3 and SPEC §8:
+//! under hyper), and deciding its framing by RFC 9112 §6.3 and docs/security.md, Request framing:
 //!
 //! - `Transfer-Encoding` and `Content-Length` together: refused (400 and
 //!   close), in either order, where hyper would drop the length;
@@ -54,7 +54,7 @@ pub struct Head {
 pub enum HeadError {
     /// Bytes that are not HTTP/1.x: 400.
     Malformed,
-    /// Framing that two parsers could read differently: 400 (SPEC §8).
+    /// Framing that two parsers could read differently: 400.
     Ambiguous,
     /// Over `max_header_bytes` or 100 fields: 431.
     TooLarge,

@@ -25,7 +25,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, dra
     });
     drop(runtime);
     Box::pin(super::serve_connection(
-        crate::http1::io::ClientIo::Plain(stream),
+        crate::net::io::ClientIo::Plain(stream),
         super::Protocol::Http1,
         &builders,
         drain,

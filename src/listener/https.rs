@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use crate::http1::io::TlsStream;
+use crate::net::io::TlsStream;
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 use crate::stats::ListenerStats;
@@ -27,7 +27,7 @@ pub async fn serve(
     // statement can keep a slot of its own in this task's state next to the box.
     let handshake = Box::pin(handshake(stream, peer, &shared, &stats));
     let Some((tls, client)) = handshake.await else { return };
-    if tls.alpn_protocol() == Some(crate::acme::challenges::ACME_TLS_ALPN) {
+    if tls.alpn_protocol() == Some(crate::tls::challenges::ACME_TLS_ALPN) {
         // RFC 8737 §3: a TLS-ALPN-01 validation ends with the handshake.
         let close = Box::pin(close(tls));
         close.await;
@@ -106,7 +106,7 @@ async fn serve_tls(
         _ => super::Protocol::Http1,
     };
     drop(runtime);
-    super::serve_connection(crate::http1::io::ClientIo::Tls(tls), protocol, &builders, drain, move |request| {
+    super::serve_connection(crate::net::io::ClientIo::Tls(tls), protocol, &builders, drain, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move { proxy::handle(request, &conn, runtime).await }

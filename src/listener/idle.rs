@@ -1,7 +1,7 @@
 //! `limits.idle_timeout` for HTTP/2 client connections: one on which no byte
 //! has moved for that long is closed gracefully (GOAWAY, its streams end
 //! first), so only keep-alive time is cut, never a request. porter's HTTP/1.1
-//! server times its own wait between requests (`http1::server`).
+//! server times its own wait between requests (`listener::http1`).
 //!
 //! Activity is the time of the last read or write that moved bytes, one
 //! relaxed store per I/O call; one timer per connection checks it.
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::upstream::server::now_ms;
+use crate::net::clock::now_ms;
 
 /// When a connection last moved a byte, in milliseconds since porter's clock epoch.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! Listening sockets porter did not bind itself, so that a restart or an upgrade
-//! refuses no connection (SPEC §2): the socket stays open in the kernel the whole
+//! refuses no connection (docs/configuration.md, Command line): the socket stays open in the kernel the whole
 //! time and only the process accepting from it changes.
 //!
 //! Two sources, read once by `main` before anything else opens a descriptor:

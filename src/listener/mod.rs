@@ -6,10 +6,10 @@
 pub mod acme;
 pub mod dual_stack;
 pub mod http;
+pub mod http1;
 pub mod https;
 pub mod idle;
 pub mod inherit;
-pub mod proxy_protocol;
 pub mod redirect;
 mod slots;
 
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::body::{ClientBody, ResponseBody};
 use crate::config::Limits;
-use crate::http1::io::ClientIo;
+use crate::net::io::ClientIo;
 use crate::shutdown::DrainWatch;
 use crate::stats::{ListenerStats, OpenConnection};
 
@@ -40,7 +40,7 @@ pub enum Protocol {
     Http2,
 }
 
-/// HTTP/2 limits per client connection (README "Security" lists them).
+/// HTTP/2 limits per client connection (docs/security.md, HTTP/2, lists them).
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 pub const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
 pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
@@ -55,9 +55,9 @@ pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ConnectionBuilders {
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     idle_timeout: std::time::Duration,
-    http1: crate::http1::server::Settings,
+    http1: http1::Settings,
     /// The same with `tls.hsts`, for TLS connections.
-    http1_tls: crate::http1::server::Settings,
+    http1_tls: http1::Settings,
 }
 
 impl ConnectionBuilders {
@@ -80,7 +80,7 @@ impl ConnectionBuilders {
             // never keeps an idle connection open past idle_timeout.
             .keep_alive_interval(limits.idle_timeout + H2_PING_AFTER_IDLE)
             .keep_alive_timeout(H2_PING_TIMEOUT);
-        let http1 = crate::http1::server::Settings {
+        let http1 = http1::Settings {
             max_head: header_bytes,
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
@@ -91,7 +91,7 @@ impl ConnectionBuilders {
         ConnectionBuilders {
             http2,
             idle_timeout: limits.idle_timeout,
-            http1_tls: crate::http1::server::Settings { hsts: hsts.cloned(), ..http1.clone() },
+            http1_tls: http1::Settings { hsts: hsts.cloned(), ..http1.clone() },
             http1,
         }
     }
@@ -103,12 +103,12 @@ pub async fn accept_client(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     runtime: &crate::runtime::Runtime,
-) -> Option<(proxy_protocol::ClientStream, std::net::SocketAddr)> {
+) -> Option<(crate::net::proxy_protocol::ClientStream, std::net::SocketAddr)> {
     if !runtime.proxy_protocol {
-        return Some((proxy_protocol::ClientStream::new(stream), peer));
+        return Some((crate::net::proxy_protocol::ClientStream::new(stream), peer));
     }
     // Boxed: its buffer would otherwise sit in every connection's task for its life.
-    match Box::pin(proxy_protocol::read_header(stream, runtime.limits.header_read_timeout)).await {
+    match Box::pin(crate::net::proxy_protocol::read_header(stream, runtime.limits.header_read_timeout)).await {
         Ok((source, stream)) => Some((stream, source.unwrap_or(peer))),
         Err(reason) => {
             tracing::debug!(peer = %peer, reason, "connection closed: PROXY protocol header missing or invalid");
@@ -119,7 +119,7 @@ pub async fn accept_client(
 
 /// Runs a client connection with `handler` as its service until it ends or, after a
 /// drain signal, until its requests in flight have finished. HTTP/1.1 is served by
-/// porter's own layer (`http1::server`), HTTP/2 by hyper.
+/// porter's own layer (`listener::http1`), HTTP/2 by hyper.
 pub async fn serve_connection<F, Fut>(
     io: ClientIo,
     protocol: Protocol,
@@ -132,10 +132,10 @@ pub async fn serve_connection<F, Fut>(
 {
     if protocol == Protocol::Http1 {
         let settings = match io {
-            crate::http1::io::ClientIo::Tls(_) => builders.http1_tls.clone(),
+            crate::net::io::ClientIo::Tls(_) => builders.http1_tls.clone(),
             _ => builders.http1.clone(),
         };
-        return crate::http1::server::serve(io, settings, drain, handler).await;
+        return http1::serve(io, settings, drain, handler).await;
     }
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.

@@ -3,9 +3,11 @@
 //! whether it may pass.
 //!
 //! The auth request has the original method, the client's headers (no body),
-//! and `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`, `-For`. It goes over
-//! porter's own upstream client: the auth server is a one-server upstream of
-//! the policy, so its connections are pooled and kept alive like any server's.
+//! and `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`, `-For` set by porter
+//! (a client's own values are replaced: `-For` is the client after
+//! `trusted_proxies` and the PROXY protocol). It goes over porter's upstream
+//! client: the auth server is a one-server upstream of the policy, whose
+//! connections are pooled and kept alive like any server's.
 //! - 2xx: the request goes on, with `copy_headers` taken from the answer (a
 //!   client's own values of those names are removed first, so a client cannot
 //!   claim to be `Remote-User: admin` when the auth server said nothing).
@@ -14,24 +16,29 @@
 //!   redirect to the login page.
 //! - the auth server down, failing or slower than `timeout`: 503, never a pass.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
-use http::request::Parts;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{RequestBody, ResponseBody};
+use super::Vars;
+use crate::body::{RequestBody, ResponseBody, ServerBody};
 use crate::config::{ForwardAuthConfig, PassiveConfig, PoolConfig, ServerConfig, TimeoutsConfig, UpstreamConfig};
-use crate::proxy::headers::{self as forwarding, ClientHeaders};
-use crate::upstream::Upstream;
+use crate::http1::fields::{kind, Kind};
+use crate::upstream::connect::{connect_http1, UpstreamSender};
+use crate::upstream::server::{InFlight, Server};
+use crate::upstream::{Lease, Upstream};
 
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// A 2xx answer's body is read (and dropped) up to this size so its connection
 /// goes back to the pool; a larger one closes the connection instead.
@@ -39,6 +46,7 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct ForwardAuth {
+    /// Owns the server and its DNS task (a host name is re-resolved like any server's).
     upstream: Upstream,
     target: Uri,
     authority: HeaderValue,
@@ -80,25 +88,14 @@ impl ForwardAuth {
         }
     }
 
-    /// Asks the auth server about the request whose head is `parts` (before any
-    /// rewrite: the URI the client asked for). `host` is the client's Host.
-    pub async fn check(
-        &self,
-        parts: &mut Parts,
-        host: &HeaderValue,
-        client: &ClientHeaders,
-        client_ip: IpAddr,
-    ) -> Result<(), Response<ResponseBody>> {
-        let request = self.auth_request(parts, host, client);
-        let forwarded = match tokio::time::timeout(
-            self.timeout,
-            crate::proxy::forward::forward(&self.upstream, request, client_ip),
-        )
-        .await
-        {
-            Ok(Ok(forwarded)) => forwarded,
-            Ok(Err(e)) => {
-                tracing::warn!(auth = %self.upstream.name, error = e.error.message().trim_end(), "forward auth failed: 503");
+    /// Asks the auth server about `request` (its head as the client sent it).
+    /// `Ok`: it goes on, with `copy_headers` set from the answer. `Err`: the answer.
+    pub async fn check<B>(&self, request: &mut Request<B>, vars: &Vars) -> Result<(), Response<ResponseBody>> {
+        let auth_request = self.auth_request(request, vars);
+        let answer = match tokio::time::timeout(self.timeout, self.send(auth_request)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => {
+                tracing::warn!(auth = %self.upstream.name, error, "forward auth failed: 503");
                 return Err(unavailable());
             }
             Err(_) => {
@@ -106,50 +103,109 @@ impl ForwardAuth {
                 return Err(unavailable());
             }
         };
-        let (mut answer, mut body) = forwarded.response.into_parts();
-        if let Some(raw) = body.take_raw_fields() {
-            answer.headers = raw.to_header_map();
-        }
-        let body = ResponseBody::upstream(body, forwarded.lease, self.timeout);
+        let (mut answer, body) = answer.into_parts();
         if answer.status.is_success() {
+            let headers = request.headers_mut();
             for name in self.copy_headers.iter() {
-                parts.headers.remove(name);
+                headers.remove(name);
                 for value in answer.headers.get_all(name) {
-                    parts.headers.append(name.clone(), value.clone());
+                    headers.append(name.clone(), value.clone());
                 }
             }
             // Read the (small) rest so the connection goes back to the pool.
             drain(body, self.timeout).await;
             return Ok(());
         }
-        forwarding::strip_hop_by_hop(&mut answer.headers);
+        strip_hop_by_hop(&mut answer.headers);
         answer.version = Version::HTTP_11;
         Err(Response::from_parts(answer, body))
     }
 
-    fn auth_request(&self, parts: &Parts, host: &HeaderValue, client: &ClientHeaders) -> Request<RequestBody> {
-        let mut request = Request::new(RequestBody::empty());
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = self.target.clone();
-        let headers = request.headers_mut();
-        headers.clone_from(&parts.headers);
-        forwarding::strip_hop_by_hop(headers);
+    fn auth_request<B>(&self, request: &Request<B>, vars: &Vars) -> Request<RequestBody> {
+        let mut auth = Request::new(RequestBody::empty());
+        *auth.method_mut() = request.method().clone();
+        *auth.uri_mut() = self.target.clone();
+        let headers = auth.headers_mut();
+        headers.clone_from(request.headers());
+        strip_hop_by_hop(headers);
         // No body goes, so none is announced.
         headers.remove(header::CONTENT_LENGTH);
         headers.insert(header::HOST, self.authority.clone());
-        headers.insert(X_FORWARDED_METHOD.clone(), method_value(&parts.method));
-        let uri = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        if let Ok(uri) = HeaderValue::from_str(uri) {
-            headers.insert(X_FORWARDED_URI.clone(), uri);
+        let method = HeaderValue::from_str(request.method().as_str()).expect("a method is a token");
+        headers.insert(X_FORWARDED_METHOD.clone(), method);
+        let proto = HeaderValue::from_static(if vars.https { "https" } else { "http" });
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        headers.insert(X_FORWARDED_HOST.clone(), vars.host.clone());
+        let uri = vars.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        match HeaderValue::from_str(uri) {
+            Ok(uri) => headers.insert(X_FORWARDED_URI.clone(), uri),
+            Err(_) => headers.remove(&X_FORWARDED_URI),
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), vars.client_ip_value.clone());
+        headers.insert(X_REAL_IP.clone(), vars.client_ip_value.clone());
+        auth
+    }
+
+    /// One exchange on a pooled connection to the auth server (a fresh one when none
+    /// is idle, or when an idle one turns out closed before the request went out).
+    async fn send(&self, request: Request<RequestBody>) -> Result<Response<ResponseBody>, &'static str> {
+        let server = &self.upstream.servers[0];
+        let in_flight = InFlight::new(server.clone());
+        let mut request = request;
+        let mut fresh_only = false;
+        loop {
+            let (mut sender, reused) = match checkout(server, fresh_only).await {
+                Some(sender) => (sender, true),
+                None => (connect_http1(server, self.timeout).await.map_err(|_| "cannot connect")?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let lease = Lease::http1(sender, in_flight, None);
+                    return Ok(
+                        response.map(|body| ResponseBody::upstream(ServerBody::Hyper(body), lease, self.timeout))
+                    );
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        request = unsent;
+                        fresh_only = true;
+                    }
+                    _ => return Err("the connection failed"),
+                },
+            }
         }
-        let via = if parts.version == Version::HTTP_2 { &forwarding::VIA_HTTP2 } else { &forwarding::VIA_HTTP11 };
-        forwarding::add_forwarding(headers, client, host, via);
-        request
     }
 }
 
-fn method_value(method: &http::Method) -> HeaderValue {
-    HeaderValue::from_str(method.as_str()).expect("a method is a token")
+async fn checkout(server: &Server, fresh_only: bool) -> Option<UpstreamSender> {
+    if fresh_only {
+        return None;
+    }
+    while let Some(mut sender) = server.pool.checkout_hyper() {
+        // DNS no longer lists the address, or the connection closed while idle.
+        if server.is_current(sender.addr) && sender.ready().await.is_ok() {
+            return Some(sender);
+        }
+    }
+    None
+}
+
+/// Removes `Connection`, the names it lists, and the fixed hop-by-hop fields.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in &listed {
+        headers.remove(name);
+    }
+    let fixed: Vec<HeaderName> =
+        headers.keys().filter(|name| kind(name.as_str().as_bytes()) == Kind::HopByHop).cloned().collect();
+    for name in &fixed {
+        headers.remove(name);
+    }
 }
 
 fn authority_of(server: &crate::config::ServerUrl) -> String {

@@ -10,7 +10,7 @@ use crate::body::ResponseBody;
 pub enum ProxyError {
     MissingHost,
     InvalidHost,
-    /// Both Content-Length and Transfer-Encoding (SPEC §8), or a malformed chunked body.
+    /// Both Content-Length and Transfer-Encoding, or a malformed chunked body.
     AmbiguousFraming,
     /// More than one Host, or a Host unlike the absolute-form target or `:authority`.
     ConflictingHost,
@@ -23,12 +23,12 @@ pub enum ProxyError {
     Misdirected,
     BodyTooLarge,
     NoServer,
-    /// Every server of the upstream has weight 0 (SPEC §6: drained for maintenance).
+    /// Every server of the upstream has weight 0 (drained for maintenance).
     Drained,
     ConnectFailed,
     ConnectTimeout,
     UpstreamFailed,
-    /// The server's response head is not HTTP/1.x, too large, or cannot be framed (SPEC §8).
+    /// The server's response head is not HTTP/1.x, too large, or cannot be framed.
     BadResponse,
     ResponseTimeout,
     /// The server stopped taking the request body for `timeouts.send`.

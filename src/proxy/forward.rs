@@ -1,6 +1,6 @@
 //! Sending a prepared request to an upstream: pick a server, take a pooled
 //! connection or open one, send, and on failure try another server within
-//! the rules of SPEC §6.
+//! the rules of docs/configuration.md, Retries.
 //!
 //! - Connection failures (nothing sent) move to another server for any method.
 //! - A pooled connection that turns out closed before the request went out is
@@ -34,9 +34,10 @@ use http_body::Body;
 
 use super::error::ProxyError;
 use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody, ServerBody};
+use crate::net::clock::now_ms;
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError};
-use crate::upstream::server::{now_ms, InFlight, Server};
+use crate::upstream::server::{InFlight, Server};
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
@@ -189,7 +190,7 @@ async fn send_own(
     use crate::upstream::http1::SendError;
     let in_flight = InFlight::new(server.clone());
     let (parts, mut body) = request.into_parts();
-    let mut head = crate::http1::io::take_buffer();
+    let mut head = crate::net::io::take_buffer();
     let framing = crate::upstream::http1::write_request_head(&mut head, &parts, &body);
     let unsent = |parts, body| Some(Request::from_parts(parts, body));
     // A pooled connection the server closed as the request went out: once more on a fresh
@@ -207,7 +208,7 @@ async fn send_own(
                         ConnectError::Timeout => ProxyError::ConnectTimeout,
                         _ => ProxyError::ConnectFailed,
                     };
-                    crate::http1::io::give_back(head);
+                    crate::net::io::give_back(head);
                     return Err(Failure::server(error, unsent(parts, body), None));
                 }
             },
@@ -215,7 +216,7 @@ async fn send_own(
         let connect = began.elapsed();
         let error = match conn.send(&head, &mut body, framing, &parts.method, upstream.timeouts()).await {
             Ok((response, stream)) => {
-                crate::http1::io::give_back(head);
+                crate::net::io::give_back(head);
                 let response = Response::from_parts(response, ServerBody::Http1(stream));
                 let lease = Lease::own(in_flight);
                 return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });

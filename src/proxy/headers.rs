@@ -1,4 +1,4 @@
-//! Header rules for a forwarded request and its response (SPEC §6).
+//! Header rules for a forwarded request and its response (docs/configuration.md, Forwarding).
 //!
 //! Hop-by-hop headers describe one connection and stop here; the forwarding
 //! headers tell the server who the client really is. Values that are the

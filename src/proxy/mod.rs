@@ -164,11 +164,16 @@ async fn proxy<'r>(
         }
     }
     if let Some(auth) = &route.forward_auth {
-        let (mut parts, body) = request.into_parts();
-        if let Err(answer) = auth.check(&mut parts, &host, &conn.client_headers, conn.client.ip()).await {
+        let vars = crate::policy::Vars {
+            client_ip: conn.client.ip(),
+            client_ip_value: conn.client_headers.ip.clone(),
+            host: host.clone(),
+            uri: request.uri().clone(),
+            https: conn.client_headers.https,
+        };
+        if let Err(answer) = auth.check(&mut request, &vars).await {
             return Ok(answer);
         }
-        request = Request::from_parts(parts, body);
     }
 
     // Bodies of requests read by porter's own HTTP/1.1 server (HTTP/2's are `Hyper`).

@@ -1,6 +1,6 @@
-//! SPEC §8 rules on the request head, checked before anything else looks at
-//! the request (router, 421 check, upstream): more than one idea of the host
-//! is 400, so the router and the server behind can never see different hosts.
+//! Rules on the request head (docs/security.md, Request framing and Host), checked before anything
+//! else looks at the request (router, 421 check, upstream): more than one idea of the host is 400,
+//! so the router and the server behind can never see different hosts.
 //!
 //! Framing is refused before the pipeline runs, with 400 and close: on
 //! HTTP/1.1 by porter's own parser (`http1::request`: Content-Length with

@@ -7,7 +7,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::http1::io::ClientIo;
+use crate::net::io::ClientIo;
 use crate::upstream::server::InFlight;
 
 /// True when the client asks to switch protocols (`Connection: upgrade` + `Upgrade`).

@@ -1,6 +1,6 @@
-//! TLS certificate store (SPEC §4): finds certificate/key pairs in the certs
-//! folder, indexes them by DNS name for SNI, serves them to rustls through an
-//! atomically swapped store, and reloads them when files change.
+//! TLS certificate store (docs/configuration.md, Certificates): finds certificate/key pairs in the
+//! certs folder, indexes them by DNS name for SNI, serves them to rustls through an atomically
+//! swapped store, and reloads them when files change.
 //!
 //! Layout of this module:
 //! - `layouts`: which files pair with which (flat, certbot, lego).
@@ -10,21 +10,24 @@
 //! - `resolver`: rustls `ResolvesServerCert` and the `ServerConfig`.
 //! - `watch`: periodic rescan, SIGHUP reload, change logging.
 //! - `self_signed`: the in-memory localhost fallback.
-//! - `server_stream`: client connections' TLS on rustls' unbuffered API, no buffer held while idle.
+//! - `challenges`: the ACME challenge answers `acme` publishes while an order is open;
+//!   the resolver (TLS-ALPN-01) and the http listener (HTTP-01) serve them.
+//! - `sni`: the certificate the SNI names, handed to the client's TLS stream (`net::tls_stream`).
 
+pub mod challenges;
 mod layouts;
 mod load;
 mod provider;
 mod resolver;
 mod self_signed;
-pub mod server_stream;
+pub mod sni;
 mod store;
 mod watch;
 
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::fmt;
 use std::net::IpAddr;

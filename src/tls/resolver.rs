@@ -11,9 +11,9 @@ use rustls::server::{
 use rustls::sign::CertifiedKey;
 use rustls::SupportedProtocolVersion;
 
+use super::challenges::{Challenges, ACME_TLS_ALPN};
 use super::watch::ReloadState;
 use super::{CertStore, LoadedCert};
-use crate::acme::challenges::{Challenges, ACME_TLS_ALPN};
 use crate::config::TlsVersion;
 
 /// Serves certificates from the current `CertStore`. A reload swaps the
@@ -72,7 +72,7 @@ impl ResolvesServerCert for CertResolver {
         if let Some(mut alpn) = client_hello.alpn() {
             if alpn.next() == Some(ACME_TLS_ALPN) && alpn.next().is_none() {
                 let sni = client_hello.server_name()?.to_ascii_lowercase();
-                super::server_stream::note_sni_cert(None);
+                super::sni::note(None);
                 let cert = self.challenges.tls_alpn01(&sni);
                 tracing::info!(domain = %sni, answered = cert.is_some(), "ACME TLS-ALPN-01 validation handshake");
                 return cert;
@@ -82,7 +82,7 @@ impl ResolvesServerCert for CertResolver {
         let store = self.store.load();
         let chosen = store.choose(client_hello.server_name());
         // The certificate the SNI names exactly, for the 421 check (`ConnContext::sni_cert`).
-        super::server_stream::note_sni_cert(client_hello.server_name().and_then(|sni| store.by_sni(sni).cloned()));
+        super::sni::note(client_hello.server_name().and_then(|sni| store.by_sni(sni).cloned()));
         if chosen.is_none() {
             tracing::warn!("TLS handshake refused: no certificate loaded");
         }

@@ -22,7 +22,7 @@ pub(crate) struct ReloadState {
     dir_problems: Option<Vec<CertProblem>>,
 }
 
-/// Rescans `dir` every `every` (1 s is a good value; SPEC wants changes
+/// Rescans `dir` every `every` (1 s is a good value; changes must be
 /// served within 5 s) and swaps the resolver's store when files changed.
 pub fn spawn_watcher(dir: PathBuf, resolver: Arc<CertResolver>, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {

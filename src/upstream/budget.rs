@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::server::epoch;
+use crate::net::clock::epoch;
 
 /// Length of the sliding window, in one-second buckets.
 pub const WINDOW_SECS: u64 = 10;

@@ -25,8 +25,9 @@ use hyper::client::conn::http2;
 use tokio::sync::watch;
 
 use super::connect::{self, ConnectError, Connection, Http2Sender, Want};
-use super::server::{now_ms, Server};
+use super::server::Server;
 use crate::body::RequestBody;
+use crate::net::clock::now_ms;
 
 /// Streams per connection before another connection is opened. RFC 9113 §6.5.2
 /// recommends servers allow at least 100; hyper sends no more than that before
@@ -41,7 +42,7 @@ const MAX_CONNECT_ROUNDS: u32 = 3;
 struct Conn {
     sender: Http2Sender,
     streams: AtomicU32,
-    /// When the last stream ended (milliseconds of `server::now_ms`).
+    /// When the last stream ended (milliseconds of `net::clock::now_ms`).
     idle_since_ms: AtomicU64,
 }
 

@@ -1,4 +1,4 @@
-//! Active health checks (SPEC §3 `health_check`): every `interval`, a GET of
+//! Active health checks (docs/configuration.md, Health): every `interval`, a GET of
 //! `path` on its own new connection to each server, bounded by `timeout`. A
 //! 2xx or 3xx answer is a success. `unhealthy_after` consecutive failures take
 //! the server out, `healthy_after` consecutive successes bring it back. Each

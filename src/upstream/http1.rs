@@ -26,9 +26,9 @@ use tokio::net::TcpStream;
 use crate::body::{BodyTooLarge, BoxError, ClientBodyError, ClientFault, RequestBody};
 use crate::http1::chunked::{Chunked, Step};
 use crate::http1::fields::{self, Kind, RawFields};
-use crate::http1::io::{give_back, poll_write_some, take_buffer};
 use crate::http1::request::{has_token, Span, MAX_FIELDS};
 use crate::http1::response::chunk_size_line;
+use crate::net::io::{give_back, poll_write_some, take_buffer};
 
 /// A response head larger than this is refused (502), as hyper's client does at 400 KiB.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -322,7 +322,7 @@ impl Conn {
                     None => {}
                 }
             }
-            match read_some(&mut self.io, buf, crate::http1::io::BUFFER_SIZE).await {
+            match read_some(&mut self.io, buf, crate::net::io::BUFFER_SIZE).await {
                 Ok(0) | Err(_) if !received => return Err(SendError::Closed { body_started: false, head_sent: true }),
                 Ok(0) | Err(_) => return Err(SendError::BadResponse),
                 Ok(_) => {}
@@ -500,6 +500,12 @@ fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>,
                 }
             }
             Kind::HopByHop if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                // Codings are tokens: a value with bytes outside visible ASCII cannot
+                // be read as a list, and hyper reads such a body to close. Refuse it
+                // rather than guess at its framing.
+                if !field.value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+                    return Err(SendError::BadResponse);
+                }
                 let last = field.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
@@ -680,7 +686,7 @@ impl Body for ResponseStream {
             }
             let want = match &this.decode {
                 Decode::Length(remaining) => (*remaining).min(MAX_BODY_READ as u64) as usize,
-                _ => crate::http1::io::BUFFER_SIZE,
+                _ => crate::net::io::BUFFER_SIZE,
             };
             if buf.capacity() - buf.len() < 1024.min(want) {
                 buf.reserve(want);

@@ -60,7 +60,7 @@ pub struct Upstream {
     _tasks: Tasks,
 }
 
-/// What an upstream's requests record (SPEC §7); read by the admin listener.
+/// What an upstream's requests record (docs/configuration.md, Metrics); read by the admin listener.
 #[derive(Debug, Default)]
 pub struct UpstreamStats {
     /// Time from the request's arrival to the response head (or error) sent back.

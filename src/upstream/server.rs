@@ -4,7 +4,7 @@
 //! takes requests when it has weight, active checks have not failed it, and
 //! passive ejection has not taken it out.
 //!
-//! Passive ejection (SPEC §3 `passive`): `max_failures` consecutive failures
+//! Passive ejection (docs/configuration.md, Health): `max_failures` consecutive failures
 //! (connect error, reset, timeout) eject the server for `cooldown`. When the
 //! cooldown is over the server gets traffic again but stays on probation: its
 //! first success readmits it for good, its first failure ejects it again at
@@ -18,14 +18,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use rustls_pki_types::ServerName;
 
 use crate::config::{PassiveConfig, PoolConfig, ServerConfig, UpstreamTls};
+use crate::net::clock::now_ms;
 
 use super::pool::Pool;
 use super::tls::ClientTls;
@@ -98,16 +99,6 @@ pub struct Live {
     /// A refused certificate was logged; cleared by the next good handshake (one line
     /// per episode, not one per request).
     pub tls_refused: AtomicBool,
-}
-
-/// The process-wide reference instant that the millisecond clocks count from.
-pub(crate) fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-pub(crate) fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
 }
 
 /// What the server's state is, for logs, /status and metrics.

@@ -1,4 +1,4 @@
-//! SPEC §2, §3 `access_log:`: the three formats (`text`, `json` with a pinned key
+//! docs/configuration.md, Access log: the three formats (`text`, `json` with a pinned key
 //! set, `combined` read by GoAccess), the file with reopen on SIGUSR1 (logrotate),
 //! `enabled` and a reload, `--log-level` beside RUST_LOG; and a writer that falls
 //! behind never holds up a request: the binary's stderr is a pipe nobody reads, so
@@ -19,7 +19,7 @@ use crate::admin::{parse_prometheus, value};
 use crate::harness::*;
 use crate::lifecycle::{free_port, signal, spawn_porter};
 
-/// The JSON format's keys (README "Access log"): a change here is a change to the contract.
+/// The JSON format's keys (docs/configuration.md, Access log): a change here is a change to the contract.
 const JSON_KEYS: [&str; 20] = [
     "time",
     "client_ip",
@@ -357,7 +357,7 @@ async fn sigusr1_reopens_the_file_after_logrotate_renamed_it() {
     signal(&porter.0, "TERM");
 }
 
-/// The README's logrotate stanza run by the real logrotate (forced, own state file), with
+/// The logrotate stanza of docs/deploy.md, 6. systemd, run by the real logrotate (forced, own state file), with
 /// `kill -USR1 PID` for systemd's `systemctl kill`: the old lines stay in `access.log.1`,
 /// new ones land in a new `access.log`.
 #[tokio::test]

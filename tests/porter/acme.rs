@@ -1,11 +1,9 @@
-//! SPEC §3 `http.acme_webroot`, §4: a real ACME issuance end to end. Debian's
-//! `pebble` ACME test server (with `pebble-challtestsrv` as its DNS, answering
-//! 127.0.0.1 for every name) and Debian's `lego` client in `--http.webroot`
-//! mode issue a certificate for `porter-test.example`: pebble validates the
-//! HTTP-01 challenge by fetching it from porter's plaintext listener, lego
-//! writes the certificate into porter's `certs/` folder (its own
-//! `certificates/` layout), and porter serves it for that SNI within 5 s,
-//! without a restart.
+//! `http.acme_webroot` (docs/deploy.md, Issue a certificate): a real ACME issuance end to end.
+//! Debian's `pebble` ACME test server (with `pebble-challtestsrv` as its DNS, answering 127.0.0.1
+//! for every name) and Debian's `lego` client in `--http.webroot` mode issue a certificate for
+//! `porter-test.example`: pebble validates the HTTP-01 challenge by fetching it from porter's
+//! plaintext listener, lego writes the certificate into porter's `certs/` folder (its own
+//! `certificates/` layout), and porter serves it for that SNI within 5 s, without a restart.
 //!
 //! Needs the Debian packages `pebble` and `lego` (`.ci/run` installs them);
 //! pebble is started by `pebble.rs`. Without them the test is skipped loudly,

@@ -1,4 +1,4 @@
-//! SPEC §3 `acme:`, §4: porter's own ACME client against a real CA (Debian's
+//! docs/deploy.md, Automatic HTTPS: `acme:`, porter's own ACME client against a real CA (Debian's
 //! pebble, started by `pebble.rs`; no certbot, no lego). pebble validates
 //! through porter itself: HTTP-01 on the http listener, TLS-ALPN-01 on the
 //! https listener. Covered: issuance served to a client trusting only pebble's

@@ -1,8 +1,8 @@
-//! SPEC §7: the admin listener. /metrics parses as Prometheus text and counts
-//! exactly the requests made; a reload refused for a bad file is counted; a
-//! killed server shows health 0 in /metrics and in /status; /healthz answers
-//! 200, then 503 once SIGTERM starts the drain (the real binary, with a slow
-//! request in flight). The dashboard has its own module (headless Chromium).
+//! docs/configuration.md, Admin listener: the admin listener. /metrics parses as Prometheus text
+//! and counts exactly the requests made; a reload refused for a bad file is counted; a killed
+//! server shows health 0 in /metrics and in /status; /healthz answers 200, then 503 once SIGTERM
+//! starts the drain (the real binary, with a slow request in flight). The dashboard has its own
+//! module (headless Chromium).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! SPEC §7 `GET /`: the dashboard, loaded in headless Chromium (Debian's
+//! docs/configuration.md, Dashboard: `GET /`: the dashboard, loaded in headless Chromium (Debian's
 //! `chromium`) while traffic flows. Its script polls /status and builds the
 //! page; the test asserts on the rendered DOM (upstreams, server URLs,
 //! certificate names, a plotted rate) and writes a screenshot to
@@ -117,7 +117,7 @@ async fn dashboard_renders_upstreams_servers_and_certificates_in_chromium() {
     let summary = &api[api.find("class=\"sub\">").unwrap()..api.find("</div>").unwrap()];
     assert!(summary.contains(" 5xx") && !summary.contains(" 0 5xx"), "{summary}");
 
-    // The screenshot, for a person (and the README's docs/dashboard.png).
+    // The screenshot, for a person (and docs/dashboard.png, shown in docs/configuration.md).
     let target = Path::new(env!("CARGO_BIN_EXE_porter")).parent().unwrap().parent().unwrap().to_path_buf();
     let shot = target.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);

@@ -1,4 +1,4 @@
-//! SPEC §6: least_connections, power_of_two and consistent_hash end to end
+//! docs/configuration.md, Balancers: least_connections, power_of_two and consistent_hash end to end
 //! (their statistical properties over many picks are unit-tested beside
 //! each algorithm in src/upstream/balancer/).
 

@@ -1,4 +1,5 @@
-//! SPEC §6: smooth weighted round robin as nginx defines it, weights honoured, weight 0 drains.
+//! docs/configuration.md, Balancers: smooth weighted round robin as nginx defines it, weights
+//! honoured, weight 0 drains.
 
 use crate::harness::*;
 

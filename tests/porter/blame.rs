@@ -1,10 +1,9 @@
-//! SPEC §8: one bad client never takes a server out. A client's broken upload
-//! (cut off, malformed, stalled) is the client's failure: it gets 400/408 or
-//! a close, is logged as such (499 when it went away), and the server it was
-//! going to stays in rotation with no failure counted against it; another
-//! client's requests meanwhile all succeed. A server that stalls is the
-//! server's failure, bounded by `timeouts.send` / `timeouts.read`, and a
-//! client that stops reading is cut off after `limits.body_timeout`.
+//! docs/security.md, Who is blamed: one bad client never takes a server out. A client's broken
+//! upload (cut off, malformed, stalled) is the client's failure: it gets 400/408 or a close, is
+//! logged as such (499 when it went away), and the server it was going to stays in rotation with no
+//! failure counted against it; another client's requests meanwhile all succeed. A server that
+//! stalls is the server's failure, bounded by `timeouts.send` / `timeouts.read`, and a client that
+//! stops reading is cut off after `limits.body_timeout`.
 //!
 //! Every porter here runs one server with `max_failures: 1` and a long
 //! cooldown, so a single failure wrongly counted against it would turn the
@@ -224,8 +223,8 @@ async fn response_header_counts_only_time_spent_waiting_on_the_server() {
     p.stop().await;
 }
 
-/// The measurement: a legitimate client at about 40 requests a second
-/// while three clients at a time keep cancelling uploads; every one of its
+/// The measurement of docs/security.md, Who is blamed: a legitimate client
+/// at about 40 requests a second while three clients at a time keep cancelling uploads; every one of its
 /// requests must succeed.
 #[tokio::test]
 async fn another_clients_requests_all_succeed_during_cancelled_uploads() {

@@ -1,5 +1,5 @@
-//! SPEC §2, the command line beyond run and check: `-c`, `PORTER_WORKERS`,
-//! `probe` (the container health check), `completions` and `man`.
+//! docs/configuration.md, Command line: the command line beyond run and check: `-c`,
+//! `PORTER_WORKERS`, `probe` (the container health check), `completions` and `man`.
 
 use std::process::{Command, Output};
 

@@ -1,4 +1,5 @@
-//! SPEC §2, §3: bad configuration is refused with file, line, column and field; `porter check`.
+//! docs/configuration.md, Command line and Configuration reference: bad configuration is refused
+//! with file, line, column and field; `porter check`.
 
 use std::process::Command;
 
@@ -68,7 +69,7 @@ fn route_to_missing_upstream_names_it() {
     assert!(stderr.contains("\"api\""), "{stderr}");
 }
 
-/// Issue 13: one commented, checked example per common deployment.
+/// One commented, checked example per common deployment.
 #[test]
 fn examples_check_out() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -131,7 +132,7 @@ fn starts(yaml: &str) -> (bool, String) {
     result
 }
 
-/// `porter check` accepts exactly the files porter starts with (SPEC §2).
+/// `porter check` accepts exactly the files porter starts with.
 #[test]
 fn check_and_start_agree() {
     let head = "listen:\n  http: \"127.0.0.1:0\"\n";

@@ -1,4 +1,4 @@
-//! Issue 13: the deployment files in the repository are real and consistent.
+//! docs/deploy.md: the deployment files in the repository are real and consistent.
 //! The compose file validates with Debian's `docker-compose` and its porter
 //! config runs (end to end, against three local backends: weighted split,
 //! redirect port, and the image's health check command on its admin listener); the systemd unit passes `systemd-analyze verify`; the
@@ -396,7 +396,7 @@ async fn a_renewed_cert_manager_secret_is_served_after_the_kubelets_data_swap() 
     let files = [("tls.crt", crt.as_bytes()), ("tls.key", key.as_bytes()), ("ca.crt", ca.as_bytes())];
     secret_volume_update(&certs, "2026_12_06_06_00_00.000000002", &files);
     assert_eq!(std::fs::read_dir(&certs).unwrap().count(), 5, "..data, one timestamped folder, three links");
-    // SPEC: a changed certificate is served within 5 s (slack for a loaded machine).
+    // A changed certificate is served within 5 s (slack for a loaded machine).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         // A new client per try: a new handshake, not a pooled connection.

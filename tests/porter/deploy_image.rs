@@ -1,4 +1,4 @@
-//! Issues 13 and 23: the Dockerfile. hadolint lints it; Debian's buildah builds
+//! docs/deploy.md, Docker: the Dockerfile. hadolint lints it; Debian's buildah builds
 //! its runtime stage (`FROM scratch`, no registry needed) around the porter
 //! binary this test run built, and `buildah inspect` must show the non-root
 //! user, the ports, the volumes, the health check and the stop signal. Then

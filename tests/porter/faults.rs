@@ -1,4 +1,5 @@
-//! SPEC §6 and §8: a bad server gets 502/503/504 and the next server.
+//! docs/configuration.md, Retries and docs/security.md, Who is blamed: a bad server gets
+//! 502/503/504 and the next server.
 
 use std::time::{Duration, Instant};
 
@@ -128,7 +129,7 @@ async fn a_request_the_server_took_and_dropped_is_retried_only_if_idempotent() {
     }
     assert!(heads.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the swallower saw GETs first");
     assert_eq!(good.requests(), 3);
-    // A POST (no body) the server may have processed is not sent again (SPEC §6): each
+    // A POST (no body) the server may have processed is not sent again (docs/configuration.md, Retries): each
     // one the swallower took is a 502 that reached no other server.
     let mut swallowed_posts = 0;
     for i in 0..6 {

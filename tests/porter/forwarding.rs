@@ -1,4 +1,5 @@
-//! SPEC §6: forwarding headers, hop-by-hop stripping, Host kept, bodies streamed both ways.
+//! docs/configuration.md, Forwarding: forwarding headers, hop-by-hop stripping, Host kept, bodies
+//! streamed both ways.
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -1,4 +1,4 @@
-//! Issue 23: deploy/grafana/porter-dashboard.json is a Grafana dashboard
+//! docs/deploy.md, Grafana dashboard: deploy/grafana/porter-dashboard.json is a Grafana dashboard
 //! (schemaVersion 39, a Prometheus data source variable, `job`/`instance`
 //! variables) whose every query names only series a running porter exports:
 //! a real porter with traffic on both listeners, a dead server (retries,

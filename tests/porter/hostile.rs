@@ -1,9 +1,8 @@
-//! SPEC §8, hostile request heads: each case is sent as raw bytes over a real
-//! socket to a real porter, and checked twice: the status the client gets,
-//! and that the backend received nothing (its request count). Ambiguous
-//! framing, more than one host, a malformed head or chunked body: 400 and
-//! close. Slow headers: 408, then close. The HTTP/2 `:authority` case uses a
-//! hyper HTTP/2 client, which sends a Host header beside `:authority`.
+//! docs/security.md, Request framing and Host: hostile request heads: each case is sent as raw
+//! bytes over a real socket to a real porter, and checked twice: the status the client gets, and
+//! that the backend received nothing (its request count). Ambiguous framing, more than one host, a
+//! malformed head or chunked body: 400 and close. Slow headers: 408, then close. The HTTP/2
+//! `:authority` case uses a hyper HTTP/2 client, which sends a Host header beside `:authority`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

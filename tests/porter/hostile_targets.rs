@@ -1,12 +1,10 @@
-//! Issue 20 part 3, the smaller hostile-input findings, pinned with raw bytes
-//! over real sockets to a real porter (nginx's answer in brackets where the
-//! rule follows it): CONNECT is 405 [400], never forwarded; request-target
-//! forms a method may not use are 400; `Transfer-Encoding` codings other than
-//! a lone `chunked` are 501; `Expect: 100-continue` is answered only once the
-//! request passed every check, and never for HTTP/1.0; header names with `_`
-//! are dropped unless `limits.underscores_in_headers` [nginx drops them too];
-//! an HTTP/1.0 response with `Transfer-Encoding` closes its upstream
-//! connection; request ids are random throughout.
+//! docs/security.md, Requests porter refuses: the smaller hostile-input findings, pinned with raw
+//! bytes over real sockets to a real porter (nginx's answer in brackets where the rule follows it):
+//! CONNECT is 405 [400], never forwarded; request-target forms a method may not use are 400;
+//! `Transfer-Encoding` codings other than a lone `chunked` are 501; `Expect: 100-continue` is
+//! answered only once the request passed every check, and never for HTTP/1.0; header names with `_`
+//! are dropped unless `limits.underscores_in_headers` [nginx drops them too]; an HTTP/1.0 response
+//! with `Transfer-Encoding` closes its upstream connection; request ids are random throughout.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

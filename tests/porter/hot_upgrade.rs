@@ -1,7 +1,7 @@
-//! SPEC §2, issue 23: upgrading the binary refuses no connection and fails no
-//! request. The real binary takes its listening sockets from systemd socket
-//! activation (`LISTEN_FDS`), and hands them to a new process on SIGUSR2 while a
-//! load of new connections runs and a WebSocket stays open on the old process.
+//! docs/configuration.md, Command line (SIGUSR2) and docs/deploy.md, Upgrading porter: upgrading
+//! the binary refuses no connection and fails no request. The real binary takes its listening
+//! sockets from systemd socket activation (`LISTEN_FDS`), and hands them to a new process on
+//! SIGUSR2 while a load of new connections runs and a WebSocket stays open on the old process.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,5 +1,5 @@
-//! SPEC §2: the real binary — SIGTERM lets a request in flight finish, refuses new
-//! connections, exits 0; SIGHUP reloads; a bad config at start exits 1.
+//! docs/configuration.md, Command line: the real binary — SIGTERM lets a request in flight finish,
+//! refuses new connections, exits 0; SIGHUP reloads; a bad config at start exits 1.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

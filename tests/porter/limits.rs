@@ -1,5 +1,5 @@
-//! SPEC §3 `limits`: idle keep-alive connections are closed after `idle_timeout`,
-//! busy ones are not.
+//! docs/configuration.md, Configuration reference, `limits`: idle keep-alive connections are closed
+//! after `idle_timeout`, busy ones are not.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! porter's integration tests: one module per SPEC area, one binary (one link
+//! porter's integration tests: one module per documented area, one binary (one link
 //! step on a 2-core machine). Every test starts its own porter and backends on
 //! ephemeral 127.0.0.1 ports.
 
@@ -20,6 +20,7 @@ mod cli;
 mod config;
 mod deploy_files;
 mod deploy_image;
+mod docs;
 mod faults;
 mod forwarding;
 mod grafana;

@@ -1,10 +1,10 @@
-//! SPEC §7 for operators: `/livez` (liveness) answers 200 while `/healthz`
-//! (readiness) answers 503 during a drain; `/metrics` carries
-//! `porter_build_info`, whether the last reload succeeded and when a
-//! configuration was last applied, the standard `process_*` series, and health
-//! checks' connections apart from requests'. And a reload that keeps a server's
-//! address keeps its live state (in flight, counters, health), changing only
-//! its settings (SPEC §2: a reload applies settings, never resets a server).
+//! docs/configuration.md, Admin listener, for operators: `/livez` (liveness) answers 200 while
+//! `/healthz` (readiness) answers 503 during a drain; `/metrics` carries `porter_build_info`,
+//! whether the last reload succeeded and when a configuration was last applied, the standard
+//! `process_*` series, and health checks' connections apart from requests'. And a reload that keeps
+//! a server's address keeps its live state (in flight, counters, health), changing only its
+//! settings (docs/configuration.md, Command line: a reload applies settings, never resets a
+//! server).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -201,7 +201,7 @@ async fn a_reload_that_keeps_a_server_keeps_its_live_state() {
     let connects = value(&scrape(&p.admin_url("/metrics")).await, "porter_upstream_server_connects_total", &labels);
     assert!(connects.is_some_and(|n| n >= 1.0), "{connects:?}");
 
-    // Only the weight changes: draining it, as the README's "Draining" does.
+    // Only the weight changes: draining it, as docs/configuration.md, Draining, does.
     p.reload(&yaml(0));
     let s = server(&status(&p.admin_url("/status")).await);
     assert_eq!(s["weight"], 0);

@@ -1,4 +1,4 @@
-//! SPEC §6: upstream connections are pooled and kept alive.
+//! docs/configuration.md, Upstream connection pool: upstream connections are pooled and kept alive.
 
 use crate::harness::*;
 

@@ -1,4 +1,4 @@
-//! SPEC §4: porter's TLS listener offers the hybrid post-quantum key exchange
+//! docs/security.md, TLS: porter's TLS listener offers the hybrid post-quantum key exchange
 //! X25519MLKEM768 first. Real rustls clients (aws-lc-rs) with a chosen list of
 //! key-exchange groups handshake with a real porter, make a request over the
 //! connection, and check which group was negotiated.

@@ -1,8 +1,8 @@
-//! SPEC §3 `listen.proxy_protocol`, `listen.trusted_proxies` and §6 forwarding
-//! headers: PROXY v1 and v2 headers written by hand over raw sockets make their
-//! source the client; a connection without one is closed; a slow one is closed
-//! after `header_read_timeout`; forged forwarding headers are replaced unless
-//! the client is a trusted proxy.
+//! docs/configuration.md, PROXY protocol; Forwarding: `listen.proxy_protocol`,
+//! `listen.trusted_proxies`, forwarding headers: PROXY v1 and v2 headers written by hand over raw
+//! sockets make their source the client; a connection without one is closed; a slow one is closed
+//! after `header_read_timeout`; forged forwarding headers are replaced unless the client is a
+//! trusted proxy.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
-//! SPEC §5: port 80 redirects to https — 301 for GET/HEAD, 308 otherwise, query and port kept.
+//! docs/configuration.md, Routing: port 80 redirects to https — 301 for GET/HEAD, 308 otherwise,
+//! query and port kept.
 
 use bytes::Bytes;
 use http_body_util::Full;

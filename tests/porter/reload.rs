@@ -1,5 +1,5 @@
-//! SPEC §7 reloads: a reload applies the new file, and the background work of
-//! the configuration it replaces (health checks, DNS refresh) stops with it,
+//! docs/configuration.md, Command line (SIGHUP): reloads: a reload applies the new file, and the
+//! background work of the configuration it replaces (health checks, DNS refresh) stops with it,
 //! even while streams from before the reload are still open.
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! SPEC §3 `health_check`, `passive`, `timeouts`, `retries` and §6: traffic
-//! moves off servers that stop working and comes back when they recover,
-//! retries stay within the budget, timeouts fire on time.
+//! docs/configuration.md, Health and Retries: `health_check`, `passive`, `timeouts`, `retries`:
+//! traffic moves off servers that stop working and comes back when they recover, retries stay
+//! within the budget, timeouts fire on time.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,9 +1,8 @@
-//! A server's response fields on their way back (SPEC §6): hop-by-hop fields
-//! stop at porter, everything else arrives, whichever way porter carries the
-//! head. To an HTTP/1.1 client the fields are written from the server's bytes;
-//! to an HTTP/2 client from a map made of them; a Connection header naming
-//! other fields goes through the map on every path. A server speaking raw
-//! bytes plays each case.
+//! A server's response fields on their way back (docs/configuration.md, Forwarding): hop-by-hop
+//! fields stop at porter, everything else arrives, whichever way porter carries the head. To an
+//! HTTP/1.1 client the fields are written from the server's bytes; to an HTTP/2 client from a map
+//! made of them; a Connection header naming other fields goes through the map on every path. A
+//! server speaking raw bytes plays each case.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,7 +20,7 @@ Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello";
 /// A Connection header that names another field, which must not pass either.
 const NAMED: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Kept: k\r\n\
 Content-Length: 2\r\n\r\nok";
-/// A length beside chunked framing: a response porter cannot frame (SPEC §8), 502.
+/// A length beside chunked framing: a response porter cannot frame (docs/security.md, Who is blamed), 502.
 const CHUNKED_WITH_LENGTH: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\nX-After: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
 

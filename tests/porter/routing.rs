@@ -1,4 +1,5 @@
-//! SPEC §5: exact host > wildcard > any host; longest segment-boundary prefix; strip_prefix; 404.
+//! docs/configuration.md, Routing: exact host > wildcard > any host; longest segment-boundary
+//! prefix; strip_prefix; 404.
 
 use crate::harness::*;
 

@@ -1,4 +1,5 @@
-//! SPEC §4: the certificate is chosen by SNI; no SNI gets the default; ALPN h2 works end to end.
+//! docs/configuration.md, Certificates: the certificate is chosen by SNI; no SNI gets the default;
+//! ALPN h2 works end to end.
 
 use crate::harness::*;
 

@@ -1,10 +1,9 @@
-//! SPEC §3 `tls`, §4, §5 at the edge, end to end through a real porter: live
-//! certificate reload under load (in-place rewrite, certbot's symlink swap,
-//! added, removed), protocol versions (TLS 1.0/1.1 refused with a real
-//! OpenSSL client; `min_version: "1.3"`), HSTS, the 421 rule with HTTP/2
-//! connection coalescing, and the certs folder as users fill it (certbot,
-//! lego, PKCS#1 and SEC1 keys from OpenSSL, broken files) including
-//! `porter check`.
+//! docs/configuration.md, Certificates and Routing (421), at the edge, end to end through a real
+//! porter: live certificate reload under load (in-place rewrite, certbot's symlink swap, added,
+//! removed), protocol versions (TLS 1.0/1.1 refused with a real OpenSSL client; `min_version:
+//! "1.3"`), HSTS, the 421 rule with HTTP/2 connection coalescing, and the certs folder as users
+//! fill it (certbot, lego, PKCS#1 and SEC1 keys from OpenSSL, broken files) including `porter
+//! check`.
 //!
 //! The TLS helpers at the top are shared with `acme.rs`.
 

@@ -1,4 +1,5 @@
-//! SPEC §6: HTTP/1.1 Upgrade (WebSocket, socket.io) is proxied as a bidirectional byte stream.
+//! docs/configuration.md, Forwarding: HTTP/1.1 Upgrade (WebSocket, socket.io) is proxied as a
+//! bidirectional byte stream.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
-//! SPEC §3 `http2: true`: HTTP/2 to servers — h2c with prior knowledge to a
-//! server that speaks nothing else, many requests multiplexed over few
-//! connections (h2load, from Debian's nghttp2-client, drives porter), refused
-//! streams sent again, and connections the server closed leaving the pool.
+//! docs/configuration.md, HTTP/2 to servers (`http2: true`): HTTP/2 to servers — h2c with prior
+//! knowledge to a server that speaks nothing else, many requests multiplexed over few connections
+//! (h2load, from Debian's nghttp2-client, drives porter), refused streams sent again, and
+//! connections the server closed leaving the pool.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! SPEC §3 upstream `tls`: an `https://` server whose certificate comes from a
+//! docs/configuration.md, Upstream TLS: an `https://` server whose certificate comes from a
 //! private CA is reached with `tls.ca_file` and refused (502) without it;
 //! `tls.server_name` is the name sent and verified when the URL is an IP;
 //! with `http2: true`, ALPN picks h2, or HTTP/1.1 when the server only has that.

@@ -1,9 +1,8 @@
-//! SPEC §2 `--watch` (env `PORTER_WATCH=1`): the real binary reloads its
-//! configuration file when it changes, as SIGHUP does, whichever way the file
-//! is replaced: written in place, written beside and renamed over (editors),
-//! or swapped the way Kubernetes updates a mounted ConfigMap (`..data` symlink
-//! renamed to a new timestamped folder). A half-written or invalid file is
-//! refused, counted, and the old configuration keeps serving.
+//! docs/configuration.md, Command line: `--watch` (env `PORTER_WATCH=1`): the real binary reloads
+//! its configuration file when it changes, as SIGHUP does, whichever way the file is replaced:
+//! written in place, written beside and renamed over (editors), or swapped the way Kubernetes
+//! updates a mounted ConfigMap (`..data` symlink renamed to a new timestamped folder). A
+//! half-written or invalid file is refused, counted, and the old configuration keeps serving.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;

@@ -12,10 +12,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
-use super::chunked::{Chunked, Step};
-use super::io::{take_buffer, ReadSide};
-use super::request::BodyKind;
-use crate::body::BoxError;
+use super::BoxError;
+use crate::http1::chunked::{Chunked, Step};
+use crate::http1::request::BodyKind;
+use crate::net::io::{take_buffer, ReadSide};
 
 /// The connection's read side and its buffer (None while idle).
 pub struct Reader {

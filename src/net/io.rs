@@ -1,4 +1,4 @@
-//! The client connection's stream as the HTTP/1.1 layer uses it:
+//! The client connection's stream as the connection servers use it:
 //!
 //! - [`ClientIo`]: plain TCP (after any PROXY header) or TLS, one concrete type;
 //! - [`split`]: a read side that a request body may carry into another task
@@ -15,9 +15,9 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::listener::proxy_protocol::ClientStream;
+use super::proxy_protocol::ClientStream;
 
-pub use crate::tls::server_stream::TlsServerStream as TlsStream;
+pub use super::tls_stream::TlsServerStream as TlsStream;
 
 /// A client connection, plain or TLS.
 pub enum ClientIo {

@@ -2,7 +2,7 @@
 //! buffer held, read and parse its head, hand the request to the pipeline,
 //! write the response, and go round again while keep-alive allows.
 //!
-//! Time limits (SPEC §8): a new connection's first head must be complete
+//! Time limits (docs/security.md, Request framing): a new connection's first head must be complete
 //! within `header_read_timeout` of the accept (silence is closed quietly, a
 //! partial head gets 408); later heads are timed from their first byte; the
 //! wait between requests is bounded by `idle_timeout`. A drain (shutdown)
@@ -21,12 +21,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-use super::body::{Reader, RequestStream, Returned};
-use super::chunked::Chunked;
-use super::io::{give_back, poll_write_some, split, take_buffer, unsplit, ClientIo, WriteSide};
-use super::request::{self, BodyKind, Head, HeadError};
-use super::response::{self, Answering, BodyFraming};
+use crate::body::http1::{Reader, RequestStream, Returned};
 use crate::body::{ClientBody, ResponseBody};
+use crate::http1::chunked::Chunked;
+use crate::http1::request::{self, BodyKind, Head, HeadError};
+use crate::http1::response::{self, Answering, BodyFraming};
+use crate::net::io::{give_back, poll_write_some, split, take_buffer, unsplit, ClientIo, WriteSide};
 use crate::proxy::upgrade::PendingTunnel;
 use crate::shutdown::DrainWatch;
 
@@ -528,7 +528,7 @@ mod tests {
     async fn the_connection_future_stays_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let io = super::ClientIo::Plain(crate::listener::proxy_protocol::ClientStream::new(stream));
+        let io = super::ClientIo::Plain(crate::net::proxy_protocol::ClientStream::new(stream));
         let drain = crate::shutdown::Drain::new();
         let settings = super::Settings {
             max_head: 8192,

@@ -9,7 +9,7 @@
 //! rustls 0.23 hands decrypted records over as owned chunks: a record the
 //! caller's buffer cannot take whole keeps its rest in `plain` until read.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,8 +20,8 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedS
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::LoadedCert;
-use crate::listener::proxy_protocol::ClientStream;
+use super::proxy_protocol::ClientStream;
+use crate::tls::{sni, LoadedCert};
 
 /// Largest record on the wire: 16 KiB of plaintext plus header, padding and tag.
 const MAX_RECORD: usize = 16384 + 256 + 5;
@@ -37,17 +37,6 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     /// Small pieces of a vectored write gathered into one record.
     static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The certificate the client's SNI names, left by the resolver (see [`note_sni_cert`]).
-    static SNI_CERT: Cell<Option<Option<Arc<LoadedCert>>>> = const { Cell::new(None) };
-}
-
-/// Called by porter's certificate resolver with the certificate exactly named by the
-/// ClientHello's SNI. `UnbufferedServerConnection` has no `server_name()`, and parsing
-/// the ClientHello again by hand would duplicate rustls; the resolver runs
-/// synchronously inside `process_tls_records` on the connection's thread (for full and
-/// resumed handshakes alike), so the stream takes the slot right after that call.
-pub fn note_sni_cert(cert: Option<Arc<LoadedCert>>) {
-    SNI_CERT.with(|slot| slot.set(Some(cert)));
 }
 
 /// Bytes `start..end` of a pooled, fully initialised buffer.
@@ -228,7 +217,7 @@ impl TlsServerStream {
         let handshaking = matches!(want, Want::Handshake);
         loop {
             if handshaking {
-                SNI_CERT.with(|slot| slot.set(None));
+                sni::clear();
             }
             let input: &mut [u8] = match &mut self.incoming {
                 Some(b) => &mut b.data[b.start..b.end],
@@ -236,7 +225,7 @@ impl TlsServerStream {
             };
             let UnbufferedStatus { mut discard, state } = self.conn.process_tls_records(input);
             if handshaking {
-                if let Some(cert) = SNI_CERT.with(|slot| slot.take()) {
+                if let Some(cert) = sni::take() {
                     self.sni_cert = cert;
                 }
             }
@@ -585,7 +574,7 @@ mod tests {
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .dangerous()
-                .with_custom_certificate_verifier(super::super::testutil::accept_any())
+                .with_custom_certificate_verifier(crate::tls::testutil::accept_any())
                 .with_no_client_auth();
             client.alpn_protocols = vec![b"http/1.1".to_vec()];
             let tcp = TcpStream::connect(addr).await.unwrap();

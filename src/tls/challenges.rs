@@ -3,7 +3,8 @@
 //! listener), TLS-ALPN-01 certificates by domain (the certificate resolver,
 //! when a client offers only the `acme-tls/1` ALPN). A leaf: it knows nothing
 //! of orders or listeners. Only challenge requests reach it, never ordinary
-//! traffic, so a plain mutex is fine.
+//! traffic, so a plain mutex is fine. It sits in `tls` because the resolver
+//! owns it; `acme` (above) fills it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

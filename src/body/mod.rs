@@ -6,8 +6,12 @@
 //! short local one) back; when it is finished it releases the upstream
 //! connection's lease (back to the pool) and writes the access-log line.
 //!
+//! `http1`: a request body read from a client's HTTP/1.1 connection.
+//!
 //! These types sit below the listeners, the proxy pipeline and the upstream
 //! client, which all pass them around.
+
+pub mod http1;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +26,7 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::access_log::AccessRecord;
-use crate::upstream::server::now_ms;
+use crate::net::clock::now_ms;
 use crate::upstream::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,7 +47,7 @@ impl std::error::Error for BodyTooLarge {}
 pub enum ClientBody {
     Empty,
     Hyper(Incoming),
-    Http1(crate::http1::body::RequestStream),
+    Http1(http1::RequestStream),
 }
 
 impl std::fmt::Debug for ClientBody {
