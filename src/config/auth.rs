@@ -1,5 +1,5 @@
-//! A route's `basic_auth` and `forward_auth` (docs/configuration.md, Traffic
-//! policy): the YAML shape, and its checks. The htpasswd file is read here, so
+//! A route's `basic_auth` and `forward_auth` (docs/configuration.md,
+//! Authentication): the YAML shape, and its checks. The htpasswd file is read here, so
 //! `porter check` and a reload both see a bad line (with its file and line
 //! number) before anything runs, and a reload re-reads the file.
 

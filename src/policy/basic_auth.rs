@@ -1,4 +1,4 @@
-//! `basic_auth` (docs/configuration.md, Traffic policy): HTTP Basic
+//! `basic_auth` (docs/configuration.md, Authentication): HTTP Basic
 //! credentials checked against an htpasswd file of bcrypt or argon2id hashes.
 //!
 //! A bcrypt of cost 10 costs tens of milliseconds of CPU, far more than

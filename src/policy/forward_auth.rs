@@ -1,4 +1,4 @@
-//! `forward_auth` (docs/configuration.md, Traffic policy): before a request
+//! `forward_auth` (docs/configuration.md, Authentication): before a request
 //! is forwarded, an auth server (Authelia, authentik, oauth2-proxy...) is asked
 //! whether it may pass.
 //!

@@ -1,4 +1,4 @@
-//! Route policy (docs/configuration.md, Traffic policy): what a route checks
+//! Route policy (docs/configuration.md, Authentication): what a route checks
 //! around its action.
 
 pub mod basic_auth;

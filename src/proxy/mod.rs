@@ -157,7 +157,7 @@ async fn proxy<'r>(
         }
     }
 
-    // basic_auth / forward_auth (docs/configuration.md, Traffic policy): a refusal is the answer.
+    // basic_auth / forward_auth (docs/configuration.md, Authentication): a refusal is the answer.
     if let Some(auth) = &route.basic_auth {
         if let Err(answer) = auth.check(request.headers_mut()).await {
             return Ok(answer);

@@ -1,4 +1,4 @@
-//! `basic_auth` (docs/configuration.md, Traffic policy): real porter, htpasswd
+//! `basic_auth` (docs/configuration.md, Authentication): real porter, htpasswd
 //! files made at test time with the bcrypt and argon2 crates, HTTP/1.1 and HTTP/2 clients.
 
 use std::time::{Duration, Instant};
@@ -210,4 +210,15 @@ async fn a_reload_rereads_the_users_file() {
     assert_eq!(status("alice", "second").await, 200);
     assert_eq!(status("dave", "new").await, 200);
     p.stop().await;
+}
+
+/// The sample users file of examples/basic-auth.yaml holds the password its comment names
+/// (`config::examples_check_out` runs `porter check` on the example).
+#[test]
+fn the_sample_users_file_matches_its_documented_password() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let users = std::fs::read_to_string(examples.join("basic-auth.htpasswd")).unwrap();
+    assert!(users.contains("`admin`, password `example`"), "{users}");
+    let hash = users.lines().find_map(|l| l.strip_prefix("admin:")).expect("the sample user");
+    assert!(bcrypt::verify("example", hash).unwrap());
 }
