@@ -18,8 +18,8 @@
 //! - `tls`: certificates, folder layouts, the SNI resolver and its ACME challenge answers
 //! - `net`: byte streams: the client's TCP (PROXY protocol) and TLS streams, buffers, clock
 //! - `access_log`: the access-log line and its writer
-//! - `body`: request and response bodies as they stream through
-//! - `upstream`: servers, pools, balancers, health, DNS, the upstream client
+//! - `body`: the client's request body as it streams to a server
+//! - `upstream`: servers, pools, balancers, health, DNS, the upstream client and the response body
 //! - `policy`: what a route checks and does around its action (auth, ...)
 //! - `router`: host and path to a route
 //! - `runtime`: the snapshot a reload swaps whole

@@ -304,7 +304,8 @@ fn check_report(path: &Path, config: &Config, out: &mut String) -> ExitCode {
     }
     let _ = writeln!(out, "upstreams:");
     for (name, upstream) in &config.upstreams {
-        let _ = writeln!(out, "  {name} ({}, retries {})", upstream.balance, upstream.retries);
+        let sticky = upstream.sticky.as_ref().map(|s| format!(", sticky cookie {}", s.cookie)).unwrap_or_default();
+        let _ = writeln!(out, "  {name} ({}, retries {}{sticky})", upstream.balance, upstream.retries);
         for server in &upstream.servers {
             let _ = writeln!(out, "    {} weight {}", server.url.original, server.weight);
         }

@@ -18,7 +18,7 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct Route {
     /// The route as the user wrote it, for logs and metrics ("example.com/api/").
-    pub label: Box<str>,
+    pub label: Arc<str>,
     pub prefix: Box<str>,
     pub strip_prefix: bool,
     pub upstream: Arc<Upstream>,

@@ -34,8 +34,6 @@ pub struct Runtime {
     /// listener's); omitted from the URL when it is 443.
     pub https_port: Option<u16>,
     pub acme_webroot: Option<PathBuf>,
-    /// HTTP/1.1 + HTTP/2 server settings for client connections, made once per configuration.
-    pub connection_builders: Arc<crate::listener::ConnectionBuilders>,
     /// TLS server settings (`tls.min_version`): a reload applies them to new connections.
     pub tls: Arc<rustls::ServerConfig>,
     /// New connections open with a PROXY protocol header (`listen.proxy_protocol`).
@@ -86,7 +84,6 @@ impl Runtime {
             redirect: config.http.redirect,
             https_port: config.http.redirect_port.or(https_port),
             acme_webroot: config.http.acme_webroot.clone(),
-            connection_builders: Arc::new(crate::listener::ConnectionBuilders::new(&config.limits, hsts.as_ref())),
             hsts,
             tls,
             proxy_protocol: config.listen.proxy_protocol,

@@ -42,11 +42,11 @@ fn path(r: &AccessRecord) -> &str {
 }
 
 fn upstream(r: &AccessRecord) -> Option<&str> {
-    r.upstream.as_ref().map(|s| &*s.label)
+    r.upstream.as_deref()
 }
 
 fn route(r: &AccessRecord) -> Option<&str> {
-    r.route.as_ref().map(|route| &*route.label)
+    r.route.as_deref()
 }
 
 /// A header as JSON text: invalid UTF-8 (obs-text) replaced, not dropped.

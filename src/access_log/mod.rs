@@ -20,7 +20,6 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{header, HeaderValue, Method, Request, Uri, Version};
 
 use crate::config::AccessLogFormat;
-use crate::upstream::server::Server;
 
 pub use sink::{dropped_lines, Sink};
 
@@ -53,8 +52,8 @@ pub struct AccessRecord {
     pub request_id: Option<HeaderValue>,
     /// The status porter answered with.
     pub status: u16,
-    /// The server that answered, or the last one tried.
-    pub upstream: Option<Arc<Server>>,
+    /// The label of the server that answered, or of the last one tried.
+    pub upstream: Option<Arc<str>>,
     /// The status the server answered with; `None` when no server answered.
     pub upstream_status: Option<u16>,
     /// Time to get a connection to the server that answered (near zero for a pooled one).
@@ -63,7 +62,8 @@ pub struct AccessRecord {
     pub upstream_first_byte: Option<Duration>,
     /// Request body bytes read from the client, counted as they pass (`None`: no body).
     pub request_bytes: Option<Arc<AtomicU64>>,
-    pub route: Option<Arc<crate::router::Route>>,
+    /// The label of the route that matched (host and path prefix).
+    pub route: Option<Arc<str>>,
 }
 
 impl AccessRecord {

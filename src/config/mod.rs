@@ -38,8 +38,8 @@ pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use schema::{
     AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
-    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, Scheme, ServerConfig, ServerUrl,
-    TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
+    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
+    StickyConfig, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 

@@ -109,6 +109,25 @@ pub(crate) struct RawUpstream {
     pub pool: Option<RawPool>,
     pub http2: Option<bool>,
     pub tls: Option<S<RawUpstreamTls>>,
+    pub sticky: Option<S<RawSticky>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSticky {
+    pub cookie: Option<S<String>>,
+    pub max_age: Option<S<String>>,
+    pub secure: Option<bool>,
+    pub http_only: Option<bool>,
+    pub same_site: Option<S<RawSameSite>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawSameSite {
+    Lax,
+    Strict,
+    None,
 }
 
 #[derive(Debug, Deserialize)]

@@ -190,6 +190,51 @@ pub struct UpstreamConfig {
     pub pool: PoolConfig,
     pub http2: bool,
     pub tls: UpstreamTls,
+    /// `sticky:`: pin each client to a server with a cookie porter sets.
+    pub sticky: Option<StickyConfig>,
+}
+
+/// `sticky:` on an upstream (docs: configuration reference, Sticky sessions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyConfig {
+    /// The cookie's name, an RFC 6265 token.
+    pub cookie: String,
+    /// `Max-Age` of the cookie; None: a session cookie (gone when the browser closes).
+    pub max_age: Option<std::time::Duration>,
+    /// `Secure`, on responses to https requests only (a plaintext client would drop it).
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+}
+
+impl Default for StickyConfig {
+    fn default() -> StickyConfig {
+        StickyConfig {
+            cookie: "porter_srv".into(),
+            max_age: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+impl SameSite {
+    /// The attribute's value as a `Set-Cookie` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
 }
 
 /// How `https://` servers of an upstream are verified.

@@ -191,6 +191,7 @@ fn minimal_config_gets_every_default() {
         pool: PoolConfig { max_idle_per_server: 128, idle_timeout: Duration::from_secs(90) },
         http2: false,
         tls: Default::default(),
+        sticky: None,
     };
     assert_eq!(web, &expected);
     let route = RouteConfig {

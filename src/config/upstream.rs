@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -11,14 +12,15 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use super::error::ConfigError;
 use super::locate::join;
 use super::raw::{
-    RawBalance, RawHealthCheck, RawPassive, RawPool, RawServer, RawTimeouts, RawUpstream, RawUpstreamTls, SpannedMap, S,
+    RawBalance, RawHealthCheck, RawPassive, RawPool, RawSameSite, RawServer, RawSticky, RawTimeouts, RawUpstream,
+    RawUpstreamTls, SpannedMap, S,
 };
 use super::schema::{
-    Balance, CaBundle, HealthCheckConfig, PassiveConfig, PoolConfig, ServerConfig, TimeoutsConfig, UpstreamConfig,
-    UpstreamTls, MAX_WEIGHT,
+    Balance, CaBundle, HealthCheckConfig, PassiveConfig, PoolConfig, SameSite, ServerConfig, StickyConfig,
+    TimeoutsConfig, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
 };
 use super::validate::{Checker, Zero};
-use super::values::{check_path, parse_hash_on, parse_server_url};
+use super::values::{check_path, parse_cookie_name, parse_hash_on, parse_server_url};
 
 pub(crate) fn upstreams(
     check: &Checker,
@@ -89,6 +91,37 @@ fn upstream_config(
         pool: pool(check, &field("pool"), u.pool.as_ref())?,
         http2: u.http2.unwrap_or(false),
         tls,
+        sticky: match &u.sticky {
+            Some(s) => Some(sticky(check, &field("sticky"), s)?),
+            None => None,
+        },
+    })
+}
+
+fn sticky(check: &Checker, prefix: &str, raw: &S<RawSticky>) -> Result<StickyConfig, ConfigError> {
+    let s = &raw.value;
+    let defaults = StickyConfig::default();
+    let field = |name: &str| join(prefix, name);
+    let cookie = match &s.cookie {
+        Some(c) => check.value(c, &field("cookie"), parse_cookie_name)?,
+        None => defaults.cookie,
+    };
+    // An empty string means a session cookie (docs/configuration.md, Sticky sessions).
+    let max_age = match s.max_age.as_ref().filter(|m| !m.value.is_empty()) {
+        Some(m) => Some(check.duration(&Some(m.clone()), &field("max_age"), Duration::ZERO, Zero::Forbidden)?),
+        None => None,
+    };
+    let same_site = match s.same_site.as_ref().map(|s| s.value) {
+        Some(RawSameSite::Lax) | None => SameSite::Lax,
+        Some(RawSameSite::Strict) => SameSite::Strict,
+        Some(RawSameSite::None) => SameSite::None,
+    };
+    Ok(StickyConfig {
+        cookie,
+        max_age,
+        secure: s.secure.unwrap_or(defaults.secure),
+        http_only: s.http_only.unwrap_or(defaults.http_only),
+        same_site,
     })
 }
 

@@ -188,17 +188,24 @@ pub(crate) fn parse_hash_on(text: &str) -> Result<HashOn, String> {
             .map_err(|_| format!("\"{name}\" is not a valid header name"));
     }
     if let Some(name) = text.strip_prefix("cookie:") {
-        // RFC 6265 cookie-name is an RFC 7230 token.
-        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if name.is_empty() {
             return Err("missing cookie name after \"cookie:\"".to_string());
         }
-        if !name.chars().all(token) {
-            return Err(format!("\"{name}\" is not a valid cookie name"));
-        }
-        return Ok(HashOn::Cookie(name.to_string()));
+        return parse_cookie_name(name).map(HashOn::Cookie);
     }
     Err(format!("unknown hash_on \"{text}\": use {choices}"))
+}
+
+/// An RFC 6265 cookie-name: an RFC 7230 token.
+pub(crate) fn parse_cookie_name(name: &str) -> Result<String, String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() {
+        return Err("the cookie name is empty".to_string());
+    }
+    if !name.chars().all(token) {
+        return Err(format!("\"{name}\" is not a valid cookie name"));
+    }
+    Ok(name.to_string())
 }
 
 /// "1.2" | "1.3". A plain YAML `1.2` arrives as the same text.

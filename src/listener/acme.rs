@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::body::ResponseBody;
+use crate::upstream::ResponseBody;
 
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 

@@ -22,13 +22,14 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::http1::{Reader, RequestStream, Returned};
-use crate::body::{ClientBody, ResponseBody};
+use crate::body::ClientBody;
 use crate::http1::chunked::Chunked;
 use crate::http1::request::{self, BodyKind, Head, HeadError};
 use crate::http1::response::{self, Answering, BodyFraming};
 use crate::net::io::{give_back, poll_write_some, split, take_buffer, unsplit, ClientIo, WriteSide};
 use crate::proxy::upgrade::PendingTunnel;
 use crate::shutdown::DrainWatch;
+use crate::upstream::ResponseBody;
 
 /// The limits a connection runs under (from `limits:`).
 #[derive(Debug, Clone)]
@@ -539,7 +540,7 @@ mod tests {
             hsts: None,
         };
         let serve = super::serve(io, settings, drain.watch(), |_request| async {
-            http::Response::new(crate::body::ResponseBody::empty())
+            http::Response::new(crate::upstream::ResponseBody::empty())
         });
         let size = std::mem::size_of_val(&serve);
         assert!(size < 1024, "serve future is {size} bytes");

@@ -100,13 +100,13 @@ async fn serve_tls(
             _ => "TLS",
         }),
     });
-    let builders = runtime.connection_builders.clone();
     let protocol = match tls.alpn_protocol() {
         Some(b"h2") => super::Protocol::Http2,
         _ => super::Protocol::Http1,
     };
+    let server = super::ConnectionServer::new(protocol, &runtime.limits, runtime.hsts.as_ref());
     drop(runtime);
-    super::serve_connection(crate::net::io::ClientIo::Tls(tls), protocol, &builders, drain, move |request| {
+    super::serve_connection(crate::net::io::ClientIo::Tls(tls), server, drain, move |request| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
         async move { proxy::handle(request, &conn, runtime).await }

@@ -26,11 +26,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::{ClientBody, ResponseBody};
+use crate::body::ClientBody;
 use crate::config::Limits;
 use crate::net::io::ClientIo;
 use crate::shutdown::DrainWatch;
 use crate::stats::{ListenerStats, OpenConnection};
+use crate::upstream::ResponseBody;
 
 /// Which HTTP a client connection speaks: TLS connections say so by ALPN; the
 /// plaintext listener speaks HTTP/1.1 (no h2c, as nginx and Caddy by default).
@@ -47,24 +48,32 @@ pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 pub const H2_PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Client connection settings with the configured limits, made once per configuration:
-/// porter's own HTTP/1.1 server's, and hyper's HTTP/2 builder. Choosing the protocol
-/// before building the connection (rather than hyper-util's auto builder sniffing it)
-/// keeps each idle connection to the state of the one protocol it speaks.
-#[derive(Debug)]
-pub struct ConnectionBuilders {
-    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
-    idle_timeout: std::time::Duration,
-    http1: http1::Settings,
-    /// The same with `tls.hsts`, for TLS connections.
-    http1_tls: http1::Settings,
+/// How a client connection is served, made from the snapshot it opened on (so a
+/// reload applies to new connections): porter's own HTTP/1.1 loop or hyper's HTTP/2
+/// server. Choosing the protocol before building the connection (rather than
+/// hyper-util's auto builder sniffing it) keeps each idle connection to the state of
+/// the one protocol it speaks. The snapshot holds only the plain settings.
+pub enum ConnectionServer {
+    Http1(http1::Settings),
+    Http2 { builder: hyper::server::conn::http2::Builder<TokioExecutor>, idle_timeout: Duration },
 }
 
-impl ConnectionBuilders {
-    pub fn new(limits: &Limits, hsts: Option<&::http::HeaderValue>) -> ConnectionBuilders {
+impl ConnectionServer {
+    /// `hsts`: the header porter's own refusals carry on TLS connections (`tls.hsts`).
+    pub fn new(protocol: Protocol, limits: &Limits, hsts: Option<&::http::HeaderValue>) -> ConnectionServer {
         let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
-        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
+        if protocol == Protocol::Http1 {
+            return ConnectionServer::Http1(http1::Settings {
+                max_head: header_bytes,
+                header_read_timeout: limits.header_read_timeout,
+                idle_timeout: limits.idle_timeout,
+                body_timeout: limits.body_timeout,
+                keep_underscores: limits.underscores_in_headers,
+                hsts: hsts.cloned(),
+            });
+        }
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             // Bounds a header block however many CONTINUATION frames carry it.
             .max_header_list_size(header_bytes as u32)
@@ -80,20 +89,7 @@ impl ConnectionBuilders {
             // never keeps an idle connection open past idle_timeout.
             .keep_alive_interval(limits.idle_timeout + H2_PING_AFTER_IDLE)
             .keep_alive_timeout(H2_PING_TIMEOUT);
-        let http1 = http1::Settings {
-            max_head: header_bytes,
-            header_read_timeout: limits.header_read_timeout,
-            idle_timeout: limits.idle_timeout,
-            body_timeout: limits.body_timeout,
-            keep_underscores: limits.underscores_in_headers,
-            hsts: None,
-        };
-        ConnectionBuilders {
-            http2,
-            idle_timeout: limits.idle_timeout,
-            http1_tls: http1::Settings { hsts: hsts.cloned(), ..http1.clone() },
-            http1,
-        }
+        ConnectionServer::Http2 { builder, idle_timeout: limits.idle_timeout }
     }
 }
 
@@ -120,23 +116,15 @@ pub async fn accept_client(
 /// Runs a client connection with `handler` as its service until it ends or, after a
 /// drain signal, until its requests in flight have finished. HTTP/1.1 is served by
 /// porter's own layer (`listener::http1`), HTTP/2 by hyper.
-pub async fn serve_connection<F, Fut>(
-    io: ClientIo,
-    protocol: Protocol,
-    builders: &ConnectionBuilders,
-    drain: DrainWatch,
-    handler: F,
-) where
+pub async fn serve_connection<F, Fut>(io: ClientIo, server: ConnectionServer, drain: DrainWatch, handler: F)
+where
     F: Fn(hyper::Request<ClientBody>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
-    if protocol == Protocol::Http1 {
-        let settings = match io {
-            crate::net::io::ClientIo::Tls(_) => builders.http1_tls.clone(),
-            _ => builders.http1.clone(),
-        };
-        return http1::serve(io, settings, drain, handler).await;
-    }
+    let (builder, idle_timeout) = match server {
+        ConnectionServer::Http1(settings) => return http1::serve(io, settings, drain, handler).await,
+        ConnectionServer::Http2 { builder, idle_timeout } => (builder, idle_timeout),
+    };
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
     let service = service_fn(move |request: hyper::Request<Incoming>| {
@@ -145,9 +133,9 @@ pub async fn serve_connection<F, Fut>(
     });
     let activity = idle::Activity::new();
     let io = TokioIo::new(idle::IdleIo::new(io, activity.clone()));
-    let idle = Idle { activity, timeout: builders.idle_timeout };
+    let idle = Idle { activity, timeout: idle_timeout };
     // Boxed so the task holds the HTTP/2 state only on connections that speak it.
-    let conn = builders.http2.serve_connection(io, service);
+    let conn = builder.serve_connection(io, service);
     if let Err(e) = Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await {
         tracing::debug!(error = %e, "client connection ended with an error");
     }

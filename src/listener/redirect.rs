@@ -4,10 +4,10 @@
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::body::ResponseBody;
 use crate::proxy::error::ProxyError;
 use crate::router::normalize_host;
 use crate::runtime::Runtime;
+use crate::upstream::ResponseBody;
 
 pub fn respond<B>(request: &Request<B>, runtime: &Runtime) -> Response<ResponseBody> {
     let raw_host = match request.uri().authority() {

@@ -25,8 +25,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use tokio::sync::Semaphore;
 
-use crate::body::ResponseBody;
 use crate::config::{BasicAuthConfig, PasswordHash};
+use crate::upstream::ResponseBody;
 
 /// Remembered credentials per policy: 1024 x 32 bytes.
 const CACHE_SLOTS: usize = 1024;

@@ -26,12 +26,12 @@ use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Vars;
-use crate::body::{RequestBody, ResponseBody, ServerBody};
+use crate::body::RequestBody;
 use crate::config::{ForwardAuthConfig, PassiveConfig, PoolConfig, ServerConfig, TimeoutsConfig, UpstreamConfig};
 use crate::http1::fields::{kind, Kind};
 use crate::upstream::connect::{connect_http1, UpstreamSender};
 use crate::upstream::server::{InFlight, Server};
-use crate::upstream::{Lease, Upstream};
+use crate::upstream::{Lease, ResponseBody, ServerBody, Upstream};
 
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -75,6 +75,7 @@ impl ForwardAuth {
             pool: PoolConfig::default(),
             http2: false,
             tls: Default::default(),
+            sticky: None,
         };
         let name = format!("forward_auth {}", cfg.server);
         let target = Uri::from_maybe_shared(Bytes::from(cfg.path.clone())).expect("the path was checked");

@@ -33,11 +33,12 @@ use http::{header, Method, Request, Response};
 use http_body::Body;
 
 use super::error::ProxyError;
-use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody, ServerBody};
+use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody};
 use crate::net::clock::now_ms;
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError};
 use crate::upstream::server::{InFlight, Server};
+use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
@@ -48,6 +49,9 @@ pub struct Forwarded {
     /// start of the attempt that answered to its response head (set by [`forward`]).
     pub connect: Duration,
     pub first_byte: Duration,
+    /// `sticky:` upstreams: the index of the server that answered, when the request's
+    /// cookie did not already name it (the answer then sets the cookie).
+    pub repin: Option<usize>,
 }
 
 pub struct ForwardError {
@@ -67,6 +71,9 @@ pub async fn forward(
     }
     upstream.budget.note_request();
     let key = upstream.key(request.headers(), client);
+    // A pinned client goes to its server first; the balancer picks for the others and for retries.
+    let mut pinned = upstream.sticky.as_ref().and_then(|s| s.pinned(request.headers(), &upstream.servers));
+    let sticky_cookie = pinned;
     // The head is copied (an allocation) only when a replay could go somewhere.
     let can_retry = upstream.retries > 0 && upstream.servers.len() > 1;
     // After a request was processed, only idempotent ones go elsewhere; an HTTP/2 stream the
@@ -85,7 +92,11 @@ pub async fn forward(
     let mut tried = Tried::default();
     let mut last: Option<ForwardError> = None;
     for attempt in 0..=upstream.retries {
-        let Some((index, server)) = upstream.pick(tried, key) else { break };
+        let picked = match pinned.take() {
+            Some(index) => Some((index, &upstream.servers[index])),
+            None => upstream.pick(tried, key),
+        };
+        let Some((index, server)) = picked else { break };
         if attempt > 0 {
             if !upstream.budget.try_retry() {
                 tracing::debug!(upstream = %upstream.name, "retry budget spent: not retrying");
@@ -106,6 +117,9 @@ pub async fn forward(
         match send(upstream, &server, request, replay.as_ref()).await {
             Ok(mut forwarded) => {
                 forwarded.first_byte = attempt.elapsed();
+                if upstream.sticky.is_some() && sticky_cookie != Some(index) {
+                    forwarded.repin = Some(index);
+                }
                 server.record_success();
                 return Ok(forwarded);
             }
@@ -219,7 +233,7 @@ async fn send_own(
                 crate::net::io::give_back(head);
                 let response = Response::from_parts(response, ServerBody::Http1(stream));
                 let lease = Lease::own(in_flight);
-                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None });
             }
             Err(SendError::TimedOut) => {
                 let sent = sent_back(parts, body);
@@ -292,7 +306,7 @@ async fn send_hyper(
             Ok(Ok(response)) => {
                 let response = response.map(ServerBody::Hyper);
                 let lease = Lease::http1(sender, in_flight, progress);
-                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO });
+                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None });
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => {

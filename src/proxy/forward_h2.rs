@@ -58,9 +58,9 @@ pub(super) async fn send(
         let sent = answer_within(upstream, progress.as_deref(), sender.try_send_request(h2_request)).await;
         let (unsent, error) = match sent {
             Ok(Ok(response)) => {
-                let response = response.map(crate::body::ServerBody::Hyper);
+                let response = response.map(crate::upstream::ServerBody::Hyper);
                 let lease = Lease::http2(stream, in_flight, progress);
-                return Ok(Forwarded { response, lease, connect, first_byte: std::time::Duration::ZERO });
+                return Ok(Forwarded { response, lease, connect, first_byte: std::time::Duration::ZERO, repin: None });
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),

@@ -20,10 +20,11 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 
 use crate::access_log::AccessRecord;
-use crate::body::{ClientBody, RequestBody, ResponseBody};
+use crate::body::{ClientBody, RequestBody};
 use crate::router::{self, normalize_host};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
+use crate::upstream::ResponseBody;
 use error::ProxyError;
 use headers::ClientHeaders;
 
@@ -147,7 +148,7 @@ async fn proxy<'r>(
     let route = runtime.router.find(host_name, request.uri().path()).ok_or(ProxyError::NoRoute)?;
     *matched = Some(route.as_ref());
     if let Some(record) = record {
-        record.route = Some(route.clone());
+        record.route = Some(route.label.clone());
     }
 
     let limit = runtime.limits.max_body_bytes;
@@ -218,20 +219,23 @@ async fn proxy<'r>(
         Ok(forwarded) => forwarded,
         Err(e) => {
             if let Some(record) = record {
-                record.upstream = e.server;
+                record.upstream = e.server.map(|server| server.label.clone());
             }
             return Err(e.error);
         }
     };
     if let Some(record) = record {
-        record.upstream = Some(forwarded.lease.server().clone());
+        record.upstream = Some(forwarded.lease.server().label.clone());
         record.upstream_status = Some(forwarded.response.status().as_u16());
         record.upstream_connect = Some(forwarded.connect);
         record.upstream_first_byte = Some(forwarded.first_byte);
     }
 
+    let repin = forwarded.repin;
     let (mut parts, mut body) = forwarded.response.into_parts();
-    if !http1_client {
+    // A cookie porter adds must not replace the server's own `Set-Cookie` (porter's fields
+    // win over raw ones by name): a response that gets one is put in a map first.
+    if !http1_client || repin.is_some() {
         // Only porter's own HTTP/1.1 server writes a server's fields from their bytes.
         if let Some(raw) = body.take_raw_fields() {
             parts.headers = raw.to_header_map();
@@ -256,6 +260,10 @@ async fn proxy<'r>(
         return Err(ProxyError::BadResponse);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let (Some(index), Some(sticky)) = (repin, &route.upstream.sticky) {
+        let cookie = sticky.set_cookie(index, conn.client_headers.https).clone();
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
     Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, route.upstream.read_timeout)))
 }
 

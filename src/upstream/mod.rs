@@ -17,10 +17,13 @@ pub mod health;
 pub mod http1;
 pub mod lease;
 pub mod pool;
+pub mod response_body;
 pub mod server;
+pub mod sticky;
 pub mod tls;
 
 pub use lease::Lease;
+pub use response_body::{ResponseBody, ServerBody};
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
@@ -57,6 +60,8 @@ pub struct Upstream {
     pub drained: bool,
     /// Carried over a reload while the upstream keeps its name.
     pub stats: Arc<UpstreamStats>,
+    /// `sticky:`: clients pinned to a server by a cookie porter sets.
+    pub sticky: Option<sticky::Sticky>,
     _tasks: Tasks,
 }
 
@@ -115,6 +120,7 @@ impl Upstream {
             _tasks: tasks,
             name: name.into(),
             balancer: Balancer::new(cfg.balance, cfg.hash_on.as_ref(), &servers),
+            sticky: cfg.sticky.as_ref().map(|s| sticky::Sticky::new(s, &servers)),
             servers,
             connect_timeout: cfg.timeouts.connect,
             response_header_timeout: cfg.timeouts.response_header,

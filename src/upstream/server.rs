@@ -57,7 +57,7 @@ pub struct Server {
     pub url: crate::config::ServerUrl,
     pub weight: u32,
     /// "host:port", for logs and the access log's upstream field.
-    pub label: Box<str>,
+    pub label: Arc<str>,
     /// Shared with the server of the same address in the next configuration, as long
     /// as the pool and transport settings stay the same.
     pub pool: Arc<Pool>,

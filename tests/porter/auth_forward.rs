@@ -1,4 +1,4 @@
-//! `forward_auth` (docs/configuration.md, Traffic policy): real porter in front
+//! `forward_auth` (docs/configuration.md, Authentication): real porter in front
 //! of a real auth server (hyper, on 127.0.0.1) that behaves like an SSO portal:
 //! browsers without a session are sent to its login page, API clients get 401,
 //! a session cookie passes with `Remote-User`/`Remote-Groups` in the answer.

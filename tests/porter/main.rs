@@ -40,6 +40,7 @@ mod reload;
 mod resilience;
 mod response_fields;
 mod routing;
+mod sticky;
 mod tls;
 mod tls_edge;
 mod tls_stream;
