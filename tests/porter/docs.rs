@@ -212,6 +212,28 @@ fn every_configuration_field_is_in_the_reference() {
     );
 }
 
+/// Files and folders the README and docs/ name in code spans (`src/...`, `tests/...`,
+/// `bench/...`, `deploy/...`, `examples/...`, `fuzz/...`) exist: a move in the code that
+/// leaves the docs behind fails here. (bench/results/history.md is a record of the past.)
+#[test]
+fn paths_the_docs_name_exist() {
+    let path = regex::Regex::new(r"`((?:src|tests|bench|deploy|examples|fuzz)/[A-Za-z0-9_./-]*)`").unwrap();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for file in markdown_files().into_iter().filter(|f| !f.ends_with("history.md")) {
+        for c in path.captures_iter(&read(&file)) {
+            named += 1;
+            let p = &c[1];
+            // `fuzz/regressions/<target>/` and the like name a pattern, not one path.
+            if !p.contains('<') && !p.contains('*') && !repo(p).exists() {
+                missing.push(format!("{}: {p}", file.display()));
+            }
+        }
+    }
+    assert!(named > 30, "only {named} paths found: is the pattern broken?");
+    assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
+}
+
 /// The README's test command is, character for character, the one `.ci/run` runs.
 #[test]
 fn readme_test_command_is_what_ci_runs() {
