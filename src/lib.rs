@@ -20,11 +20,11 @@
 //! - `access_log`: the access-log line and its writer
 //! - `body`: the client's request body as it streams to a server
 //! - `upstream`: servers, pools, balancers, health, DNS, the upstream client and the response body
-//! - `policy`: what a route checks and does around its action (auth, ...)
+//! - `policy`: route policy (allow/deny, header rules, rewrite, redirect, respond, basic and forward auth), compiled per route
 //! - `router`: host and path to a route
 //! - `runtime`: the snapshot a reload swaps whole
 //! - `proxy`: the request pipeline
-//! - `listener`: the listeners and connection servers (HTTP/1.1 loop, HTTP/2)
+//! - `listener`: the listeners and connection servers (HTTP/1.1 loop, HTTP/2, HTTP/3)
 //! - `acme`: certificates ordered from an ACME CA
 //! - `admin`: the admin listener (metrics, status, health)
 //! - `handover`: a binary upgrade handing the listening sockets to the new process

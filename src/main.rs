@@ -300,7 +300,13 @@ fn check_report(path: &Path, config: &Config, out: &mut String) -> ExitCode {
     let _ = writeln!(out, "routes:");
     for route in &config.routes {
         let strip = if route.strip_prefix { " (prefix stripped)" } else { "" };
-        let _ = writeln!(out, "  {}{} -> {}{strip}", route.host.as_deref().unwrap_or("*"), route.path, route.upstream);
+        let action = match &route.action {
+            porter::config::RouteAction::Upstream(name) => name.clone(),
+            porter::config::RouteAction::Redirect(r) => format!("redirect {}", r.status),
+            porter::config::RouteAction::Respond(r) => format!("respond {}", r.status),
+        };
+        let strip = if route.policy.is_empty() { strip.to_string() } else { format!("{strip} (with policy)") };
+        let _ = writeln!(out, "  {}{} -> {}{strip}", route.host.as_deref().unwrap_or("*"), route.path, action);
     }
     let _ = writeln!(out, "upstreams:");
     for (name, upstream) in &config.upstreams {

@@ -26,6 +26,8 @@ pub struct Porter {
     pub https_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    /// The UDP address HTTP/3 is served on (`listen.http3`).
+    pub http3_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     reloads: Arc<ReloadStats>,
     certs: Arc<CertResolver>,
@@ -114,6 +116,14 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
     let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(io_error)?;
 
+    // HTTP/3's UDP socket: the https listener's address and port (the port the
+    // kernel chose, when port 0 was asked for).
+    let http3_socket = match (config.listen.http3, https_addr) {
+        (true, Some(addr)) => Some(
+            listener::h3::bind(addr).map_err(|e| StartError(format!("cannot listen for HTTP/3 on UDP {addr}: {e}")))?,
+        ),
+        _ => None,
+    };
     let mut runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
     runtime.access_log = access_log.apply(log);
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
@@ -136,6 +146,16 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
             stop_rx.clone(),
             move |stream, peer| listener::https::serve(stream, peer, shared.clone(), drain.watch(), stats.clone()),
         )));
+    }
+    let mut http3_addr = None;
+    if let Some(socket) = http3_socket {
+        let slots = slots_for(&mut slots, config.limits.max_connections);
+        let (http3, task) = listener::h3::Http3::start(socket, shared.clone(), drain.clone(), slots, stop_rx.clone())
+            .map_err(|e| StartError(format!("cannot serve HTTP/3: {e}")))?;
+        tracing::info!(address = %http3.addr, "listening for HTTP/3 (QUIC, UDP)");
+        http3_addr = Some(http3.addr);
+        listener_stats.push(http3.stats.clone());
+        accept_tasks.push(task);
     }
     if let Some(listener) = http_listener {
         let shared = shared.clone();
@@ -178,6 +198,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
         https_addr,
         http_addr,
         admin_addr,
+        http3_addr,
         shared,
         reloads,
         certs,
@@ -217,6 +238,8 @@ impl Porter {
     }
 
     fn apply(&self, config: &Config) -> Result<(), StartError> {
+        let fixed;
+        let mut config = config;
         for warning in validate(config)? {
             tracing::warn!("{warning}");
         }
@@ -227,9 +250,22 @@ impl Porter {
             for warning in restart_needed(&listen, &config.listen) {
                 tracing::warn!("{warning}");
             }
-            // Addresses stay what is bound; the rest of the section is applied.
-            *listen =
-                config::Listen { https: listen.https, http: listen.http, admin: listen.admin, ..config.listen.clone() };
+            // Addresses (and HTTP/3's UDP socket) stay what is bound; the rest of the section is applied.
+            *listen = config::Listen {
+                https: listen.https,
+                http: listen.http,
+                admin: listen.admin,
+                http3: listen.http3,
+                ..config.listen.clone()
+            };
+            if config.listen.http3 != listen.http3 {
+                // Alt-Svc must not offer an HTTP/3 that is not there (or hide one that is).
+                fixed = config::Config {
+                    listen: config::Listen { http3: listen.http3, ..config.listen.clone() },
+                    ..config.clone()
+                };
+                config = &fixed;
+            }
         }
         {
             let mut watch = self.cert_watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -350,6 +386,10 @@ pub fn validate(config: &Config) -> Result<Vec<String>, StartError> {
 /// Listener addresses a new configuration changes: they need a restart (named in a warning).
 pub fn restart_needed(running: &config::Listen, new: &config::Listen) -> Vec<String> {
     let mut changed = Vec::new();
+    if running.http3 != new.http3 && running.https.is_some() {
+        let now = if running.http3 { "still serving HTTP/3" } else { "HTTP/3 still off" };
+        changed.push(format!("listen.http3 changed to {}: HTTP/3 is switched at start; {now}", new.http3));
+    }
     for (name, old, new) in
         [("https", running.https, new.https), ("http", running.http, new.http), ("admin", running.admin, new.admin)]
     {

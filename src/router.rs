@@ -10,22 +10,34 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteAction, RouteConfig};
+use crate::policy::action::{Redirect, Respond};
+use crate::policy::{RoutePolicy, RuleCounts};
 use crate::stats::StatusCounts;
 use crate::upstream::Upstream;
 
-/// One compiled route: where its requests go and how the path is rewritten.
+/// One compiled route: where its requests go, how the path is rewritten, and its policy.
 #[derive(Debug)]
 pub struct Route {
     /// The route as the user wrote it, for logs and metrics ("example.com/api/").
     pub label: Arc<str>,
     pub prefix: Box<str>,
     pub strip_prefix: bool,
-    pub upstream: Arc<Upstream>,
+    pub action: Action,
+    /// `None` when the route has no policy: a plain route pays one branch for it.
+    pub policy: Option<Arc<RoutePolicy>>,
     /// Responses by status class; carried over a reload while the route and its upstream stay.
     pub responses: Arc<StatusCounts>,
-    pub basic_auth: Option<crate::policy::basic_auth::BasicAuth>,
-    pub forward_auth: Option<crate::policy::forward_auth::ForwardAuth>,
+    /// Requests answered by a policy rule or a local action, carried over a reload like `responses`.
+    pub answers: Arc<RuleCounts>,
+}
+
+/// What a route does with a request its policy let through (docs/configuration.md, Traffic policy).
+#[derive(Debug)]
+pub enum Action {
+    Upstream(Arc<Upstream>),
+    Redirect(Redirect),
+    Respond(Respond),
 }
 
 impl Route {
@@ -33,7 +45,23 @@ impl Route {
     #[inline]
     pub fn record(&self, status: u16, elapsed: std::time::Duration) {
         self.responses.record(status);
-        self.upstream.stats.latency.record(elapsed);
+        if let Action::Upstream(upstream) = &self.action {
+            upstream.stats.latency.record(elapsed);
+        }
+    }
+
+    /// The upstream the route forwards to; `None` for `redirect` and `respond` routes.
+    #[inline]
+    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
+        match &self.action {
+            Action::Upstream(upstream) => Some(upstream),
+            Action::Redirect(_) | Action::Respond(_) => None,
+        }
+    }
+
+    /// The upstream's name for labels, "none" for a local action.
+    pub fn upstream_name(&self) -> &str {
+        self.upstream().map_or("none", |u| &u.name)
     }
 }
 
@@ -84,26 +112,28 @@ impl Router {
     ) -> Router {
         let mut router = Router::default();
         for cfg in routes {
-            let upstream = upstream_by_name
-                .get(&cfg.upstream)
-                .expect("config validation guarantees every route names an upstream")
-                .clone();
+            let action = match &cfg.action {
+                RouteAction::Upstream(name) => Action::Upstream(
+                    upstream_by_name
+                        .get(name)
+                        .expect("config validation guarantees every route names an upstream")
+                        .clone(),
+                ),
+                RouteAction::Redirect(redirect) => Action::Redirect(Redirect::compile(redirect)),
+                RouteAction::Respond(respond) => Action::Respond(Respond::compile(respond)),
+            };
             let label = format!("{}{}", cfg.host.as_deref().unwrap_or("*"), cfg.path);
-            let responses = previous
-                .and_then(|p| p.routes().find(|r| *r.label == *label && r.upstream.name == upstream.name))
-                .map(|r| r.responses.clone())
-                .unwrap_or_default();
+            let upstream_name = cfg.upstream().unwrap_or("none");
+            let before =
+                previous.and_then(|p| p.routes().find(|r| *r.label == *label && r.upstream_name() == upstream_name));
             let route = Arc::new(Route {
                 label: label.into(),
                 prefix: cfg.path.clone().into(),
                 strip_prefix: cfg.strip_prefix,
-                upstream,
-                responses,
-                basic_auth: cfg.basic_auth.as_ref().map(crate::policy::basic_auth::BasicAuth::new),
-                forward_auth: cfg
-                    .forward_auth
-                    .as_ref()
-                    .map(|f| crate::policy::forward_auth::ForwardAuth::new(f, cancel)),
+                action,
+                policy: RoutePolicy::compile(&cfg.policy, cancel).map(Arc::new),
+                responses: before.map(|r| r.responses.clone()).unwrap_or_default(),
+                answers: before.map(|r| r.answers.clone()).unwrap_or_default(),
             });
             match cfg.host.as_deref() {
                 None => router.any_host.insert(route),

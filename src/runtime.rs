@@ -24,6 +24,8 @@ pub struct Runtime {
     pub router: Router,
     /// Answers given without a route (no match, bad Host, 421, local answers on port 80).
     pub unrouted: Arc<crate::stats::StatusCounts>,
+    /// Requests by the client's protocol (kept across reloads, like `unrouted`).
+    pub by_protocol: Arc<crate::stats::ProtocolCounts>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub limits: Limits,
     pub hsts: Option<HeaderValue>,
@@ -43,6 +45,11 @@ pub struct Runtime {
     /// Where this snapshot's requests log (`None`: the access log is off). Set by
     /// `Porter` after the build, from its writer.
     pub access_log: Option<Arc<crate::access_log::Log>>,
+    /// `listen.http3` with an https listener: HTTP/3 is served (the listener builds
+    /// each snapshot's QUIC settings from `certs` and `limits`).
+    pub http3: bool,
+    /// `Alt-Svc: h3=":PORT"; ma=86400` for HTTPS responses over TCP, made once here.
+    pub alt_svc: Option<HeaderValue>,
     /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
     pub cancel: CancellationToken,
 }
@@ -74,10 +81,14 @@ impl Runtime {
             None => None,
         };
         let tls = crate::tls::server_config(certs.clone(), config.tls.min_version);
+        // HTTP/3 rides on the https listener (its UDP twin): only with one.
+        let http3 = config.listen.http3 && https_port.is_some();
+        let alt_svc = config.http.redirect_port.or(https_port).filter(|_| http3).map(alt_svc);
         guard.disarm();
         Ok(Runtime {
             router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router), &cancel),
             unrouted: previous.map(|p| p.unrouted.clone()).unwrap_or_default(),
+            by_protocol: previous.map(|p| p.by_protocol.clone()).unwrap_or_default(),
             upstreams,
             limits: config.limits.clone(),
             certs,
@@ -89,9 +100,16 @@ impl Runtime {
             proxy_protocol: config.listen.proxy_protocol,
             trusted_proxies: config.listen.trusted_proxies.clone(),
             access_log: None,
+            http3,
+            alt_svc,
             cancel,
         })
     }
+}
+
+/// `Alt-Svc` for HTTPS responses over TCP: where the same origin answers HTTP/3.
+fn alt_svc(port: u16) -> HeaderValue {
+    HeaderValue::try_from(format!("h3=\":{port}\"; ma=86400")).expect("a valid header value")
 }
 
 impl Runtime {

@@ -41,6 +41,30 @@ impl StatusCounts {
     }
 }
 
+/// Requests by the HTTP version the client spoke: HTTP/1.x, HTTP/2, HTTP/3.
+#[derive(Debug, Default)]
+pub struct ProtocolCounts([AtomicU64; 3]);
+
+/// The label values of [`ProtocolCounts`], in order.
+pub const PROTOCOLS: [&str; 3] = ["http1", "h2", "h3"];
+
+impl ProtocolCounts {
+    #[inline]
+    pub fn record(&self, version: http::Version) {
+        let slot = match version {
+            http::Version::HTTP_2 => 1,
+            http::Version::HTTP_3 => 2,
+            _ => 0,
+        };
+        self.0[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts in the order of [`PROTOCOLS`].
+    pub fn get(&self) -> [u64; 3] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
 /// Upper bounds of the latency buckets, in microseconds (1 ms .. 10 s, then +Inf).
 pub const LATENCY_BOUNDS_US: [u64; 13] = [
     1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,

@@ -83,6 +83,7 @@ fn text(r: &AccessRecord, bytes: u64, now: OffsetDateTime, out: &mut Vec<u8>) {
     millis_field(out, "upstream_connect_ms", r.upstream_connect);
     millis_field(out, "upstream_first_byte_ms", r.upstream_first_byte);
     field(out, "route", route(r).map(str::as_bytes));
+    field(out, "policy", r.policy.map(str::as_bytes));
     field(out, "referer", r.referer.as_ref().map(HeaderValue::as_bytes));
     field(out, "user_agent", r.user_agent.as_ref().map(HeaderValue::as_bytes));
     field(out, "request_id", r.request_id.as_ref().map(HeaderValue::as_bytes));
@@ -154,6 +155,7 @@ struct JsonLine<'a> {
     upstream_connect_ms: Option<Millis>,
     upstream_first_byte_ms: Option<Millis>,
     route: Option<&'a str>,
+    policy: Option<&'static str>,
     referer: Option<Cow<'a, str>>,
     user_agent: Option<Cow<'a, str>>,
     request_id: Option<Cow<'a, str>>,
@@ -200,6 +202,7 @@ fn json(r: &AccessRecord, bytes: u64, now: OffsetDateTime, out: &mut Vec<u8>) {
         upstream_connect_ms: r.upstream_connect.map(Millis),
         upstream_first_byte_ms: r.upstream_first_byte.map(Millis),
         route: route(r),
+        policy: r.policy,
         referer: lossy(&r.referer),
         user_agent: lossy(&r.user_agent),
         request_id: lossy(&r.request_id),

@@ -64,6 +64,8 @@ pub struct AccessRecord {
     pub request_bytes: Option<Arc<AtomicU64>>,
     /// The label of the route that matched (host and path prefix).
     pub route: Option<Arc<str>>,
+    /// The policy rule or local action that answered instead of an upstream.
+    pub policy: Option<&'static str>,
 }
 
 impl AccessRecord {
@@ -96,6 +98,7 @@ impl AccessRecord {
             upstream_first_byte: None,
             request_bytes: None,
             route: None,
+            policy: None,
         }
     }
 
@@ -120,9 +123,10 @@ impl AccessRecord {
 fn version_name(version: Version) -> &'static str {
     match version {
         Version::HTTP_2 => "h2",
+        Version::HTTP_3 => "h3",
         Version::HTTP_11 => "HTTP/1.1",
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_09 => "HTTP/0.9",
-        _ => "HTTP/3",
+        _ => "HTTP/?",
     }
 }

@@ -67,13 +67,36 @@ impl Collector for Snapshot {
             for (class, n) in STATUS_CLASSES.iter().zip(route.responses.get()) {
                 counter(
                     &mut m,
-                    &[("route", &*route.label), ("upstream", &*route.upstream.name), ("status_class", class)],
+                    &[("route", &*route.label), ("upstream", route.upstream_name()), ("status_class", class)],
                     n,
                 )?;
             }
         }
         for (class, n) in STATUS_CLASSES.iter().zip(runtime.unrouted.get()) {
             counter(&mut m, &[("route", "none"), ("upstream", "none"), ("status_class", class)], n)?;
+        }
+
+        let mut m = e.encode_descriptor(
+            "porter_requests_by_protocol",
+            "Requests by the HTTP version the client spoke (http1, h2, h3)",
+            None,
+            counter_type,
+        )?;
+        for (protocol, n) in crate::stats::PROTOCOLS.iter().zip(runtime.by_protocol.get()) {
+            counter(&mut m, &[("protocol", *protocol)], n)?;
+        }
+
+        let mut m = e.encode_descriptor(
+            "porter_policy_answers",
+            "Requests a route answered itself, by the rule that answered: deny, rate_limit, basic_auth, forward_auth, redirect, respond",
+            None,
+            counter_type,
+        )?;
+        for route in runtime.router.routes() {
+            // Only rules that answered: a route without policy adds no series.
+            for (rule, n) in route.answers.get().filter(|(_, n)| *n > 0) {
+                counter(&mut m, &[("route", &*route.label), ("rule", rule.as_str())], n)?;
+            }
         }
 
         let mut m = e.encode_descriptor(

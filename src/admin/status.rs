@@ -136,7 +136,10 @@ impl Status {
             .upstreams
             .iter()
             .map(|upstream| {
-                let routes = runtime.router.routes().filter(|r| std::sync::Arc::ptr_eq(&r.upstream, upstream));
+                let routes = runtime
+                    .router
+                    .routes()
+                    .filter(|r| r.upstream().is_some_and(|u| std::sync::Arc::ptr_eq(u, upstream)));
                 let (requests, errors) = routes.fold((0, 0), |(requests, errors), r| {
                     (requests + r.responses.total(), errors + r.responses.server_errors())
                 });
@@ -169,7 +172,7 @@ impl Status {
             .routes()
             .map(|r| RouteStatus {
                 route: r.label.to_string(),
-                upstream: r.upstream.name.to_string(),
+                upstream: r.upstream_name().to_string(),
                 responses: STATUS_CLASSES.into_iter().zip(r.responses.get()).collect(),
             })
             .collect();

@@ -44,6 +44,9 @@ pub enum ClientBody {
     Empty,
     Hyper(Incoming),
     Http1(http1::RequestStream),
+    /// An HTTP/3 request stream's receiving half (the listener's `h3` server); boxed,
+    /// so the other variants (every HTTP/1.1 and HTTP/2 request) stay small.
+    H3(Box<H3Body>),
 }
 
 impl std::fmt::Debug for ClientBody {
@@ -52,6 +55,7 @@ impl std::fmt::Debug for ClientBody {
             ClientBody::Empty => "ClientBody::Empty",
             ClientBody::Hyper(_) => "ClientBody::Hyper",
             ClientBody::Http1(_) => "ClientBody::Http1",
+            ClientBody::H3(_) => "ClientBody::H3",
         })
     }
 }
@@ -65,6 +69,7 @@ impl Body for ClientBody {
             ClientBody::Empty => Poll::Ready(None),
             ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
             ClientBody::Http1(body) => Pin::new(body).poll_frame(cx),
+            ClientBody::H3(body) => body.poll_frame(cx),
         }
     }
 
@@ -73,6 +78,7 @@ impl Body for ClientBody {
             ClientBody::Empty => true,
             ClientBody::Hyper(body) => body.is_end_stream(),
             ClientBody::Http1(body) => body.is_end_stream(),
+            ClientBody::H3(body) => body.done && body.ahead.is_none(),
         }
     }
 
@@ -81,6 +87,121 @@ impl Body for ClientBody {
             ClientBody::Empty => SizeHint::with_exact(0),
             ClientBody::Hyper(body) => body.size_hint(),
             ClientBody::Http1(body) => body.size_hint(),
+            ClientBody::H3(body) => body.size_hint(),
+        }
+    }
+}
+
+type H3RecvStream = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
+
+/// An HTTP/3 request body: the DATA frames of the request stream, then its trailers.
+/// HTTP/3 frames carry no length of the whole, so a `Content-Length` is checked here
+/// against the bytes that come (RFC 9114 §4.1.2): a mismatch is a malformed request,
+/// never passed on to an HTTP/1.1 server whose framing it would break.
+pub struct H3Body {
+    stream: H3RecvStream,
+    /// What [`H3Body::new`] found already there: a first chunk, or the stream's failure.
+    ahead: Option<Result<Frame<Bytes>, BoxError>>,
+    data_done: bool,
+    done: bool,
+    length: Option<u64>,
+    received: u64,
+}
+
+/// An HTTP/3 request body whose DATA disagrees with its `Content-Length`.
+#[derive(Debug)]
+pub struct LengthMismatch;
+
+impl std::fmt::Display for LengthMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body length differs from its content-length")
+    }
+}
+impl std::error::Error for LengthMismatch {}
+
+impl H3Body {
+    /// Looks once, without waiting, at what already arrived after the head: a request
+    /// whose stream already ended (most GETs: HEADERS and FIN in one packet) is known to
+    /// have no body, so it is forwarded without one (and may be retried elsewhere).
+    pub fn new(stream: H3RecvStream, length: Option<u64>) -> H3Body {
+        let mut body = H3Body { stream, ahead: None, data_done: false, done: false, length, received: 0 };
+        // A no-op waker: the first real poll registers the task's own.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(frame) = body.poll_data(&mut cx) {
+            match frame {
+                Some(frame) => body.ahead = Some(frame),
+                None => {
+                    if let Poll::Ready(Ok(None)) = body.stream.poll_recv_trailers(&mut cx) {
+                        body.done = true;
+                    }
+                }
+            }
+        }
+        body
+    }
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match std::task::ready!(self.stream.poll_recv_data(cx)) {
+            Ok(Some(mut data)) => {
+                let len = bytes::Buf::remaining(&data);
+                let data = bytes::Buf::copy_to_bytes(&mut data, len);
+                self.received += data.len() as u64;
+                if self.length.is_some_and(|n| self.received > n) {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(Box::new(LengthMismatch))));
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Ok(None) => {
+                self.data_done = true;
+                if self.length.is_some_and(|n| self.received != n) {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(Box::new(LengthMismatch))));
+                }
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.ahead.take() {
+            return Poll::Ready(Some(frame));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if !self.data_done {
+            match std::task::ready!(self.poll_data(cx)) {
+                Some(frame) => return Poll::Ready(Some(frame)),
+                None if self.done => return Poll::Ready(None),
+                None => {}
+            }
+        }
+        let trailers = std::task::ready!(self.stream.poll_recv_trailers(cx));
+        self.done = true;
+        match trailers {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (self.done, self.length) {
+            (true, _) if self.ahead.is_none() => SizeHint::with_exact(0),
+            (_, Some(n)) => SizeHint::with_exact(n.saturating_sub(self.received) + self.ahead_len()),
+            _ => SizeHint::default(),
+        }
+    }
+
+    fn ahead_len(&self) -> u64 {
+        match &self.ahead {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
         }
     }
 }
@@ -108,7 +229,10 @@ pub struct ClientBodyError {
 
 impl ClientBodyError {
     fn classify(error: BoxError) -> ClientBodyError {
-        let fault = if error.is::<crate::http1::chunked::ChunkError>() || is_parse_error(&*error) {
+        let fault = if error.is::<crate::http1::chunked::ChunkError>()
+            || error.is::<LengthMismatch>()
+            || is_parse_error(&*error)
+        {
             ClientFault::Malformed
         } else {
             ClientFault::Gone

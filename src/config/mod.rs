@@ -16,6 +16,7 @@ mod cidr;
 mod error;
 mod load;
 mod locate;
+mod policy;
 mod raw;
 mod schema;
 mod units;
@@ -37,9 +38,11 @@ pub use auth::{BasicAuthConfig, ForwardAuthConfig, HtpasswdUser, PasswordHash};
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use schema::{
-    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HealthCheckConfig,
-    HttpConfig, Limits, Listen, PassiveConfig, PoolConfig, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
-    StickyConfig, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
+    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HeaderRulesConfig,
+    HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, Placeholder, PolicyConfig, PoolConfig,
+    RedirectConfig, RespondConfig, RewriteConfig, RouteAction, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
+    StickyConfig, Template, TemplatePart, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls,
+    MAX_WEIGHT,
 };
 pub use units::{parse_duration, parse_size};
 

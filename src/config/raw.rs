@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     pub acme: Option<S<RawAcme>>,
     pub shutdown_timeout: Option<S<String>>,
     pub access_log: Option<RawAccessLog>,
+    /// Named blocks of route policy (SPEC §9), used by routes' `policies: [name]`.
+    pub policies: Option<S<SpannedMap<S<RawPolicy>>>>,
     // Absent = no upstreams; each route then reports the missing name.
     pub upstreams: Option<S<SpannedMap<S<RawUpstream>>>>,
     pub routes: S<Vec<S<RawRoute>>>,
@@ -37,6 +39,7 @@ pub(crate) struct RawListen {
     pub admin: Option<S<String>>,
     pub proxy_protocol: Option<bool>,
     pub trusted_proxies: Option<Vec<S<String>>>,
+    pub http3: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,15 +192,89 @@ pub(crate) struct RawPool {
     pub idle_timeout: Option<S<String>>,
 }
 
+/// Every per-route policy field of SPEC §9, listed once: a named `policies:`
+/// block (`RawPolicy`) and a route's inline fields (`RawRoute`) both hold them.
+/// A new policy is one line here (an `Option`, so "absent" is the default),
+/// then its validation in `policy.rs` and its phase in `src/policy/`.
+macro_rules! with_policy_fields {
+    ($callback:ident) => {
+        $callback! {
+            allow: Option<S<Vec<S<String>>>>,
+            deny: Option<S<Vec<S<String>>>>,
+            request_headers: Option<S<RawHeaderRules>>,
+            rewrite: Option<S<RawRewrite>>,
+            response_headers: Option<S<RawHeaderRules>>,
+            // rate_limit: added by src/policy/rate_limit.rs
+            basic_auth: Option<S<super::auth::RawBasicAuth>>,
+            forward_auth: Option<S<super::auth::RawForwardAuth>>,
+            // compress: added by src/policy/compress.rs
+        }
+    };
+}
+
+macro_rules! policy_structs {
+    ($($field:ident : $ty:ty,)*) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawPolicy {
+            $(pub $field: $ty,)*
+        }
+
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawRoute {
+            pub host: Option<S<String>>,
+            pub path: Option<S<String>>,
+            // The action: exactly one of these three (checked in `policy.rs`, with a position).
+            pub upstream: Option<S<String>>,
+            pub redirect: Option<S<RawRedirect>>,
+            pub respond: Option<S<RawRespond>>,
+            pub strip_prefix: Option<bool>,
+            pub policies: Option<S<Vec<S<String>>>>,
+            $(pub $field: $ty,)*
+        }
+
+        impl RawRoute {
+            /// The route's own policy fields, moved out as a block like the named ones.
+            pub(crate) fn take_policy(&mut self) -> RawPolicy {
+                RawPolicy { $($field: self.$field.take(),)* }
+            }
+        }
+    };
+}
+
+with_policy_fields!(policy_structs);
+
+/// `set` / `add`: header name -> value (placeholders allowed); `remove`: names.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRoute {
-    pub host: Option<S<String>>,
-    pub path: Option<S<String>>,
-    pub upstream: S<String>,
-    pub strip_prefix: Option<bool>,
-    pub basic_auth: Option<S<super::auth::RawBasicAuth>>,
-    pub forward_auth: Option<S<super::auth::RawForwardAuth>>,
+pub(crate) struct RawHeaderRules {
+    pub set: Option<SpannedMap<S<String>>>,
+    pub add: Option<SpannedMap<S<String>>>,
+    pub remove: Option<Vec<S<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRewrite {
+    pub regex: S<String>,
+    pub replace: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedirect {
+    pub to: S<String>,
+    // Wider than u16, so 70000 gets the "one of" message rather than a type error.
+    pub status: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRespond {
+    pub status: Option<S<u64>>,
+    pub body: Option<String>,
+    pub headers: Option<SpannedMap<S<String>>>,
 }
 
 /// A string-keyed mapping that keeps each key's position (a `BTreeMap` would
@@ -214,7 +291,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SpannedMap<V> {
             type Value = SpannedMap<V>;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping of names to upstreams")
+                f.write_str("a mapping")
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {

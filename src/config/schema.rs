@@ -21,6 +21,8 @@ pub struct Listen {
     pub proxy_protocol: bool,
     /// Peers whose X-Forwarded-*, X-Real-IP and X-Request-Id headers are kept.
     pub trusted_proxies: Vec<super::Cidr>,
+    /// HTTP/3 over QUIC on the https address's UDP port too.
+    pub http3: bool,
 }
 
 impl Default for Listen {
@@ -33,6 +35,7 @@ impl Default for Listen {
             admin: None,
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
+            http3: false,
         }
     }
 }
@@ -437,9 +440,165 @@ pub struct RouteConfig {
     pub host: Option<String>,
     /// Path prefix, starts with '/'.
     pub path: String,
-    /// Name of an upstream that exists in `Config::upstreams`.
-    pub upstream: String,
+    /// What the route does with a request that passed its policy.
+    pub action: RouteAction,
     pub strip_prefix: bool,
+    /// The named `policies:` blocks in the order listed, then the route's own fields, merged.
+    pub policy: PolicyConfig,
+}
+
+impl RouteConfig {
+    /// The upstream the route forwards to; `None` for `redirect` and `respond` routes.
+    pub fn upstream(&self) -> Option<&str> {
+        match &self.action {
+            RouteAction::Upstream(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// A route's action (SPEC §9): exactly one of `upstream`, `redirect`, `respond`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Name of an upstream that exists in `Config::upstreams`.
+    Upstream(String),
+    Redirect(RedirectConfig),
+    Respond(RespondConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectConfig {
+    pub to: Template,
+    /// 301, 302, 307 or 308.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RespondConfig {
+    pub status: u16,
+    pub body: String,
+    /// Valid header names and values, in file order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Route policy around the action (SPEC §9). Every field starts absent/empty, so
+/// `PolicyConfig::default()` is "no policy".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub allow: Vec<super::Cidr>,
+    pub deny: Vec<super::Cidr>,
+    pub request_headers: HeaderRulesConfig,
+    pub rewrite: Option<RewriteConfig>,
+    pub response_headers: HeaderRulesConfig,
+    // rate_limit: added by src/policy/rate_limit.rs
     pub basic_auth: Option<super::auth::BasicAuthConfig>,
     pub forward_auth: Option<super::auth::ForwardAuthConfig>,
+    // compress: added by src/policy/compress.rs
+}
+
+impl PolicyConfig {
+    pub fn is_empty(&self) -> bool {
+        *self == PolicyConfig::default()
+    }
+
+    /// Applies `later` over `self` (SPEC §9): lists are joined, a later `set` of the
+    /// same header wins, a later single setting (`rewrite`, ...) replaces an earlier one.
+    pub fn merge(&mut self, later: PolicyConfig) {
+        self.allow.extend(later.allow);
+        self.deny.extend(later.deny);
+        self.request_headers.merge(later.request_headers);
+        if later.rewrite.is_some() {
+            self.rewrite = later.rewrite;
+        }
+        self.response_headers.merge(later.response_headers);
+        if later.basic_auth.is_some() {
+            self.basic_auth = later.basic_auth;
+        }
+        if later.forward_auth.is_some() {
+            self.forward_auth = later.forward_auth;
+        }
+    }
+}
+
+/// `request_headers` / `response_headers`: names are lower-case and valid, never
+/// hop-by-hop in `set`/`add`; values are templates that render to valid header values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRulesConfig {
+    pub set: Vec<(String, Template)>,
+    pub add: Vec<(String, Template)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderRulesConfig {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    fn merge(&mut self, later: HeaderRulesConfig) {
+        for (name, value) in later.set {
+            self.set.retain(|(n, _)| *n != name);
+            self.set.push((name, value));
+        }
+        self.add.extend(later.add);
+        for name in later.remove {
+            if !self.remove.contains(&name) {
+                self.remove.push(name);
+            }
+        }
+    }
+}
+
+/// `rewrite: {regex, replace}`: `regex` compiles (checked at load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteConfig {
+    pub regex: String,
+    pub replace: String,
+}
+
+/// A value with placeholders (`https://example.com{uri}`), split at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+}
+
+impl Template {
+    /// The text as written, when it holds no placeholder.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [TemplatePart::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Var(Placeholder),
+}
+
+/// The request facts a template may name (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    ClientIp,
+    Host,
+    Path,
+    Query,
+    /// path?query
+    Uri,
+    Scheme,
+    RequestId,
+}
+
+impl Placeholder {
+    pub const ALL: [(&'static str, Placeholder); 7] = [
+        ("client_ip", Placeholder::ClientIp),
+        ("host", Placeholder::Host),
+        ("path", Placeholder::Path),
+        ("query", Placeholder::Query),
+        ("uri", Placeholder::Uri),
+        ("scheme", Placeholder::Scheme),
+        ("request_id", Placeholder::RequestId),
+    ];
 }

@@ -123,18 +123,16 @@ fn spec_example_with_the_api_upstream_it_names_parses_fully() {
     let api_route = RouteConfig {
         host: Some("example.com".into()),
         path: "/api/".into(),
-        upstream: "api".into(),
+        action: RouteAction::Upstream("api".into()),
         strip_prefix: true,
-        basic_auth: None,
-        forward_auth: None,
+        policy: PolicyConfig::default(),
     };
     let web_route = RouteConfig {
         host: Some("example.com".into()),
         path: "/".into(),
-        upstream: "web".into(),
+        action: RouteAction::Upstream("web".into()),
         strip_prefix: false,
-        basic_auth: None,
-        forward_auth: None,
+        policy: PolicyConfig::default(),
     };
     assert_eq!(config.routes, vec![api_route, web_route]);
 }
@@ -197,10 +195,9 @@ fn minimal_config_gets_every_default() {
     let route = RouteConfig {
         host: None,
         path: "/".into(),
-        upstream: "web".into(),
+        action: RouteAction::Upstream("web".into()),
         strip_prefix: false,
-        basic_auth: None,
-        forward_auth: None,
+        policy: PolicyConfig::default(),
     };
     assert_eq!(config.routes, vec![route]);
 }

@@ -210,8 +210,8 @@ fn upstream_without_servers() {
 #[test]
 fn missing_route_upstream() {
     let err = fail(&BASE.replace("  - upstream: web", "  - path: /x"));
-    assert_at(&err, 6, 5, "routes[0].upstream");
-    assert_eq!(err.message, "missing required field `upstream`");
+    assert_at(&err, 6, 5, "routes[0]");
+    assert_eq!(err.message, "a route needs an action: one of `upstream`, `redirect` or `respond`");
 }
 
 #[test]

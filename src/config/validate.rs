@@ -12,7 +12,8 @@ use super::error::{describe_location, ConfigError};
 use super::locate::join;
 use super::raw::{RawAccessLog, RawAccessLogFormat, RawConfig, RawHttp, RawLimits, RawListen, RawRoute, RawTls, S};
 use super::schema::{
-    AccessLogConfig, AccessLogFormat, HttpConfig, Limits, Listen, RouteConfig, TlsConfig, TlsVersion, UpstreamConfig,
+    AccessLogConfig, AccessLogFormat, HttpConfig, Limits, Listen, PolicyConfig, RouteConfig, TlsConfig, TlsVersion,
+    UpstreamConfig,
 };
 use super::units::{parse_duration, parse_size};
 use super::values::{check_path, parse_listen_addr, parse_route_host, parse_tls_version};
@@ -70,7 +71,7 @@ impl Checker<'_> {
     }
 }
 
-pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn validate(mut raw: RawConfig, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
     let check = Checker { file };
     // Checked in the order of docs/configuration.md's reference, the usual order of a file, so the first
     // error reported is usually the first in the file.
@@ -85,7 +86,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         Some(map) => super::upstream::upstreams(&check, &map.value, base_dir)?,
         None => BTreeMap::new(),
     };
-    let routes = routes(&check, &raw.routes, &upstreams, base_dir)?;
+    let policies = super::policy::named_policies(&check, raw.policies.as_ref(), base_dir)?;
+    let routes = routes(&check, &mut raw.routes, &upstreams, &policies, base_dir)?;
     let acme = match &raw.acme {
         Some(acme) => Some(super::acme::acme(&check, acme, &listen, &routes, base_dir)?),
         None => None,
@@ -136,7 +138,14 @@ fn listen(check: &Checker, raw: Option<&S<RawListen>>) -> Result<Listen, ConfigE
                 .collect::<Result<_, _>>()?,
             None => Vec::new(),
         },
+        http3: raw.value.http3.as_ref().is_some_and(|v| v.value),
     };
+    if let (Some(http3), None) = (&raw.value.http3, listen.https) {
+        if http3.value {
+            let msg = "HTTP/3 is served on the https listener's address (UDP): set listen.https too";
+            return Err(check.err(http3.referenced, "listen.http3", msg));
+        }
+    }
     if listen.https.is_none() && listen.http.is_none() {
         let msg = "at least one of listen.https and listen.http is required";
         return Err(check.err(raw.referenced, "listen", msg));
@@ -288,8 +297,9 @@ fn limits(check: &Checker, raw: Option<&RawLimits>) -> Result<Limits, ConfigErro
 
 fn routes(
     check: &Checker,
-    raw: &S<Vec<S<RawRoute>>>,
+    raw: &mut S<Vec<S<RawRoute>>>,
     upstreams: &BTreeMap<String, UpstreamConfig>,
+    policies: &BTreeMap<String, PolicyConfig>,
     base_dir: &Path,
 ) -> Result<Vec<RouteConfig>, ConfigError> {
     if raw.value.is_empty() {
@@ -297,7 +307,7 @@ fn routes(
     }
     let mut seen: HashMap<(Option<String>, String), (usize, Location)> = HashMap::new();
     let mut routes = Vec::with_capacity(raw.value.len());
-    for (i, route) in raw.value.iter().enumerate() {
+    for (i, route) in raw.value.iter_mut().enumerate() {
         let prefix = format!("routes[{i}]");
         let r = &route.value;
         let host = match &r.host {
@@ -311,16 +321,7 @@ fn routes(
             }
             None => "/".to_string(),
         };
-        if !upstreams.contains_key(&r.upstream.value) {
-            let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-            let known = if known.is_empty() {
-                "no upstreams are defined".to_string()
-            } else {
-                format!("known: {}", known.join(", "))
-            };
-            let msg = format!("no upstream named {:?} ({known})", r.upstream.value);
-            return Err(check.err(r.upstream.referenced, &join(&prefix, "upstream"), msg));
-        }
+        let action = super::policy::action(check, route, &prefix, upstreams)?;
         if let Some((first, loc)) = seen.get(&(host.clone(), path.clone())) {
             let msg = format!(
                 "duplicate route: routes[{first}] (at {}) has the same host and path, so this one would never match",
@@ -329,22 +330,9 @@ fn routes(
             return Err(check.err(route.referenced, &prefix, msg));
         }
         seen.insert((host.clone(), path.clone()), (i, route.referenced));
-        let basic_auth = match &r.basic_auth {
-            Some(b) => Some(super::auth::basic_auth(check, &join(&prefix, "basic_auth"), b, base_dir)?),
-            None => None,
-        };
-        let forward_auth = match &r.forward_auth {
-            Some(f) => Some(super::auth::forward_auth(check, &join(&prefix, "forward_auth"), f)?),
-            None => None,
-        };
-        routes.push(RouteConfig {
-            host,
-            path,
-            upstream: r.upstream.value.clone(),
-            strip_prefix: r.strip_prefix.unwrap_or(false),
-            basic_auth,
-            forward_auth,
-        });
+        let strip_prefix = route.value.strip_prefix.unwrap_or(false);
+        let policy = super::policy::route_policy(check, &mut route.value, &prefix, policies, base_dir)?;
+        routes.push(RouteConfig { host, path, action, strip_prefix, policy });
     }
     Ok(routes)
 }

@@ -62,7 +62,7 @@ fn v6_socket() -> std::io::Result<TcpSocket> {
     Ok(socket)
 }
 
-fn no_ipv6(e: &std::io::Error) -> bool {
+pub(super) fn no_ipv6(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL))
 }
 

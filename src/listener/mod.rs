@@ -5,6 +5,7 @@
 
 pub mod acme;
 pub mod dual_stack;
+pub mod h3;
 pub mod http;
 pub mod http1;
 pub mod https;

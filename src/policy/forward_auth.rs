@@ -136,7 +136,12 @@ impl ForwardAuth {
         headers.insert(X_FORWARDED_METHOD.clone(), method);
         let proto = HeaderValue::from_static(if vars.https { "https" } else { "http" });
         headers.insert(X_FORWARDED_PROTO.clone(), proto);
-        headers.insert(X_FORWARDED_HOST.clone(), vars.host.clone());
+        // The Host as the client sent it, port included (a login page redirects back to it).
+        let host = match request.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => request.headers().get(header::HOST).cloned(),
+        };
+        headers.insert(X_FORWARDED_HOST.clone(), host.unwrap_or_else(|| vars.host.clone()));
         let uri = vars.uri.path_and_query().map_or("/", PathAndQuery::as_str);
         match HeaderValue::from_str(uri) {
             Ok(uri) => headers.insert(X_FORWARDED_URI.clone(), uri),

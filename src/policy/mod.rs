@@ -1,22 +1,171 @@
-//! Route policy (docs/configuration.md, Authentication): what a route checks
-//! around its action.
+//! Route policy (docs/configuration.md, Traffic policy): what a route does
+//! around its action, compiled once per configuration into an immutable
+//! [`RoutePolicy`] that the router hands out with the route.
+//!
+//! A route without policy holds `None` and pays one branch per request. A
+//! route with policy runs only the phases it has, in this fixed order (the
+//! same for HTTP/1.1 and HTTP/2, whose pipeline is shared):
+//!
+//! 1. `allow` / `deny` ([`access`]) — 403
+//! 2. `rate_limit` — 429 (added by `rate_limit.rs`)
+//! 3. `basic_auth` ([`basic_auth`]) / `forward_auth` ([`forward_auth`]) — 401 / the auth server's answer
+//! 4. the action: `upstream` (with [`headers`] `request_headers` and [`rewrite`] applied
+//!    before forwarding), or a local [`action`]: `redirect` / `respond`
+//! 5. `response_headers` ([`headers`]), on every answer for the route, porter's own included
+//! 6. `compress` (added by `compress.rs`)
+//!
+//! Phases 1-3 are [`RoutePolicy::check`]; 5-6 are [`RoutePolicy::respond`]. A
+//! phase that answers says which [`Rule`] it is, for `/metrics` and the access log.
 
+pub mod access;
+pub mod action;
 pub mod basic_auth;
+pub mod client;
 pub mod forward_auth;
+pub mod headers;
+pub mod rewrite;
+pub mod template;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::{HeaderValue, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 
-/// The request facts that phases read, taken once per request on routes that have policy.
+use crate::body::ClientBody;
+use crate::config::PolicyConfig;
+use crate::upstream::ResponseBody;
+use tokio_util::sync::CancellationToken;
+
+/// One route's compiled policy. Every phase is optional; an absent one costs nothing.
+#[derive(Debug)]
+pub struct RoutePolicy {
+    pub access: Option<access::Access>,
+    // rate_limit: added by src/policy/rate_limit.rs
+    pub basic_auth: Option<basic_auth::BasicAuth>,
+    pub forward_auth: Option<forward_auth::ForwardAuth>,
+    pub request_headers: Option<headers::HeaderRules>,
+    pub rewrite: Option<rewrite::Rewrite>,
+    pub response_headers: Option<headers::HeaderRules>,
+    // compress: added by src/policy/compress.rs
+}
+
+impl RoutePolicy {
+    /// `None` for a route without policy, so it pays nothing per request.
+    /// `config` has been validated: nothing here can fail. `cancel` (the snapshot's token)
+    /// ends the background work a phase starts (forward auth's DNS refresh).
+    pub fn compile(config: &PolicyConfig, cancel: &CancellationToken) -> Option<RoutePolicy> {
+        if config.is_empty() {
+            return None;
+        }
+        Some(RoutePolicy {
+            access: access::Access::compile(&config.allow, &config.deny),
+            request_headers: headers::HeaderRules::compile(&config.request_headers),
+            rewrite: config.rewrite.as_ref().map(rewrite::Rewrite::compile),
+            response_headers: headers::HeaderRules::compile(&config.response_headers),
+            basic_auth: config.basic_auth.as_ref().map(basic_auth::BasicAuth::new),
+            forward_auth: config.forward_auth.as_ref().map(|f| forward_auth::ForwardAuth::new(f, cancel)),
+        })
+    }
+
+    /// The phases before the action, in order; `Some` is the answer of the rule that
+    /// stopped the request. `request` may be changed (auth headers taken out).
+    pub async fn check(&self, request: &mut Request<ClientBody>, vars: &Vars) -> Option<Answer> {
+        if let Some(answer) = self.access.as_ref().and_then(|access| access.check(vars.client_ip)) {
+            return Some(answer);
+        }
+        // rate_limit: added by src/policy/rate_limit.rs
+        if let Some(auth) = &self.basic_auth {
+            if let Err(response) = auth.check(request.headers_mut()).await {
+                return Some(Answer { rule: Rule::BasicAuth, response });
+            }
+        }
+        if let Some(auth) = &self.forward_auth {
+            if let Err(response) = auth.check(request, vars).await {
+                return Some(Answer { rule: Rule::ForwardAuth, response });
+            }
+        }
+        None
+    }
+
+    /// The phases after the action, on every answer for the route (the server's and
+    /// porter's own): `response_headers`, then `compress`.
+    pub fn respond(&self, response: &mut Response<ResponseBody>, vars: &Vars) {
+        if let Some(rules) = &self.response_headers {
+            headers::own_fields(response);
+            rules.apply(response.headers_mut(), vars);
+        }
+        // compress: added by src/policy/compress.rs
+    }
+
+    /// Whether [`RoutePolicy::respond`] has anything to do.
+    pub fn has_response_phase(&self) -> bool {
+        self.response_headers.is_some()
+    }
+}
+
+/// The request facts that templates (`{host}`, ...) and phases read, taken once
+/// per request on routes that have policy or a local action. Cheap clones: no
+/// allocation unless a trusted proxy named the client.
 #[derive(Debug, Clone)]
 pub struct Vars {
-    /// The client after `trusted_proxies` and the PROXY protocol.
+    /// The client after `trusted_proxies` and the PROXY protocol (see [`client`]).
     pub client_ip: IpAddr,
     /// The same address as a header value.
     pub client_ip_value: HeaderValue,
+    /// The host name, lower-case, without a port.
     pub host: HeaderValue,
-    /// The target as the client sent it (before `strip_prefix`).
+    /// The target as the client sent it (before `strip_prefix` and `rewrite`).
     pub uri: Uri,
     pub https: bool,
+    pub request_id: HeaderValue,
+}
+
+/// The rule that answered a request instead of its upstream. A closed set, so
+/// the `rule` label of `/metrics` stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Deny,
+    RateLimit,
+    BasicAuth,
+    ForwardAuth,
+    Redirect,
+    Respond,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 6] =
+        [Rule::Deny, Rule::RateLimit, Rule::BasicAuth, Rule::ForwardAuth, Rule::Redirect, Rule::Respond];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Deny => "deny",
+            Rule::RateLimit => "rate_limit",
+            Rule::BasicAuth => "basic_auth",
+            Rule::ForwardAuth => "forward_auth",
+            Rule::Redirect => "redirect",
+            Rule::Respond => "respond",
+        }
+    }
+}
+
+/// A phase's answer in place of the upstream's.
+#[derive(Debug)]
+pub struct Answer {
+    pub rule: Rule,
+    pub response: Response<ResponseBody>,
+}
+
+/// Requests answered by each [`Rule`] on one route; carried over a reload with the route.
+#[derive(Debug, Default)]
+pub struct RuleCounts([AtomicU64; 6]);
+
+impl RuleCounts {
+    #[inline]
+    pub fn record(&self, rule: Rule) {
+        self.0[rule as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> impl Iterator<Item = (Rule, u64)> + '_ {
+        Rule::ALL.into_iter().map(|rule| (rule, self.0[rule as usize].load(Ordering::Relaxed)))
+    }
 }

@@ -37,6 +37,8 @@ pub enum ProxyError {
     BadRequestBody,
     /// The client sent no body bytes for `limits.body_timeout`.
     BodyTimeout,
+    /// The route's `rewrite` made a path that is not a valid request target.
+    RewriteFailed,
     /// The client went away before its request was answered (nginx's 499);
     /// nobody reads the answer, it is logged and counted apart from 5xx.
     ClientClosed,
@@ -71,6 +73,7 @@ impl ProxyError {
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoServer | ProxyError::Drained => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RewriteFailed => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::ConnectFailed | ProxyError::UpstreamFailed | ProxyError::BadResponse => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout | ProxyError::SendTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
@@ -102,6 +105,7 @@ impl ProxyError {
             ProxyError::BadRequestBody => "400 Bad Request: malformed request body\n",
             ProxyError::BodyTimeout => "408 Request Timeout: the request body stopped arriving\n",
             ProxyError::ClientClosed => "499 Client Closed Request\n",
+            ProxyError::RewriteFailed => "500 Internal Server Error: the route's rewrite made an invalid path\n",
         }
     }
 

@@ -104,6 +104,7 @@ impl ClientHeaders {
 
 pub static VIA_HTTP11: HeaderValue = HeaderValue::from_static("1.1 porter");
 pub static VIA_HTTP2: HeaderValue = HeaderValue::from_static("2.0 porter");
+pub static VIA_HTTP3: HeaderValue = HeaderValue::from_static("3 porter");
 
 /// Adds the forwarding headers. `host` is the client's Host (or :authority) value.
 /// From a trusted client, incoming X-Forwarded-For is appended to and incoming

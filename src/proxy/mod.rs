@@ -1,7 +1,8 @@
 //! The request pipeline, run once per request, top to bottom:
-//! host -> (421 check) -> route -> limits -> rewrite head -> forward ->
-//! rewrite response -> stream back, with the access-log record riding on the
-//! response body.
+//! host -> (421 check) -> route -> route policy checks -> limits -> the
+//! route's action (a local answer, or: rewrite head -> forward -> rewrite
+//! response) -> route policy on the answer -> stream back, with the
+//! access-log record riding on the response body. HTTP/1.1 and HTTP/2 share it.
 
 pub mod error;
 pub mod forward;
@@ -21,7 +22,8 @@ use http::{Request, Response, StatusCode, Version};
 
 use crate::access_log::AccessRecord;
 use crate::body::{ClientBody, RequestBody};
-use crate::router::{self, normalize_host};
+use crate::policy::{self, Answer, Vars};
+use crate::router::{self, normalize_host, Action};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
 use crate::upstream::ResponseBody;
@@ -53,6 +55,8 @@ pub async fn handle_checked(
     verdict: Result<(), ProxyError>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
+    let over_quic = request.version() == Version::HTTP_3;
+    runtime.by_protocol.record(request.version());
     let host = request_host(&request);
     let request_id = request_id::ensure(request.headers_mut(), conn.client_headers.trusted);
     // The record costs an allocation and a few clones: only when the access log is on.
@@ -63,8 +67,9 @@ pub async fn handle_checked(
         record
     });
     let mut pending = Abandoned { route: None, record: record.take(), unrouted: &runtime.unrouted, start, armed: true };
+    let mut vars = None;
     let result = match verdict {
-        Ok(()) => proxy(request, host, conn, &runtime, &mut pending.route, &mut pending.record).await,
+        Ok(()) => proxy(request, host, conn, &runtime, &mut pending.route, &mut pending.record, &mut vars).await,
         Err(e) => Err(e),
     };
     let (route, record) = pending.answered();
@@ -72,6 +77,12 @@ pub async fn handle_checked(
         Ok(response) => response,
         Err(error) => error.to_response(),
     };
+    // The route's response phases, on its every answer (porter's own 403, 502, ... too).
+    if let (Some(policy), Some(vars)) = (route.and_then(|r| r.policy.as_deref()), &vars) {
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            policy.respond(&mut response, vars);
+        }
+    }
     // Metrics: counted once the head is ready, on slots the route already holds.
     match route {
         Some(route) => route.record(response.status().as_u16(), start.elapsed()),
@@ -80,6 +91,10 @@ pub async fn handle_checked(
     if conn.client_headers.https {
         if let Some(hsts) = &runtime.hsts {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        // HTTP/3 offered to clients on TCP (docs/configuration.md, `listen.http3`).
+        if let (Some(alt_svc), false) = (&runtime.alt_svc, over_quic) {
+            response.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
         }
     }
     if let Some(mut record) = record {
@@ -126,12 +141,13 @@ impl Drop for Abandoned<'_> {
 }
 
 async fn proxy<'r>(
-    mut request: Request<ClientBody>,
+    request: Request<ClientBody>,
     host: Option<HeaderValue>,
     conn: &ConnContext,
     runtime: &'r Runtime,
     matched: &mut Option<&'r router::Route>,
     record: &mut Option<AccessRecord>,
+    vars_out: &mut Option<Vars>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let host = host.ok_or(ProxyError::MissingHost)?;
     let mut host_buf = [0u8; 256];
@@ -145,35 +161,35 @@ async fn proxy<'r>(
         }
     }
 
+    let mut request = request;
     let route = runtime.router.find(host_name, request.uri().path()).ok_or(ProxyError::NoRoute)?;
     *matched = Some(route.as_ref());
     if let Some(record) = record {
         record.route = Some(route.label.clone());
     }
 
+    // Route policy (docs/configuration.md, Traffic policy): a plain route skips all of it.
+    let upstream = match (&route.action, &route.policy) {
+        (Action::Upstream(upstream), None) => upstream,
+        (action, policy) => {
+            let vars = vars_out.insert(request_vars(&request, &host, host_name, conn, runtime));
+            if let Some(policy) = policy {
+                if let Some(answer) = policy.check(&mut request, vars).await {
+                    return Ok(answered(route, answer, record));
+                }
+            }
+            match action {
+                Action::Upstream(upstream) => upstream,
+                Action::Redirect(redirect) => return Ok(answered(route, redirect.answer(vars), record)),
+                Action::Respond(respond) => return Ok(answered(route, respond.answer(), record)),
+            }
+        }
+    };
+
     let limit = runtime.limits.max_body_bytes;
     if let Some(length) = content_length(request.headers()) {
         if length > limit {
             return Err(ProxyError::BodyTooLarge);
-        }
-    }
-
-    // basic_auth / forward_auth (docs/configuration.md, Authentication): a refusal is the answer.
-    if let Some(auth) = &route.basic_auth {
-        if let Err(answer) = auth.check(request.headers_mut()).await {
-            return Ok(answer);
-        }
-    }
-    if let Some(auth) = &route.forward_auth {
-        let vars = crate::policy::Vars {
-            client_ip: conn.client.ip(),
-            client_ip_value: conn.client_headers.ip.clone(),
-            host: host.clone(),
-            uri: request.uri().clone(),
-            https: conn.client_headers.https,
-        };
-        if let Err(answer) = auth.check(&mut request, &vars).await {
-            return Ok(answer);
         }
     }
 
@@ -191,18 +207,32 @@ async fn proxy<'r>(
     }
     let downstream_version = parts.version;
     parts.uri = upstream_uri(&parts.uri, route)?;
+    if let Some(rewrite) = route.policy.as_ref().and_then(|p| p.rewrite.as_ref()) {
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        if let std::borrow::Cow::Owned(rewritten) = rewrite.apply(target) {
+            parts.uri = Uri::try_from(rewritten).map_err(|_| ProxyError::RewriteFailed)?;
+        }
+    }
     parts.version = Version::HTTP_11;
-    let te_trailers = route.upstream.http2 && headers::asks_for_trailers(&parts.headers);
+    let te_trailers = upstream.http2 && headers::asks_for_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
     if te_trailers {
         // gRPC needs it, and on HTTP/2 `TE: trailers` is the one TE allowed (RFC 9113 §8.2.2).
         parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if downstream_version == Version::HTTP_2 || !parts.headers.contains_key(header::HOST) {
+    let multiplexed = downstream_version >= Version::HTTP_2;
+    if multiplexed || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, host.clone());
     }
-    let via = if downstream_version == Version::HTTP_2 { &headers::VIA_HTTP2 } else { &headers::VIA_HTTP11 };
+    let via = match downstream_version {
+        Version::HTTP_2 => &headers::VIA_HTTP2,
+        Version::HTTP_3 => &headers::VIA_HTTP3,
+        _ => &headers::VIA_HTTP11,
+    };
     headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
+    if let (Some(rules), Some(vars)) = (route.policy.as_ref().and_then(|p| p.request_headers.as_ref()), &*vars_out) {
+        rules.apply(&mut parts.headers, vars);
+    }
     if let Some(Some(protocol)) = &upgrade {
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
@@ -215,7 +245,7 @@ async fn proxy<'r>(
 
     // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
     // future by value, so keeping this out of line saves more than the allocation costs.
-    let forwarded = match Box::pin(forward::forward(&route.upstream, upstream_request, conn.client.ip())).await {
+    let forwarded = match Box::pin(forward::forward(upstream, upstream_request, conn.client.ip())).await {
         Ok(forwarded) => forwarded,
         Err(e) => {
             if let Some(record) = record {
@@ -260,11 +290,50 @@ async fn proxy<'r>(
         return Err(ProxyError::BadResponse);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let (Some(index), Some(sticky)) = (repin, &route.upstream.sticky) {
+    if let (Some(index), Some(sticky)) = (repin, &upstream.sticky) {
         let cookie = sticky.set_cookie(index, conn.client_headers.https).clone();
         parts.headers.append(header::SET_COOKIE, cookie);
     }
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, route.upstream.read_timeout)))
+    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, upstream.read_timeout)))
+}
+
+/// A policy rule or a local action answered: counted on the route and named in the access log.
+fn answered(route: &router::Route, answer: Answer, record: &mut Option<AccessRecord>) -> Response<ResponseBody> {
+    route.answers.record(answer.rule);
+    if let Some(record) = record {
+        record.policy = Some(answer.rule.as_str());
+    }
+    answer.response
+}
+
+/// What the route's policy and templates read, taken once (cheap clones).
+fn request_vars(
+    request: &Request<ClientBody>,
+    host: &HeaderValue,
+    host_name: &str,
+    conn: &ConnContext,
+    runtime: &Runtime,
+) -> Vars {
+    let peer = policy::client::Peer {
+        ip: conn.client.ip(),
+        value: &conn.client_headers.ip,
+        trusted: conn.client_headers.trusted,
+    };
+    let (client_ip, client_ip_value) = policy::client::client_ip(peer, request.headers(), &runtime.trusted_proxies);
+    Vars {
+        client_ip,
+        client_ip_value,
+        // `{host}` is the name without a port, as nginx's $host and Caddy's {host}: a copy
+        // only when the client wrote a port or capitals.
+        host: if host.as_bytes() == host_name.as_bytes() {
+            host.clone()
+        } else {
+            HeaderValue::from_str(host_name).unwrap_or_else(|_| host.clone())
+        },
+        uri: request.uri().clone(),
+        https: conn.client_headers.https,
+        request_id: request.headers().get(&request_id::X_REQUEST_ID).cloned().unwrap_or(HeaderValue::from_static("")),
+    }
 }
 
 /// Host from `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target), else the Host header.

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use provider::{provider, KX_GROUPS};
-pub use resolver::{server_config, CertResolver};
+pub use resolver::{quic_server_config, server_config, CertResolver};
 pub use store::CertStore;
 pub use watch::{reload_now, spawn_watcher};
 

@@ -137,6 +137,25 @@ pub fn server_config(resolver: Arc<CertResolver>, min_version: TlsVersion) -> Ar
     Arc::new(config)
 }
 
+/// rustls server config for QUIC (HTTP/3) over the same `resolver`: TLS 1.3 only
+/// (QUIC has no other), ALPN `h3`, the same session resumption, and no early data
+/// (0-RTT requests can be replayed; `max_early_data_size` stays 0).
+pub fn quic_server_config(resolver: Arc<CertResolver>) -> ServerConfig {
+    let mut config = ServerConfig::builder_with_provider(super::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("aws-lc-rs supports TLS 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    config.max_early_data_size = 0;
+    let (cache, ticketer) = resumption();
+    config.session_storage = cache.clone();
+    if let Some(ticketer) = ticketer {
+        config.ticketer = ticketer.clone();
+    }
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::load::cert_facts;

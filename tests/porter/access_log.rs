@@ -20,7 +20,7 @@ use crate::harness::*;
 use crate::lifecycle::{free_port, signal, spawn_porter};
 
 /// The JSON format's keys (docs/configuration.md, Access log): a change here is a change to the contract.
-const JSON_KEYS: [&str; 20] = [
+const JSON_KEYS: [&str; 21] = [
     "time",
     "client_ip",
     "client_port",
@@ -37,6 +37,7 @@ const JSON_KEYS: [&str; 20] = [
     "upstream_connect_ms",
     "upstream_first_byte_ms",
     "route",
+    "policy",
     "referer",
     "user_agent",
     "request_id",
@@ -263,7 +264,7 @@ async fn text_lines_keep_the_tracing_layout_and_quote_the_logfmt_way() {
         " path=\"/a%20b?x=1\" status=200 ".to_string(),
         " request_bytes=0 ".to_string(),
         format!(" upstream={} upstream_status=200 upstream_connect_ms=", b.addr),
-        " route=*/ referer=- user_agent=\"two words\" request_id=".to_string(),
+        " route=*/ policy=- referer=- user_agent=\"two words\" request_id=".to_string(),
     ] {
         assert!(line.contains(&field), "{field:?} not in {line}");
     }

@@ -259,6 +259,6 @@ async fn forward_auth_settings_are_checked_with_their_position() {
     let err = load("{ url: \"http://a/v\", typo: 1 }").unwrap_err();
     assert!(err.to_string().contains("typo"), "{err}");
     let config = load("{ url: \"http://a:9091/api/verify?rd=x\", copy_headers: [Remote-User] }").unwrap();
-    let fa = config.routes[0].forward_auth.as_ref().unwrap();
+    let fa = config.routes[0].policy.forward_auth.as_ref().unwrap();
     assert_eq!((fa.path.as_str(), fa.timeout), ("/api/verify?rd=x", Duration::from_secs(5)));
 }

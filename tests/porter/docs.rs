@@ -15,10 +15,16 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The Markdown files a reader moves between: the README, docs/, and the pages they send
-/// readers to for the benchmarks and fuzzing.
+/// The Markdown files a reader moves between: the README, docs/, and the READMEs of the
+/// benchmark harness, the certificate folder and the fuzz targets.
 fn markdown_files() -> Vec<PathBuf> {
-    let mut files = vec![repo("README.md"), repo("bench/README.md"), repo("bench/results/history.md")];
+    let mut files = vec![
+        repo("README.md"),
+        repo("bench/README.md"),
+        repo("bench/results/history.md"),
+        repo("certs/README.md"),
+        repo("fuzz/README.md"),
+    ];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(repo("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -232,6 +238,60 @@ fn paths_the_docs_name_exist() {
     }
     assert!(named > 30, "only {named} paths found: is the pattern broken?");
     assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
+}
+
+/// Every top-level module `src/lib.rs` declares has its place in docs/architecture.md's
+/// layers, named by path (`src/NAME/` or `src/NAME.rs`): a new module is explained.
+#[test]
+fn architecture_names_every_module() {
+    let lib = read(&repo("src/lib.rs"));
+    let module = regex::Regex::new(r"(?m)^\s*(?:pub(?:\([a-z]+\))? )?mod ([a-z_0-9]+);").unwrap();
+    let architecture = read(&repo("docs/architecture.md"));
+    let modules: Vec<&str> = module.captures_iter(&lib).map(|c| c.get(1).unwrap().as_str()).collect();
+    assert!(modules.len() > 10, "only {} modules found in src/lib.rs: is the pattern broken?", modules.len());
+    let missing: Vec<&&str> = modules
+        .iter()
+        .filter(|m| !architecture.contains(&format!("`src/{m}/")) && !architecture.contains(&format!("`src/{m}.rs`")))
+        .collect();
+    assert!(missing.is_empty(), "modules of src/lib.rs docs/architecture.md does not place: {missing:?}");
+}
+
+/// The code block under "## Command line" in a Markdown file.
+fn command_line_block(text: &str) -> Option<&str> {
+    let section = text.split("\n## Command line\n").nth(1)?;
+    section.split("```\n").nth(1)
+}
+
+/// The command line shown in the README and in docs/configuration.md names every
+/// subcommand and every long option the binary's own `--help` lists.
+#[test]
+fn command_line_shown_matches_the_binary() {
+    let out = Command::new(env!("CARGO_BIN_EXE_porter")).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let commands: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .expect("--help lists commands")
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    let option = regex::Regex::new(r"(?m)^\s+(?:-[a-zA-Z], )?(--[a-z-]+)").unwrap();
+    let options: Vec<&str> =
+        option.captures_iter(&help).map(|c| c.get(1).unwrap().as_str()).filter(|o| *o != "--help").collect();
+    assert!(commands.len() >= 4 && options.len() >= 5, "--help parsed to {commands:?} and {options:?}");
+    for file in ["README.md", "docs/configuration.md"] {
+        let text = read(&repo(file));
+        let block = command_line_block(&text).unwrap_or_else(|| panic!("{file} has a Command line code block"));
+        for command in &commands {
+            assert!(block.contains(&format!("porter {command}")), "{file}'s command line lacks `porter {command}`");
+        }
+        for option in &options {
+            assert!(block.contains(option), "{file}'s command line lacks {option}");
+        }
+    }
 }
 
 /// The README's test command is, character for character, the one `.ci/run` runs.

@@ -1,0 +1,69 @@
+//! `request_headers` / `response_headers`: `remove`, then `set` (replace),
+//! then `add` (append). Names are parsed once at load; hop-by-hop and framing
+//! headers cannot be set (refused at load). Values may hold placeholders.
+
+use http::header::{HeaderMap, HeaderName};
+use http::Response;
+
+use super::template::Template;
+use super::Vars;
+use crate::config::HeaderRulesConfig;
+use crate::upstream::ResponseBody;
+
+#[derive(Debug)]
+pub struct HeaderRules {
+    remove: Box<[HeaderName]>,
+    set: Box<[(HeaderName, Template)]>,
+    add: Box<[(HeaderName, Template)]>,
+}
+
+impl HeaderRules {
+    pub fn compile(config: &HeaderRulesConfig) -> Option<HeaderRules> {
+        if config.is_empty() {
+            return None;
+        }
+        let name = |n: &String| HeaderName::from_bytes(n.as_bytes()).expect("validated at load");
+        let pairs = |list: &[(String, crate::config::Template)]| {
+            list.iter().map(|(n, t)| (name(n), Template::compile(t))).collect()
+        };
+        Some(HeaderRules {
+            remove: config.remove.iter().map(name).collect(),
+            set: pairs(&config.set),
+            add: pairs(&config.add),
+        })
+    }
+
+    pub fn apply(&self, headers: &mut HeaderMap, vars: &Vars) {
+        for name in &*self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &*self.set {
+            headers.insert(name.clone(), value.render(vars));
+        }
+        for (name, value) in &*self.add {
+            headers.append(name.clone(), value.render(vars));
+        }
+    }
+}
+
+/// A server's fields that porter's HTTP/1.1 client kept as bytes (written to an
+/// HTTP/1.1 client as they came) moved into the response's map, so a rule can
+/// change them. porter's own fields there replace a server's of the same name,
+/// as the writer would have done.
+pub fn own_fields(response: &mut Response<ResponseBody>) {
+    let Some(raw) = response.body_mut().take_raw_fields() else { return };
+    let mut headers = raw.to_header_map();
+    let own = std::mem::take(response.headers_mut());
+    let mut last = None;
+    for (name, value) in own {
+        // `HeaderMap`'s owning iterator names a header once, before all its values.
+        if let Some(name) = name {
+            headers.remove(&name);
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            headers.append(name.clone(), value);
+        }
+    }
+    *response.headers_mut() = headers;
+}
