@@ -18,7 +18,7 @@ use crate::config::AcmeConfig;
 const WAIT_FOR_OTHER: Duration = Duration::from_secs(60);
 
 /// `accounts/127.0.0.1_14000/ops@example.com/account.json`, as lego names its folders.
-pub fn account_path(certs: &Path, acme: &AcmeConfig) -> PathBuf {
+pub(super) fn account_path(certs: &Path, acme: &AcmeConfig) -> PathBuf {
     let server = acme
         .directory
         .parse::<http::Uri>()
@@ -29,7 +29,7 @@ pub fn account_path(certs: &Path, acme: &AcmeConfig) -> PathBuf {
     certs.join("accounts").join(server).join(who).join("account.json")
 }
 
-pub async fn load_or_create(certs: &Path, acme: &AcmeConfig) -> Result<Account, String> {
+pub(super) async fn load_or_create(certs: &Path, acme: &AcmeConfig) -> Result<Account, String> {
     let path = account_path(certs, acme);
     let started = Instant::now();
     loop {
@@ -59,7 +59,7 @@ pub async fn load_or_create(certs: &Path, acme: &AcmeConfig) -> Result<Account, 
 }
 
 /// A new account in place of one the CA no longer knows (its file is replaced).
-pub async fn recreate(certs: &Path, acme: &AcmeConfig) -> Result<Account, String> {
+pub(super) async fn recreate(certs: &Path, acme: &AcmeConfig) -> Result<Account, String> {
     let path = account_path(certs, acme);
     tracing::warn!(directory = %acme.directory, file = %path.display(), "acme: the CA no longer knows the stored account; creating a new one");
     create(&path, acme).await

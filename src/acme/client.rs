@@ -20,12 +20,12 @@ use rustls_pki_types::{CertificateDer, ServerName};
 /// Bounds one request, connect to last byte, so a CA that stalls cannot hang an order.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub struct AcmeHttp {
+pub(super) struct AcmeHttp {
     tls: tokio_rustls::TlsConnector,
 }
 
 impl AcmeHttp {
-    pub fn new(ca_file: Option<&Path>) -> Result<AcmeHttp, String> {
+    pub(super) fn new(ca_file: Option<&Path>) -> Result<AcmeHttp, String> {
         let mut roots = rustls::RootCertStore::empty();
         match ca_file {
             Some(path) => {

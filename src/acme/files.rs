@@ -18,15 +18,15 @@ use instant_acme::CertificateIdentifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-pub const STATE_DIR: &str = ".porter-acme";
+pub(super) const STATE_DIR: &str = ".porter-acme";
 
-pub fn cert_path(certs: &Path, domain: &str) -> PathBuf {
+pub(super) fn cert_path(certs: &Path, domain: &str) -> PathBuf {
     certs.join("certificates").join(format!("{domain}.crt"))
 }
 
 /// The certificate porter (or lego) left for a domain.
 #[derive(Debug, Clone)]
-pub struct OnDisk {
+pub(super) struct OnDisk {
     pub not_before: SystemTime,
     pub not_after: SystemTime,
     /// For ARI (RFC 9773): authority key identifier + serial; None without an AKI.
@@ -34,7 +34,7 @@ pub struct OnDisk {
 }
 
 /// The leaf of `certificates/DOMAIN.crt` with its key beside it, if it covers `domain`.
-pub fn read(certs: &Path, domain: &str) -> Option<OnDisk> {
+pub(super) fn read(certs: &Path, domain: &str) -> Option<OnDisk> {
     let path = cert_path(certs, domain);
     if !path.with_extension("key").is_file() {
         return None;
@@ -59,7 +59,7 @@ pub fn read(certs: &Path, domain: &str) -> Option<OnDisk> {
 }
 
 /// Writes a new certificate for `domain` in lego's layout.
-pub fn write_certificate(
+pub(super) fn write_certificate(
     certs: &Path,
     domain: &str,
     chain_pem: &str,
@@ -85,7 +85,7 @@ pub fn write_certificate(
 }
 
 /// Writes `bytes` to a hidden temporary file beside `path`, syncs, renames it over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}-{:x}", std::process::id(), fastrand::u64(..)));
@@ -109,7 +109,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<
 /// The outcome of the last attempt for a name, shared by every instance on the
 /// folder (and read by `porter check`): `key=value` lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recorded {
+pub(super) struct Recorded {
     /// Consecutive failed attempts.
     pub failures: u32,
     pub last_error: Option<String>,
@@ -118,11 +118,11 @@ pub struct Recorded {
     pub next_attempt_ms: Option<u64>,
 }
 
-pub fn state_path(certs: &Path, domain: &str) -> PathBuf {
+pub(super) fn state_path(certs: &Path, domain: &str) -> PathBuf {
     certs.join(STATE_DIR).join(format!("{domain}.state"))
 }
 
-pub fn read_recorded(certs: &Path, domain: &str) -> Recorded {
+pub(super) fn read_recorded(certs: &Path, domain: &str) -> Recorded {
     let mut r = Recorded::default();
     let Ok(text) = std::fs::read_to_string(state_path(certs, domain)) else { return r };
     for line in text.lines() {
@@ -136,7 +136,7 @@ pub fn read_recorded(certs: &Path, domain: &str) -> Recorded {
     r
 }
 
-pub fn write_recorded(certs: &Path, domain: &str, r: &Recorded) -> std::io::Result<()> {
+pub(super) fn write_recorded(certs: &Path, domain: &str, r: &Recorded) -> std::io::Result<()> {
     std::fs::create_dir_all(certs.join(STATE_DIR))?;
     let error = r.last_error.as_deref().unwrap_or("").replace(['\n', '\r'], " ");
     let next = r.next_attempt_ms.map(|n| n.to_string()).unwrap_or_default();
@@ -145,16 +145,16 @@ pub fn write_recorded(certs: &Path, domain: &str, r: &Recorded) -> std::io::Resu
 }
 
 impl Recorded {
-    pub fn next_attempt(&self) -> Option<SystemTime> {
+    pub(super) fn next_attempt(&self) -> Option<SystemTime> {
         self.next_attempt_ms.map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms))
     }
 }
 
-pub fn unix(t: SystemTime) -> u64 {
+pub(super) fn unix(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-pub fn unix_ms(t: SystemTime) -> u64 {
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -15,22 +15,22 @@ use super::files::{unix, STATE_DIR};
 /// Longer than any order takes (each request is bounded; an order is bounded
 /// as a whole by `ORDER_TIMEOUT` in `order.rs`), short enough that a crashed
 /// owner delays the others only minutes.
-pub const LEASE: Duration = Duration::from_secs(600);
+pub(super) const LEASE: Duration = Duration::from_secs(600);
 
-pub struct LockGuard {
+pub(super) struct LockGuard {
     path: PathBuf,
     owner: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Acquire {
+pub(super) enum Acquire {
     Got,
     /// Another live owner holds it (their owner string).
     Held(String),
 }
 
 /// This process: the same string for every lock it takes.
-pub fn owner_id() -> &'static str {
+pub(super) fn owner_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -38,7 +38,7 @@ pub fn owner_id() -> &'static str {
     })
 }
 
-pub fn try_lock(certs: &Path, name: &str, owner: &str) -> std::io::Result<(Acquire, Option<LockGuard>)> {
+pub(super) fn try_lock(certs: &Path, name: &str, owner: &str) -> std::io::Result<(Acquire, Option<LockGuard>)> {
     let dir = certs.join(STATE_DIR);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.lock"));

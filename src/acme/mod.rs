@@ -93,7 +93,7 @@ pub(crate) struct Board {
 }
 
 impl Board {
-    pub fn set(&self, status: NameStatus) {
+    pub(crate) fn set(&self, status: NameStatus) {
         self.names.lock().unwrap_or_else(PoisonError::into_inner).insert(status.domain.clone(), status);
     }
 

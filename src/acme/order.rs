@@ -17,12 +17,12 @@ use crate::config::AcmeChallenge;
 use crate::tls::challenges::Challenges;
 
 /// An order as a whole, so a CA that never finishes cannot hold the lock forever.
-pub const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why an order failed; `unknown_account` when the CA no longer knows the
 /// stored account (RFC 8555 `accountDoesNotExist`, or `unauthorized` on it).
 #[derive(Debug)]
-pub struct OrderError {
+pub(super) struct OrderError {
     pub message: String,
     pub unknown_account: bool,
 }
@@ -33,7 +33,7 @@ impl From<String> for OrderError {
     }
 }
 
-pub struct Issued {
+pub(super) struct Issued {
     pub chain_pem: String,
     pub key_pem: String,
     pub cert_url: String,
@@ -57,7 +57,7 @@ impl Drop for Published<'_> {
     }
 }
 
-pub async fn issue(
+pub(super) async fn issue(
     account: &Account,
     domain: &str,
     kind: AcmeChallenge,

@@ -13,20 +13,20 @@
 
 use std::time::{Duration, SystemTime};
 
-pub fn renewal_due(not_before: SystemTime, not_after: SystemTime, renew_before: Duration) -> SystemTime {
+pub(super) fn renewal_due(not_before: SystemTime, not_after: SystemTime, renew_before: Duration) -> SystemTime {
     let lifetime = not_after.duration_since(not_before).unwrap_or_default();
     let ahead = renew_before.min(lifetime / 3);
     not_after.checked_sub(ahead).unwrap_or(not_after)
 }
 
 /// A random moment in the CA's suggested window; its start if the window is empty.
-pub fn in_window(start: SystemTime, end: SystemTime) -> SystemTime {
+pub(super) fn in_window(start: SystemTime, end: SystemTime) -> SystemTime {
     let width = end.duration_since(start).unwrap_or_default();
     start + width.mul_f64(fastrand::f64())
 }
 
 /// The delay before attempt number `failures + 1`, after `failures` (≥ 1) failures in a row.
-pub fn backoff(retry_min: Duration, retry_max: Duration, failures: u32) -> Duration {
+pub(super) fn backoff(retry_min: Duration, retry_max: Duration, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(32);
     let base = retry_min.saturating_mul(1u32 << doublings.min(31)).min(retry_max);
     base.mul_f64(0.8 + 0.4 * fastrand::f64())

@@ -16,19 +16,19 @@ use prometheus_client::registry::Registry;
 use super::Sources;
 use crate::stats::STATUS_CLASSES;
 
-pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(super) use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// The registry, holding one collector over the live state.
-pub struct Metrics(Registry);
+pub(super) struct Metrics(Registry);
 
 impl Metrics {
-    pub fn new(sources: Arc<Sources>) -> Metrics {
+    pub(super) fn new(sources: Arc<Sources>) -> Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Snapshot(sources)));
         Metrics(registry)
     }
 
-    pub fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let mut text = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail; an error here would be a bug in an encoder.
         if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.0) {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 /// One reading of the process' own counters.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Process {
+pub(super) struct Process {
     pub cpu_seconds: f64,
     pub resident_memory_bytes: u64,
     pub virtual_memory_bytes: u64,
@@ -26,7 +26,7 @@ const USER_HZ: f64 = 100.0;
 
 impl Process {
     /// Reads `/proc/self`; `None` where it is not there (or not Linux's).
-    pub fn read() -> Option<Process> {
+    pub(super) fn read() -> Option<Process> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // The command name (field 2) is in parentheses and may hold spaces: split after it.
         let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();

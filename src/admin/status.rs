@@ -12,7 +12,7 @@ use super::Sources;
 use crate::stats::STATUS_CLASSES;
 
 #[derive(Debug, Serialize)]
-pub struct Status {
+pub(super) struct Status {
     /// Unix time of this answer, in seconds with milliseconds (rates are computed from it).
     pub now: f64,
     pub started: f64,
@@ -27,7 +27,7 @@ pub struct Status {
 
 /// The built-in ACME client: each managed name and the order counters.
 #[derive(Debug, Serialize)]
-pub struct AcmeStatus {
+pub(super) struct AcmeStatus {
     pub names: Vec<AcmeNameStatus>,
     pub attempts_total: u64,
     pub issued_total: u64,
@@ -35,7 +35,7 @@ pub struct AcmeStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct AcmeNameStatus {
+pub(super) struct AcmeNameStatus {
     pub domain: String,
     /// "starting", "valid", "ordering", "other_instance" or "failed".
     pub state: &'static str,
@@ -49,7 +49,7 @@ pub struct AcmeNameStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ConfigStatus {
+pub(super) struct ConfigStatus {
     pub generation: u64,
     pub reloads_total: u64,
     pub reload_failures_total: u64,
@@ -60,14 +60,14 @@ pub struct ConfigStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ReloadStatus {
+pub(super) struct ReloadStatus {
     pub ok: bool,
     pub error: Option<String>,
     pub at: f64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ListenerStatus {
+pub(super) struct ListenerStatus {
     pub name: &'static str,
     pub open_connections: i64,
     pub accepted_total: u64,
@@ -78,7 +78,7 @@ pub struct ListenerStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct UpstreamStatus {
+pub(super) struct UpstreamStatus {
     pub name: String,
     pub balance: &'static str,
     /// Requests answered on the routes to this upstream, and how many of them were 5xx.
@@ -89,7 +89,7 @@ pub struct UpstreamStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ServerStatus {
+pub(super) struct ServerStatus {
     pub url: String,
     /// "up", "drained" (weight 0), "unhealthy" (active checks) or "ejected" (passive).
     pub state: &'static str,
@@ -103,7 +103,7 @@ pub struct ServerStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RouteStatus {
+pub(super) struct RouteStatus {
     pub route: String,
     pub upstream: String,
     /// Answers by status class ("2xx": n, ...).
@@ -111,7 +111,7 @@ pub struct RouteStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct CertStatus {
+pub(super) struct CertStatus {
     pub name: String,
     pub names: Vec<String>,
     pub issuer: String,
@@ -129,7 +129,7 @@ fn unix(t: SystemTime) -> f64 {
 const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
 impl Status {
-    pub fn collect(sources: &Sources) -> Status {
+    pub(super) fn collect(sources: &Sources) -> Status {
         let runtime = sources.shared.runtime.load_full();
         let reloads = &sources.reloads;
         let upstreams = runtime

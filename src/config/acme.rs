@@ -12,7 +12,7 @@ use super::schema::{AcmeChallenge, AcmeConfig, Listen, RouteConfig};
 use super::validate::{resolve, Checker, Zero};
 use super::ConfigError;
 
-pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub(super) const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 const WILDCARD: &str =
     "a wildcard needs the DNS-01 challenge, which porter does not do (use lego or certbot with DNS-01)";
 

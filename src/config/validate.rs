@@ -32,12 +32,12 @@ pub(crate) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    pub fn err(&self, loc: Location, field: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, loc: Location, field: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.file, loc, field, message)
     }
 
     /// Parses a spanned string with `parse`, attaching position and field on error.
-    pub fn value<T>(
+    pub(super) fn value<T>(
         &self,
         raw: &S<String>,
         field: &str,
@@ -46,7 +46,7 @@ impl Checker<'_> {
         parse(&raw.value).map_err(|m| self.err(raw.referenced, field, m))
     }
 
-    pub fn duration(
+    pub(super) fn duration(
         &self,
         raw: &Option<S<String>>,
         field: &str,

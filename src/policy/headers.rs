@@ -2,13 +2,16 @@
 //! then `add` (append). Names are parsed once at load; hop-by-hop and framing
 //! headers cannot be set (refused at load). Values may hold placeholders.
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName};
 use http::Response;
 
 use super::template::Template;
 use super::Vars;
 use crate::config::HeaderRulesConfig;
 use crate::upstream::ResponseBody;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 #[derive(Debug)]
 pub struct HeaderRules {
@@ -53,6 +56,13 @@ impl HeaderRules {
 pub fn own_fields(response: &mut Response<ResponseBody>) {
     let Some(raw) = response.body_mut().take_raw_fields() else { return };
     let mut headers = raw.to_header_map();
+    // The writer drops these from raw fields; from a map it would write them. `Connection`
+    // stays: the writer reads its `close` and never writes it.
+    for name in
+        [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRAILER, &header::TRANSFER_ENCODING, &header::UPGRADE]
+    {
+        headers.remove(name);
+    }
     let own = std::mem::take(response.headers_mut());
     let mut last = None;
     for (name, value) in own {

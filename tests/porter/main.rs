@@ -2,6 +2,9 @@
 //! step on a 2-core machine). Every test starts its own porter and backends on
 //! ephemeral 127.0.0.1 ports.
 
+// The helpers are `pub` for the sibling test modules; a test binary has no public surface.
+#![allow(unreachable_pub)]
+
 // Not every test area uses every helper.
 #[allow(dead_code)]
 mod harness;

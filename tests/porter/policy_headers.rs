@@ -19,7 +19,7 @@ fn head(admin: bool) -> String {
 /// A server that answers every request with fields a site usually hides.
 async fn chatty_server() -> SocketAddr {
     const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nX-Powered-By: PHP/8.2\r\n\
-        X-Kept: yes\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+        X-Kept: yes\r\nKeep-Alive: timeout=5\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -119,6 +119,7 @@ async fn response_headers_can_hide_the_server_over_http1_and_http2() {
         let h = r.headers().clone();
         assert!(h.get("server").is_none(), "{h:?}");
         assert!(h.get("x-powered-by").is_none(), "{h:?}");
+        assert!(h.get("keep-alive").is_none(), "hop-by-hop fields stay behind: {h:?}");
         assert_eq!(h["x-frame-options"], "DENY");
         assert_eq!(h.get_all("x-kept").iter().collect::<Vec<_>>(), ["replaced"]);
         assert_eq!(h["x-served-for"], "127.0.0.1");

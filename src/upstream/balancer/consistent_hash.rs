@@ -25,7 +25,7 @@ use crate::upstream::server::Server;
 
 /// Ring points per unit of weight (160 per server at weight 1, as ketama:
 /// with 160 points a server's share of the keys is within about ±10% of its due).
-pub const POINTS_PER_WEIGHT: u64 = 160;
+pub(super) const POINTS_PER_WEIGHT: u64 = 160;
 /// Upper bound on ring size; very large weights get fewer points per unit.
 const MAX_POINTS: u64 = 160_000;
 

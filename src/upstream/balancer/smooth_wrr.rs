@@ -45,7 +45,7 @@ impl SmoothWeightedRoundRobin {
 }
 
 /// nginx's smooth weighted round robin, run for one period.
-pub fn smooth_sequence(weights: &[u32]) -> Vec<u32> {
+pub(super) fn smooth_sequence(weights: &[u32]) -> Vec<u32> {
     let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
     let mut current = vec![0i64; weights.len()];
     let mut sequence = Vec::with_capacity(total as usize);
