@@ -45,7 +45,7 @@ pub struct BasicAuthConfig {
     pub forward_credentials: bool,
 }
 
-pub const DEFAULT_REALM: &str = "restricted";
+pub(crate) const DEFAULT_REALM: &str = "restricted";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HtpasswdUser {
@@ -89,7 +89,7 @@ const NOT_COPIED: [&str; 9] = [
     "content-length",
 ];
 
-pub const DEFAULT_FORWARD_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_FORWARD_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) fn basic_auth(
     check: &Checker,
