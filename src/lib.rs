@@ -73,4 +73,4 @@ pub mod tls;
 pub mod upstream;
 
 pub use config::Config;
-pub use porter::{restart_needed, start, start_with, validate, Porter, StartError};
+pub use porter::{restart_needed, start, start_with, validate, BindAddress, Porter, StartError};

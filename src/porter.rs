@@ -58,15 +58,48 @@ struct CertWatch {
     task: Option<JoinHandle<()>>,
 }
 
+/// Why porter did not start, or refused a reload (the running configuration stays).
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub enum StartError {
+    /// A listener could not take its address: which listener, where, and why.
+    Bind { what: &'static str, address: BindAddress, cause: std::io::Error },
+    /// The configuration cannot run as written (the message names the setting).
+    Config(String),
+    /// The process could not set up something it needs (the access log's writer,
+    /// a socket copy, the HTTP/3 endpoint).
+    Runtime(String),
+}
+
+/// Where a listener was to listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindAddress {
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
+    /// A socket handed over (systemd socket activation, or an upgrade).
+    Inherited,
+}
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StartError::Bind { what, address, cause } => match address {
+                BindAddress::Tcp(addr) => write!(f, "cannot listen for {what} on {addr}: {cause}"),
+                BindAddress::Udp(addr) => write!(f, "cannot listen for {what} on UDP {addr}: {cause}"),
+                BindAddress::Inherited => write!(f, "cannot listen for {what} on the inherited socket: {cause}"),
+            },
+            StartError::Config(message) | StartError::Runtime(message) => f.write_str(message),
+        }
     }
 }
-impl std::error::Error for StartError {}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+}
 
 /// How often the certificate folder is rescanned for new, renewed or removed files.
 const CERT_RESCAN: Duration = Duration::from_secs(1);
@@ -99,8 +132,9 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
         }
     }
     let certs = CertResolver::new(store);
-    let access_log = access_log::Sink::start().map_err(|e| StartError(format!("cannot start the access log: {e}")))?;
-    let log = access_log.prepare(&config.access_log).map_err(StartError)?;
+    let access_log =
+        access_log::Sink::start().map_err(|e| StartError::Runtime(format!("cannot start the access log: {e}")))?;
+    let log = access_log.prepare(&config.access_log).map_err(StartError::Config)?;
 
     let https_listener = bind(config.listen.https, "https", inherited).await?;
     let http_listener = bind(config.listen.http, "http", inherited).await?;
@@ -119,12 +153,15 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
     // HTTP/3's UDP socket: the https listener's address and port (the port the
     // kernel chose, when port 0 was asked for).
     let http3_socket = match (config.listen.http3, https_addr) {
-        (true, Some(addr)) => Some(
-            listener::h3::bind(addr).map_err(|e| StartError(format!("cannot listen for HTTP/3 on UDP {addr}: {e}")))?,
-        ),
+        (true, Some(addr)) => Some(listener::h3::bind(addr).map_err(|cause| StartError::Bind {
+            what: "HTTP/3",
+            address: BindAddress::Udp(addr),
+            cause,
+        })?),
         _ => None,
     };
-    let mut runtime = Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError)?;
+    let mut runtime =
+        Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError::Config)?;
     runtime.access_log = access_log.apply(log);
     let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime) });
     let (stop, stop_rx) = watch::channel(false);
@@ -151,7 +188,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
     if let Some(socket) = http3_socket {
         let slots = slots_for(&mut slots, config.limits.max_connections);
         let (http3, task) = listener::h3::Http3::start(socket, shared.clone(), drain.clone(), slots, stop_rx.clone())
-            .map_err(|e| StartError(format!("cannot serve HTTP/3: {e}")))?;
+            .map_err(|e| StartError::Runtime(format!("cannot serve HTTP/3: {e}")))?;
         tracing::info!(address = %http3.addr, "listening for HTTP/3 (QUIC, UDP)");
         http3_addr = Some(http3.addr);
         listener_stats.push(http3.stats.clone());
@@ -227,7 +264,7 @@ impl Porter {
         let result = self.apply(config);
         match &result {
             Ok(()) => self.reloads.applied(),
-            Err(e) => self.reloads.refused(&e.0),
+            Err(e) => self.reloads.refused(&e.to_string()),
         }
         result
     }
@@ -244,7 +281,7 @@ impl Porter {
             tracing::warn!("{warning}");
         }
         // First: a file that cannot be opened refuses the reload before anything changes.
-        let log = self.access_log.prepare(&config.access_log).map_err(StartError)?;
+        let log = self.access_log.prepare(&config.access_log).map_err(StartError::Config)?;
         {
             let mut listen = self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for warning in restart_needed(&listen, &config.listen) {
@@ -284,7 +321,7 @@ impl Porter {
         let previous = self.shared.runtime.load_full();
         let mut runtime =
             Runtime::build(config, self.certs.clone(), self.https_addr.map(|a| a.port()), Some(&previous))
-                .map_err(StartError)?;
+                .map_err(StartError::Config)?;
         runtime.access_log = self.access_log.apply(log);
         self.shared.runtime.store(Arc::new(runtime));
         for slots in &self.slots {
@@ -370,10 +407,10 @@ pub fn validate(config: &Config) -> Result<Vec<String>, StartError> {
     if let (true, Some(path)) = (config.access_log.enabled, &config.access_log.path) {
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if path.is_dir() {
-            return Err(StartError(format!("access_log.path: {} is a folder, not a file", path.display())));
+            return Err(StartError::Config(format!("access_log.path: {} is a folder, not a file", path.display())));
         }
         if !folder.is_dir() {
-            return Err(StartError(format!(
+            return Err(StartError::Config(format!(
                 "access_log.path: {}: the folder {} does not exist",
                 path.display(),
                 folder.display()
@@ -408,19 +445,22 @@ pub fn restart_needed(running: &config::Listen, new: &config::Listen) -> Vec<Str
 
 async fn bind(
     address: Option<SocketAddr>,
-    what: &str,
+    what: &'static str,
     inherited: &mut listener::inherit::Inherited,
 ) -> Result<Option<TcpListener>, StartError> {
     let Some(address) = address else { return Ok(None) };
     if let Some(listener) = inherited.take(what, address) {
-        return TcpListener::from_std(listener)
-            .map(Some)
-            .map_err(|e| StartError(format!("cannot listen for {what} on the inherited socket: {e}")));
+        return TcpListener::from_std(listener).map(Some).map_err(|cause| StartError::Bind {
+            what,
+            address: BindAddress::Inherited,
+            cause,
+        });
     }
-    listener::dual_stack::bind(address, what)
-        .await
-        .map(Some)
-        .map_err(|e| StartError(format!("cannot listen for {what} on {address}: {e}")))
+    listener::dual_stack::bind(address, what).await.map(Some).map_err(|cause| StartError::Bind {
+        what,
+        address: BindAddress::Tcp(address),
+        cause,
+    })
 }
 
 fn slots_for(all: &mut Vec<Arc<listener::Slots>>, size: usize) -> Arc<listener::Slots> {
@@ -430,7 +470,7 @@ fn slots_for(all: &mut Vec<Arc<listener::Slots>>, size: usize) -> Arc<listener::
 }
 
 fn io_error(e: std::io::Error) -> StartError {
-    StartError(e.to_string())
+    StartError::Runtime(e.to_string())
 }
 
 fn spawn_pool_sweeper(shared: Arc<Shared>) -> JoinHandle<()> {

@@ -67,7 +67,9 @@ pub async fn handle_checked(
         record
     });
     let mut pending = Abandoned { route: None, record: record.take(), unrouted: &runtime.unrouted, start, armed: true };
-    let mut vars = None;
+    // Boxed: only routes with policy or a local action fill it, and a plain route's
+    // future stays as small as it was.
+    let mut vars: Option<Box<Vars>> = None;
     let result = match verdict {
         Ok(()) => proxy(request, host, conn, &runtime, &mut pending.route, &mut pending.record, &mut vars).await,
         Err(e) => Err(e),
@@ -78,7 +80,7 @@ pub async fn handle_checked(
         Err(error) => error.to_response(),
     };
     // The route's response phases, on its every answer (porter's own 403, 502, ... too).
-    if let (Some(policy), Some(vars)) = (route.and_then(|r| r.policy.as_deref()), &vars) {
+    if let (Some(policy), Some(vars)) = (route.and_then(|r| r.policy.as_deref()), vars.as_deref()) {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             policy.respond(&mut response, vars);
         }
@@ -147,7 +149,7 @@ async fn proxy<'r>(
     runtime: &'r Runtime,
     matched: &mut Option<&'r router::Route>,
     record: &mut Option<AccessRecord>,
-    vars_out: &mut Option<Vars>,
+    vars_out: &mut Option<Box<Vars>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let host = host.ok_or(ProxyError::MissingHost)?;
     let mut host_buf = [0u8; 256];
@@ -172,7 +174,7 @@ async fn proxy<'r>(
     let upstream = match (&route.action, &route.policy) {
         (Action::Upstream(upstream), None) => upstream,
         (action, policy) => {
-            let vars = vars_out.insert(request_vars(&request, &host, host_name, conn, runtime));
+            let vars = &**vars_out.insert(Box::new(request_vars(&request, &host, host_name, conn, runtime)));
             if let Some(policy) = policy {
                 if let Some(answer) = policy.check(&mut request, vars).await {
                     return Ok(answered(route, answer, record));
@@ -230,7 +232,9 @@ async fn proxy<'r>(
         _ => &headers::VIA_HTTP11,
     };
     headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
-    if let (Some(rules), Some(vars)) = (route.policy.as_ref().and_then(|p| p.request_headers.as_ref()), &*vars_out) {
+    if let (Some(rules), Some(vars)) =
+        (route.policy.as_ref().and_then(|p| p.request_headers.as_ref()), vars_out.as_deref())
+    {
         rules.apply(&mut parts.headers, vars);
     }
     if let Some(Some(protocol)) = &upgrade {

@@ -210,3 +210,26 @@ async fn sigterm_waits_for_an_open_websocket_tunnel() {
     };
     assert_eq!(code, Some(0));
 }
+
+/// A listener that cannot take its address fails the start with a typed error naming
+/// the listener, the address and the cause (docs/configuration.md, Command line).
+#[tokio::test]
+async fn a_taken_address_fails_the_start_naming_the_listener_address_and_cause() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen:\n  http: \"{addr}\"\nupstreams:\n  web:\n    servers:\n      - url: http://127.0.0.1:9\nroutes:\n  - path: /\n    upstream: web\n"
+    );
+    let config = porter::Config::from_yaml(&yaml, &dir.path().join("porter.yaml")).unwrap();
+    let error = porter::start(config).await.err().expect("the address is taken: the start must fail");
+    match &error {
+        porter::StartError::Bind { what, address, cause } => {
+            assert_eq!((*what, *address), ("http", porter::BindAddress::Tcp(addr)));
+            assert_eq!(cause.kind(), std::io::ErrorKind::AddrInUse, "{cause}");
+        }
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+    assert!(error.to_string().starts_with(&format!("cannot listen for http on {addr}: ")), "{error}");
+    assert!(std::error::Error::source(&error).is_some(), "the cause is the error's source");
+}

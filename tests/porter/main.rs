@@ -40,6 +40,7 @@ mod policy_access;
 mod policy_actions;
 mod policy_config;
 mod policy_headers;
+mod policy_http3;
 mod pooling;
 mod post_quantum;
 mod proxy_protocol;
