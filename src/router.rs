@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use crate::config::{RouteAction, RouteConfig};
 use crate::policy::action::{Redirect, Respond};
-use crate::policy::{RoutePolicy, RuleCounts};
+use crate::policy::rate_limit::RedisStore;
+use crate::policy::{Context, RoutePolicy, RuleCounts};
 use crate::stats::StatusCounts;
 use crate::upstream::Upstream;
 
@@ -108,6 +109,7 @@ impl Router {
         routes: &[RouteConfig],
         upstream_by_name: &HashMap<String, Arc<Upstream>>,
         previous: Option<&Router>,
+        rate_limit_store: Option<&Arc<RedisStore>>,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Router {
         let mut router = Router::default();
@@ -126,12 +128,21 @@ impl Router {
             let upstream_name = cfg.upstream().unwrap_or("none");
             let before =
                 previous.and_then(|p| p.routes().find(|r| *r.label == *label && r.upstream_name() == upstream_name));
+            let context = Context {
+                label: &label,
+                rate_limit_store,
+                cancel,
+                // By label alone: a route's policy state does not depend on its upstream.
+                previous: previous
+                    .and_then(|p| p.routes().find(|r| *r.label == *label))
+                    .and_then(|r| r.policy.as_deref()),
+            };
             let route = Arc::new(Route {
-                label: label.into(),
+                label: label.as_str().into(),
                 prefix: cfg.path.clone().into(),
                 strip_prefix: cfg.strip_prefix,
                 action,
-                policy: RoutePolicy::compile(&cfg.policy, cancel).map(Arc::new),
+                policy: RoutePolicy::compile(&cfg.policy, &context).map(Arc::new),
                 responses: before.map(|r| r.responses.clone()).unwrap_or_default(),
                 answers: before.map(|r| r.answers.clone()).unwrap_or_default(),
             });

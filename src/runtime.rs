@@ -45,6 +45,8 @@ pub struct Runtime {
     /// Where this snapshot's requests log (`None`: the access log is off). Set by
     /// `Porter` after the build, from its writer.
     pub access_log: Option<Arc<crate::access_log::Log>>,
+    /// `rate_limit_store`: the Redis connection this snapshot's rate limits share.
+    pub rate_limit_store: Option<Arc<crate::policy::rate_limit::RedisStore>>,
     /// `listen.http3` with an https listener: HTTP/3 is served (the listener builds
     /// each snapshot's QUIC settings from `certs` and `limits`).
     pub http3: bool,
@@ -81,12 +83,19 @@ impl Runtime {
             None => None,
         };
         let tls = crate::tls::server_config(certs.clone(), config.tls.min_version);
+        let rate_limit_store = match &config.rate_limit_store {
+            Some(store) => {
+                let before = previous.and_then(|p| p.rate_limit_store.as_deref());
+                Some(crate::policy::rate_limit::RedisStore::start(store, before, &cancel)?)
+            }
+            None => None,
+        };
         // HTTP/3 rides on the https listener (its UDP twin): only with one.
         let http3 = config.listen.http3 && https_port.is_some();
         let alt_svc = config.http.redirect_port.or(https_port).filter(|_| http3).map(alt_svc);
         guard.disarm();
         Ok(Runtime {
-            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router), &cancel),
+            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router), rate_limit_store.as_ref(), &cancel),
             unrouted: previous.map(|p| p.unrouted.clone()).unwrap_or_default(),
             by_protocol: previous.map(|p| p.by_protocol.clone()).unwrap_or_default(),
             upstreams,
@@ -100,6 +109,7 @@ impl Runtime {
             proxy_protocol: config.listen.proxy_protocol,
             trusted_proxies: config.listen.trusted_proxies.clone(),
             access_log: None,
+            rate_limit_store,
             http3,
             alt_svc,
             cancel,

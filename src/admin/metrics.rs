@@ -169,6 +169,23 @@ impl Collector for Snapshot {
         )?;
         ConstCounter::new(crate::access_log::dropped_lines()).encode(dropped)?;
 
+        if let Some(store) = &runtime.rate_limit_store {
+            let errors = e.encode_descriptor(
+                "porter_rate_limit_store_errors",
+                "Requests whose rate limit Redis (rate_limit_store) did not decide in time; on_error answered them",
+                None,
+                counter_type,
+            )?;
+            ConstCounter::new(store.errors()).encode(errors)?;
+            let up = e.encode_descriptor(
+                "porter_rate_limit_store_up",
+                "1 while porter holds a connection to the rate_limit_store Redis, 0 while it reconnects",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(store.connected())).encode(up)?;
+        }
+
         let mut m = e.encode_descriptor(
             "porter_certificate_expiry_timestamp_seconds",
             "When each loaded certificate expires (Unix time)",

@@ -17,6 +17,7 @@ mod error;
 mod load;
 mod locate;
 mod policy;
+mod rate_limit;
 mod raw;
 mod schema;
 mod units;
@@ -37,6 +38,7 @@ use std::time::Duration;
 pub use auth::{BasicAuthConfig, ForwardAuthConfig, HtpasswdUser, PasswordHash};
 pub use cidr::Cidr;
 pub use error::ConfigError;
+pub use rate_limit::{parse_rate, OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig, DEFAULT_STORE_TIMEOUT};
 pub use schema::{
     AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HeaderRulesConfig,
     HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, Placeholder, PolicyConfig, PoolConfig,
@@ -56,6 +58,8 @@ pub struct Config {
     pub acme: Option<AcmeConfig>,
     pub shutdown_timeout: Duration,
     pub access_log: AccessLogConfig,
+    /// `rate_limit_store:`: routes' rate limits kept in Redis, shared between instances.
+    pub rate_limit_store: Option<RateLimitStoreConfig>,
     /// Sorted by name; every route's `upstream` is a key here.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In file order; never empty.

@@ -109,6 +109,10 @@ pub(crate) fn policy(
             None => None,
         },
         response_headers: header_rules(check, raw.response_headers.as_ref(), &join(prefix, "response_headers"))?,
+        rate_limit: match &raw.rate_limit {
+            Some(raw) => Some(super::rate_limit::rate_limit(check, raw, &join(prefix, "rate_limit"))?),
+            None => None,
+        },
         basic_auth: match &raw.basic_auth {
             Some(b) => Some(super::auth::basic_auth(check, &join(prefix, "basic_auth"), b, base_dir)?),
             None => None,

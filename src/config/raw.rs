@@ -26,6 +26,7 @@ pub(crate) struct RawConfig {
     pub access_log: Option<RawAccessLog>,
     /// Named blocks of route policy (SPEC §9), used by routes' `policies: [name]`.
     pub policies: Option<S<SpannedMap<S<RawPolicy>>>>,
+    pub rate_limit_store: Option<super::rate_limit::RawRateLimitStore>,
     // Absent = no upstreams; each route then reports the missing name.
     pub upstreams: Option<S<SpannedMap<S<RawUpstream>>>>,
     pub routes: S<Vec<S<RawRoute>>>,
@@ -204,7 +205,7 @@ macro_rules! with_policy_fields {
             request_headers: Option<S<RawHeaderRules>>,
             rewrite: Option<S<RawRewrite>>,
             response_headers: Option<S<RawHeaderRules>>,
-            // rate_limit: added by src/policy/rate_limit.rs
+            rate_limit: Option<super::rate_limit::RawRateLimit>,
             basic_auth: Option<S<super::auth::RawBasicAuth>>,
             forward_auth: Option<S<super::auth::RawForwardAuth>>,
             // compress: added by src/policy/compress.rs

@@ -490,7 +490,8 @@ pub struct PolicyConfig {
     pub request_headers: HeaderRulesConfig,
     pub rewrite: Option<RewriteConfig>,
     pub response_headers: HeaderRulesConfig,
-    // rate_limit: added by src/policy/rate_limit.rs
+    /// `rate_limit:`: a token bucket per key; 429 above it (docs/configuration.md, Rate limits).
+    pub rate_limit: Option<super::RateLimitConfig>,
     pub basic_auth: Option<super::auth::BasicAuthConfig>,
     pub forward_auth: Option<super::auth::ForwardAuthConfig>,
     // compress: added by src/policy/compress.rs
@@ -511,6 +512,9 @@ impl PolicyConfig {
             self.rewrite = later.rewrite;
         }
         self.response_headers.merge(later.response_headers);
+        if later.rate_limit.is_some() {
+            self.rate_limit = later.rate_limit;
+        }
         if later.basic_auth.is_some() {
             self.basic_auth = later.basic_auth;
         }

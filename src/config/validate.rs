@@ -82,6 +82,10 @@ pub(crate) fn validate(mut raw: RawConfig, file: &Path, base_dir: &Path) -> Resu
     let shutdown_timeout =
         check.duration(&raw.shutdown_timeout, "shutdown_timeout", Duration::from_secs(30), Zero::Allowed)?;
     let access_log = access_log(&check, raw.access_log.as_ref(), base_dir)?;
+    let rate_limit_store = match &raw.rate_limit_store {
+        Some(store) => Some(super::rate_limit::store(&check, store)?),
+        None => None,
+    };
     let upstreams = match &raw.upstreams {
         Some(map) => super::upstream::upstreams(&check, &map.value, base_dir)?,
         None => BTreeMap::new(),
@@ -100,6 +104,7 @@ pub(crate) fn validate(mut raw: RawConfig, file: &Path, base_dir: &Path) -> Resu
         acme,
         shutdown_timeout,
         access_log,
+        rate_limit_store,
         upstreams,
         routes,
         base_dir: base_dir.to_path_buf(),

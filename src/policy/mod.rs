@@ -7,7 +7,7 @@
 //! same for HTTP/1.1 and HTTP/2, whose pipeline is shared):
 //!
 //! 1. `allow` / `deny` ([`access`]) — 403
-//! 2. `rate_limit` — 429 (added by `rate_limit.rs`)
+//! 2. `rate_limit` ([`rate_limit`]) — 429 with `Retry-After`
 //! 3. `basic_auth` ([`basic_auth`]) / `forward_auth` ([`forward_auth`]) — 401 / the auth server's answer
 //! 4. the action: `upstream` (with [`headers`] `request_headers` and [`rewrite`] applied
 //!    before forwarding), or a local [`action`]: `redirect` / `respond`
@@ -23,24 +23,25 @@ pub mod basic_auth;
 pub mod client;
 pub mod forward_auth;
 pub mod headers;
+pub mod rate_limit;
 pub mod rewrite;
 pub mod template;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, Uri};
 
 use crate::body::ClientBody;
 use crate::config::PolicyConfig;
 use crate::upstream::ResponseBody;
-use tokio_util::sync::CancellationToken;
 
 /// One route's compiled policy. Every phase is optional; an absent one costs nothing.
 #[derive(Debug)]
 pub struct RoutePolicy {
     pub access: Option<access::Access>,
-    // rate_limit: added by src/policy/rate_limit.rs
+    pub rate_limit: Option<rate_limit::RateLimit>,
     pub basic_auth: Option<basic_auth::BasicAuth>,
     pub forward_auth: Option<forward_auth::ForwardAuth>,
     pub request_headers: Option<headers::HeaderRules>,
@@ -51,19 +52,23 @@ pub struct RoutePolicy {
 
 impl RoutePolicy {
     /// `None` for a route without policy, so it pays nothing per request.
-    /// `config` has been validated: nothing here can fail. `cancel` (the snapshot's token)
-    /// ends the background work a phase starts (forward auth's DNS refresh).
-    pub fn compile(config: &PolicyConfig, cancel: &CancellationToken) -> Option<RoutePolicy> {
+    /// `config` has been validated: nothing here can fail.
+    pub fn compile(config: &PolicyConfig, context: &Context<'_>) -> Option<RoutePolicy> {
         if config.is_empty() {
             return None;
         }
+        let previous = context.previous;
         Some(RoutePolicy {
             access: access::Access::compile(&config.allow, &config.deny),
+            rate_limit: config.rate_limit.as_ref().map(|limit| {
+                let before = previous.and_then(|p| p.rate_limit.as_ref());
+                rate_limit::RateLimit::new(limit, context.label, context.rate_limit_store, before)
+            }),
             request_headers: headers::HeaderRules::compile(&config.request_headers),
             rewrite: config.rewrite.as_ref().map(rewrite::Rewrite::compile),
             response_headers: headers::HeaderRules::compile(&config.response_headers),
             basic_auth: config.basic_auth.as_ref().map(basic_auth::BasicAuth::new),
-            forward_auth: config.forward_auth.as_ref().map(|f| forward_auth::ForwardAuth::new(f, cancel)),
+            forward_auth: config.forward_auth.as_ref().map(|f| forward_auth::ForwardAuth::new(f, context.cancel)),
         })
     }
 
@@ -73,7 +78,11 @@ impl RoutePolicy {
         if let Some(answer) = self.access.as_ref().and_then(|access| access.check(vars.client_ip)) {
             return Some(answer);
         }
-        // rate_limit: added by src/policy/rate_limit.rs
+        if let Some(limit) = &self.rate_limit {
+            if let rate_limit::Decision::Limited(wait) = limit.check(vars.client_ip, request.headers()).await {
+                return Some(Answer { rule: Rule::RateLimit, response: rate_limit::too_many_requests(wait) });
+            }
+        }
         if let Some(auth) = &self.basic_auth {
             if let Err(response) = auth.check(request.headers_mut()).await {
                 return Some(Answer { rule: Rule::BasicAuth, response });
@@ -101,6 +110,19 @@ impl RoutePolicy {
     pub fn has_response_phase(&self) -> bool {
         self.response_headers.is_some()
     }
+}
+
+/// What compiling a route's policy needs besides its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The route's label (`example.com/api/`): names its buckets in Redis.
+    pub label: &'a str,
+    /// `rate_limit_store`: the Redis connection of this configuration.
+    pub rate_limit_store: Option<&'a Arc<rate_limit::RedisStore>>,
+    /// The same route's policy in the configuration being replaced (state that carries over).
+    pub previous: Option<&'a RoutePolicy>,
+    /// The snapshot's token: ends the background work a phase starts (forward auth's DNS refresh).
+    pub cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// The request facts that templates (`{host}`, ...) and phases read, taken once

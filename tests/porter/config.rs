@@ -93,6 +93,7 @@ fn examples_check_out() {
         "ip-allowlist.yaml",
         "porter.yaml",
         "quickstart.yaml",
+        "rate-limit.yaml",
         "redirects.yaml",
         "security-headers.yaml",
         "sticky-sessions.yaml",

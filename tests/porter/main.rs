@@ -44,6 +44,7 @@ mod policy_http3;
 mod pooling;
 mod post_quantum;
 mod proxy_protocol;
+mod rate_limit;
 mod redirect;
 mod reload;
 mod resilience;
