@@ -54,7 +54,7 @@ USER 65532:65532
 VOLUME ["/etc/porter", "/var/lib/porter/certs"]
 # http (redirects, ACME challenges) and https; the admin listener
 # (127.0.0.1:9901 in the examples) stays inside the container.
-EXPOSE 8080 8443
+EXPOSE 8080 8443 8443/udp
 ENV RUST_LOG=info
 # There is no curl in the image: porter itself GETs the admin listener's
 # /healthz (200 while serving, 503 while draining). The config must set

@@ -50,6 +50,8 @@ pub struct Porter {
     listening: Vec<(&'static str, std::os::fd::OwnedFd)>,
     /// Stops the admin listener's accepting at once (a hand-over: the successor answers).
     admin_stop: watch::Sender<bool>,
+    /// The HTTP/3 endpoint (`listen.http3`), for a hand-over to let go of its UDP socket.
+    http3: Option<listener::h3::Http3>,
 }
 
 struct CertWatch {
@@ -139,6 +141,8 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
     let https_listener = bind(config.listen.https, "https", inherited).await?;
     let http_listener = bind(config.listen.http, "http", inherited).await?;
     let admin_listener = bind(config.listen.admin, "admin", inherited).await?;
+    // HTTP/3's UDP socket handed over, if any (bound below otherwise).
+    let http3_inherited = config.listen.https.filter(|_| config.listen.http3).and_then(|a| inherited.take_udp(a));
     inherited.close_unused();
     let mut listening = Vec::new();
     for (name, listener) in [("https", &https_listener), ("http", &http_listener), ("admin", &admin_listener)] {
@@ -152,14 +156,19 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
 
     // HTTP/3's UDP socket: the https listener's address and port (the port the
     // kernel chose, when port 0 was asked for).
-    let http3_socket = match (config.listen.http3, https_addr) {
-        (true, Some(addr)) => Some(listener::h3::bind(addr).map_err(|cause| StartError::Bind {
+    let http3_socket = match (config.listen.http3, https_addr, http3_inherited) {
+        (true, Some(_), Some(socket)) => Some(socket),
+        (true, Some(addr), None) => Some(listener::h3::bind(addr).map_err(|cause| StartError::Bind {
             what: "HTTP/3",
             address: BindAddress::Udp(addr),
             cause,
         })?),
         _ => None,
     };
+    if let Some(socket) = &http3_socket {
+        // Handed to a successor like the TCP listeners ([`Porter::listening_fds`]).
+        listening.push(("h3", std::os::fd::AsFd::as_fd(socket).try_clone_to_owned().map_err(io_error)?));
+    }
     let mut runtime =
         Runtime::build(&config, certs.clone(), https_addr.map(|a| a.port()), None).map_err(StartError::Config)?;
     runtime.access_log = access_log.apply(log);
@@ -184,15 +193,20 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
             move |stream, peer| listener::https::serve(stream, peer, shared.clone(), drain.watch(), stats.clone()),
         )));
     }
+    let mut http3 = None;
     let mut http3_addr = None;
+    let mut quic_stats = None;
     if let Some(socket) = http3_socket {
         let slots = slots_for(&mut slots, config.limits.max_connections);
-        let (http3, task) = listener::h3::Http3::start(socket, shared.clone(), drain.clone(), slots, stop_rx.clone())
-            .map_err(|e| StartError::Runtime(format!("cannot serve HTTP/3: {e}")))?;
-        tracing::info!(address = %http3.addr, "listening for HTTP/3 (QUIC, UDP)");
-        http3_addr = Some(http3.addr);
-        listener_stats.push(http3.stats.clone());
+        let (endpoint, task) =
+            listener::h3::Http3::start(socket, shared.clone(), drain.clone(), slots, stop_rx.clone())
+                .map_err(|e| StartError::Runtime(format!("cannot serve HTTP/3: {e}")))?;
+        tracing::info!(address = %endpoint.addr, "listening for HTTP/3 (QUIC, UDP)");
+        http3_addr = Some(endpoint.addr);
+        quic_stats = Some(endpoint.quic.clone());
+        listener_stats.push(endpoint.stats.clone());
         accept_tasks.push(task);
+        http3 = Some(endpoint);
     }
     if let Some(listener) = http_listener {
         let shared = shared.clone();
@@ -220,6 +234,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
             drain: drain.clone(),
             started: std::time::SystemTime::now(),
             acme: acme.clone(),
+            quic: quic_stats,
         };
         tokio::spawn(admin::serve(listener, Arc::new(sources), admin_stop_rx))
     });
@@ -251,6 +266,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
         access_log,
         listening,
         admin_stop,
+        http3,
     })
 }
 
@@ -366,6 +382,9 @@ impl Porter {
     /// this one's would say 503 while it drains).
     pub async fn hand_over(self, timeout: Duration) {
         let _ = self.admin_stop.send(true);
+        if let Some(http3) = &self.http3 {
+            http3.let_go();
+        }
         self.shutdown(timeout).await;
     }
 

@@ -342,6 +342,28 @@ impl Snapshot {
         for l in listeners {
             counter(&mut m, &[("listener", l.name)], l.accepted_total.load(RELAXED))?;
         }
+        if let Some(quic) = &self.0.quic {
+            let series = [
+                (
+                    "porter_quic_retries",
+                    "QUIC Retry packets sent (address validation under a handshake flood)",
+                    &quic.retries_total,
+                ),
+                (
+                    "porter_quic_refused",
+                    "QUIC connection attempts refused: max_connections reached",
+                    &quic.refused_total,
+                ),
+            ];
+            for (name, help, value) in series {
+                ConstCounter::new(value.load(RELAXED)).encode(e.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Counter,
+                )?)?;
+            }
+        }
         let tls: Vec<_> = listeners.iter().filter(|l| l.tls).collect();
         let mut m =
             e.encode_descriptor("porter_tls_handshakes", "TLS handshakes completed", None, MetricType::Counter)?;

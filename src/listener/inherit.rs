@@ -13,6 +13,8 @@
 //! A listener of the configuration takes the socket with its name (`https`,
 //! `http`, `admin`); a socket without one of those names (a socket unit with
 //! several `ListenStream=` names them all after itself) is matched by its address.
+//! HTTP/3's UDP socket (`h3`; a `ListenDatagram=` of the socket unit) is taken the
+//! same way, from the UDP sockets only.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -45,11 +47,20 @@ struct Socket {
     listener: std::net::TcpListener,
 }
 
+#[derive(Debug)]
+struct Datagram {
+    name: String,
+    address: SocketAddr,
+    socket: std::net::UdpSocket,
+}
+
 /// The sockets handed to this process; [`Inherited::take`] gives them to the listeners.
 #[derive(Debug, Default)]
 pub struct Inherited {
     source: Option<Source>,
     sockets: Vec<Socket>,
+    /// UDP sockets (HTTP/3), apart: a TCP listener never takes one, nor the other way round.
+    datagrams: Vec<Datagram>,
     /// The hand-over's readiness channel back to the old process.
     ready: Option<std::os::unix::net::UnixStream>,
 }
@@ -102,8 +113,15 @@ impl Inherited {
     }
 
     fn add(&mut self, name: String, fd: OwnedFd) -> Result<(), String> {
+        if is_inet_udp(&fd) {
+            let socket = std::net::UdpSocket::from(fd);
+            socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let address = socket.local_addr().map_err(|e| e.to_string())?;
+            self.datagrams.push(Datagram { name, address, socket });
+            return Ok(());
+        }
         if !is_listening_tcp(&fd) {
-            return Err(format!("fd {} ({name}) is not a listening TCP socket", fd.as_raw_fd()));
+            return Err(format!("fd {} ({name}) is neither a listening TCP socket nor a UDP one", fd.as_raw_fd()));
         }
         let listener = std::net::TcpListener::from(fd);
         // systemd hands sockets over blocking; tokio needs them non-blocking.
@@ -151,12 +169,38 @@ impl Inherited {
         Some(socket.listener)
     }
 
+    /// The inherited UDP socket for HTTP/3 on the https address `configured`: the one
+    /// named `h3` (from the old porter only at the same address), else one at that
+    /// address (from systemd, also the same port with one side the wildcard).
+    pub fn take_udp(&mut self, configured: SocketAddr) -> Option<std::net::UdpSocket> {
+        let source = self.source?;
+        let fits = |s: &Datagram, loose: bool| {
+            same_address(configured, s.address)
+                || (loose && source == Source::Systemd && same_port_one_wildcard(configured, s.address))
+        };
+        let index = self
+            .datagrams
+            .iter()
+            .position(|s| s.name == "h3" && (source == Source::Systemd || fits(s, false)))
+            .or_else(|| self.datagrams.iter().position(|s| s.name != "h3" && fits(s, false)))
+            .or_else(|| self.datagrams.iter().position(|s| s.name != "h3" && fits(s, true)))?;
+        let datagram = self.datagrams.remove(index);
+        tracing::info!(address = %datagram.address, "HTTP/3: UDP socket from {}", source.describe());
+        Some(datagram.socket)
+    }
+
     /// Closes the sockets no listener took, with a warning naming each.
     pub fn close_unused(&mut self) {
         for socket in self.sockets.drain(..) {
             tracing::warn!(
                 name = %socket.name, address = %socket.address,
                 "an inherited socket matches no listener of the configuration: closed"
+            );
+        }
+        for datagram in self.datagrams.drain(..) {
+            tracing::warn!(
+                name = %datagram.name, address = %datagram.address,
+                "an inherited UDP socket matches no HTTP/3 listener (listen.http3 with listen.https): closed"
             );
         }
     }
@@ -204,6 +248,21 @@ fn open_fd(text: &str, seen: &mut Vec<RawFd>) -> Result<OwnedFd, String> {
     // SAFETY: F_SETFD on a descriptor we own.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     Ok(fd)
+}
+
+/// A UDP socket of an inet family (HTTP/3's).
+fn is_inet_udp(fd: &OwnedFd) -> bool {
+    let get = |option| sock_opt(fd, option);
+    get(libc::SO_TYPE) == Some(libc::SOCK_DGRAM) && matches!(get(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
+}
+
+fn sock_opt(fd: &OwnedFd, option: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`, which is that large.
+    let r =
+        unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, option, (&raw mut value).cast(), &raw mut len) };
+    (r == 0).then_some(value)
 }
 
 /// A TCP socket in the listening state (SO_TYPE stream, SO_ACCEPTCONN set, an inet family).
@@ -281,7 +340,9 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(is_listening_tcp(&OwnedFd::from(listener)));
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert!(!is_listening_tcp(&OwnedFd::from(udp)));
+        let udp = OwnedFd::from(udp);
+        assert!(!is_listening_tcp(&udp));
+        assert!(is_inet_udp(&udp));
         let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
         assert!(!is_listening_tcp(&OwnedFd::from(unix)));
     }

@@ -54,7 +54,7 @@ fn compose_file_validates_and_its_porter_config_checks_out() {
     let porter = &compose["services"]["porter"];
     assert_eq!(porter["build"], ".", "porter is built from the repository's Dockerfile");
     let ports: Vec<&str> = porter["ports"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
-    assert_eq!(ports, ["80:8080", "443:8443"]);
+    assert_eq!(ports, ["80:8080", "443:8443", "443:8443/udp"], "HTTP/3 on UDP too");
     let volumes = porter["volumes"].to_string();
     assert!(volumes.contains("./deploy/compose/porter.yaml:/etc/porter/porter.yaml:ro"), "{volumes}");
     assert!(volumes.contains("./certs:/var/lib/porter/certs"), "{volumes}");
@@ -71,7 +71,9 @@ fn compose_file_validates_and_its_porter_config_checks_out() {
 
     // The porter config matches: container ports, certs volume, the three backends.
     let config = std::fs::read_to_string(repo("deploy/compose/porter.yaml")).unwrap();
-    for needle in ["\"0.0.0.0:8443\"", "\"0.0.0.0:8080\"", "redirect_port: 443", "\"/var/lib/porter/certs\""] {
+    for needle in
+        ["\"0.0.0.0:8443\"", "\"0.0.0.0:8080\"", "redirect_port: 443", "\"/var/lib/porter/certs\"", "http3: true"]
+    {
         assert!(config.contains(needle), "deploy/compose/porter.yaml lacks {needle}");
     }
     // Certificates by default from porter's own ACME client.
@@ -303,6 +305,12 @@ fn kubernetes_manifests_parse_and_the_config_checks_out() {
     assert_eq!(public["spec"]["externalTrafficPolicy"], "Local");
     assert_recommended_labels("the Service", &public["metadata"]["labels"]);
     assert!(!public["spec"]["ports"].to_string().contains("admin"), "the Service does not publish the admin port");
+    let udp: Vec<&Value> =
+        public["spec"]["ports"].as_array().unwrap().iter().filter(|p| p["protocol"] == "UDP").collect();
+    assert_eq!(udp.len(), 1, "HTTP/3: UDP 443 published");
+    assert_eq!((udp[0]["port"].as_u64(), udp[0]["targetPort"].as_str()), (Some(443), Some("h3")));
+    let container_ports = container["ports"].to_string();
+    assert!(container_ports.contains("\"h3\"") && container_ports.contains("UDP"), "{container_ports}");
     let headless: Vec<&str> = services
         .iter()
         .filter(|s| s["spec"]["clusterIP"] == "None")

@@ -66,7 +66,7 @@ fn runtime_stage_builds_with_buildah_and_has_user_ports_volumes_healthcheck() {
     assert_eq!(config["User"], "65532:65532", "non-root");
     let mut ports: Vec<&String> = config["ExposedPorts"].as_object().unwrap().keys().collect();
     ports.sort();
-    assert_eq!(ports, ["8080/tcp", "8443/tcp"]);
+    assert_eq!(ports, ["8080/tcp", "8443/tcp", "8443/udp"], "HTTP/3 on UDP too");
     let mut volumes: Vec<&String> = config["Volumes"].as_object().unwrap().keys().collect();
     volumes.sort();
     assert_eq!(volumes, ["/etc/porter", "/var/lib/porter/certs"]);

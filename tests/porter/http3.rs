@@ -144,6 +144,8 @@ async fn h3_get_goes_through_the_pipeline_with_log_and_metrics() {
     assert!(metrics.contains("porter_open_connections{listener=\"h3\"} 1"), "{metrics}");
     assert!(metrics.contains("porter_tls_handshakes_total{listener=\"h3\"} 1"), "{metrics}");
     assert!(metrics.contains("porter_requests_by_protocol_total{protocol=\"h3\"} 1"), "{metrics}");
+    assert!(metrics.contains("porter_quic_retries_total 0"), "{metrics}");
+    assert!(metrics.contains("porter_quic_refused_total 0"), "{metrics}");
     porter.stop().await;
 }
 
@@ -405,4 +407,18 @@ fn http3_without_an_https_listener_is_a_config_error() {
     assert_eq!(error.field.as_deref(), Some("listen.http3"), "{error}");
     assert_eq!((error.line, error.column), (Some(3), Some(10)), "{error}");
     assert!(error.to_string().contains("listen.https"), "{error}");
+}
+
+#[tokio::test]
+async fn h3_connections_beyond_max_connections_are_refused() {
+    let backend = Backend::start("web").await;
+    let porter = started(&backend, "limits:\n  max_connections: 1\n").await;
+    let addr = h3_addr(&porter);
+    let first = H3Client::connect(addr, "localhost").await;
+    assert_eq!(first.get(&format!("https://localhost:{}/", addr.port())).await.status(), 200);
+    let endpoint = client_endpoint();
+    let second = tokio::time::timeout(Duration::from_secs(5), endpoint.connect(addr, "localhost").unwrap()).await;
+    assert!(matches!(second, Ok(Err(_))), "a second QUIC connection was served beyond max_connections");
+    drop(first);
+    porter.stop().await;
 }

@@ -115,6 +115,26 @@ impl Http3 {
     pub fn open_connections(&self) -> usize {
         self.endpoint.open_connections()
     }
+
+    /// A binary upgrade handed the UDP socket to the new process: this one stops
+    /// reading it at once (two readers would each get some of the other's packets,
+    /// and answer them with stateless resets). Its QUIC connections cannot follow
+    /// (a client drops packets from another source port), so they are closed: their
+    /// next packet reaches the new process, whose stateless reset tells the client
+    /// to reconnect there at once. docs/deploy.md, Upgrading porter, says what it costs.
+    pub fn let_go(&self) {
+        let placeholder =
+            std::net::UdpSocket::bind((self.addr.ip(), 0)).or_else(|_| std::net::UdpSocket::bind(("127.0.0.1", 0)));
+        match placeholder {
+            Ok(socket) => {
+                if let Err(e) = self.endpoint.rebind(socket) {
+                    tracing::warn!(error = %e, "HTTP/3: could not let go of the UDP socket");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "HTTP/3: could not let go of the UDP socket"),
+        }
+        self.endpoint.close(0x100u32.into(), b"porter upgrade");
+    }
 }
 
 async fn accept_loop(
