@@ -20,7 +20,7 @@
 //! - `access_log`: the access-log line and its writer
 //! - `body`: the client's request body as it streams to a server
 //! - `upstream`: servers, pools, balancers, health, DNS, the upstream client and the response body
-//! - `policy`: route policy (allow/deny, rate limits, header rules, rewrite, redirect, respond), compiled per route
+//! - `policy`: route policy (allow/deny, rate limits, basic and forward auth, header rules, rewrite, redirect, respond), compiled per route
 //! - `router`: host and path to a route
 //! - `runtime`: the snapshot a reload swaps whole
 //! - `proxy`: the request pipeline

@@ -11,6 +11,7 @@
 //! and `units`/`values` parse the string-typed values.
 
 mod acme;
+mod auth;
 mod cidr;
 mod compress;
 mod error;
@@ -35,6 +36,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth::{BasicAuthConfig, ForwardAuthConfig, HtpasswdUser, PasswordHash};
 pub use cidr::Cidr;
 pub use compress::{CompressConfig, Encoding, DEFAULT_TYPES};
 pub use error::ConfigError;
