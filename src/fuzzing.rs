@@ -46,7 +46,7 @@ fn router() -> &'static Router {
             .iter()
             .map(|(name, cfg)| (name.clone(), Arc::new(crate::upstream::Upstream::new(name, cfg, None, &cancel))))
             .collect();
-        Router::new(&config.routes, &by_name, None, None)
+        Router::new(&config.routes, &by_name, None, None, &cancel)
     })
 }
 

@@ -20,7 +20,7 @@
 //! - `access_log`: the access-log line and its writer
 //! - `body`: the client's request body as it streams to a server
 //! - `upstream`: servers, pools, balancers, health, DNS, the upstream client and the response body
-//! - `policy`: route policy (allow/deny, rate limits, header rules, rewrite, redirect, respond), compiled per route
+//! - `policy`: route policy (allow/deny, rate limits, basic and forward auth, header rules, rewrite, redirect, respond), compiled per route
 //! - `router`: host and path to a route
 //! - `runtime`: the snapshot a reload swaps whole
 //! - `proxy`: the request pipeline
@@ -39,9 +39,9 @@ pub mod access_log;
 #[forbid(unsafe_code)]
 pub mod acme;
 #[forbid(unsafe_code)]
-pub mod admin;
+pub(crate) mod admin;
 #[forbid(unsafe_code)]
-pub mod body;
+pub(crate) mod body;
 #[forbid(unsafe_code)]
 pub mod config;
 // Also under test: its unit test replays the fuzzers' saved crash inputs (fuzz/regressions/).
@@ -49,9 +49,9 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handover;
-pub mod http1;
+pub(crate) mod http1;
 pub mod listener;
-pub mod net;
+pub(crate) mod net;
 #[forbid(unsafe_code)]
 pub mod policy;
 #[forbid(unsafe_code)]

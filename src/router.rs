@@ -110,6 +110,7 @@ impl Router {
         upstream_by_name: &HashMap<String, Arc<Upstream>>,
         previous: Option<&Router>,
         rate_limit_store: Option<&Arc<RedisStore>>,
+        cancel: &tokio_util::sync::CancellationToken,
     ) -> Router {
         let mut router = Router::default();
         for cfg in routes {
@@ -130,6 +131,7 @@ impl Router {
             let context = Context {
                 label: &label,
                 rate_limit_store,
+                cancel,
                 // By label alone: a route's policy state does not depend on its upstream.
                 previous: previous
                     .and_then(|p| p.routes().find(|r| *r.label == *label))

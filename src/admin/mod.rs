@@ -32,7 +32,7 @@ use crate::stats::{ListenerStats, ReloadStats};
 
 /// Everything the admin endpoints read: the live snapshot and the counters beside it.
 #[derive(Debug)]
-pub struct Sources {
+pub(crate) struct Sources {
     pub shared: Arc<Shared>,
     pub listeners: Vec<Arc<ListenerStats>>,
     pub reloads: Arc<ReloadStats>,
@@ -54,7 +54,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// Serves the admin endpoints on `listener` until the task is aborted; aborting
 /// also closes every admin connection (they live in this task's `JoinSet`).
 /// `stop` ends the accepting only (the listener closes, connections carry on).
-pub async fn serve(listener: TcpListener, sources: Arc<Sources>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, sources: Arc<Sources>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let metrics = Arc::new(metrics::Metrics::new(sources.clone()));
     let mut connections = JoinSet::new();
     loop {

@@ -47,7 +47,7 @@ pub struct RequestStream {
 
 /// The client closed the connection before the body was whole.
 #[derive(Debug)]
-pub struct IncompleteBody;
+pub(crate) struct IncompleteBody;
 
 impl std::fmt::Display for IncompleteBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -9,7 +9,7 @@
 //! listeners, which all pass them around. The response's half, which ends an
 //! upstream exchange, is `upstream::ResponseBody`.
 
-pub mod http1;
+pub(crate) mod http1;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,11 +25,11 @@ use tokio::time::Sleep;
 
 use crate::net::clock::now_ms;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The request body passed the configured limit mid-stream.
 #[derive(Debug)]
-pub struct BodyTooLarge;
+pub(crate) struct BodyTooLarge;
 
 impl std::fmt::Display for BodyTooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,7 +110,7 @@ pub struct H3Body {
 
 /// An HTTP/3 request body whose DATA disagrees with its `Content-Length`.
 #[derive(Debug)]
-pub struct LengthMismatch;
+pub(crate) struct LengthMismatch;
 
 impl std::fmt::Display for LengthMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,7 +222,7 @@ pub enum ClientFault {
 
 /// A client body's failure, as the forwarding path sees it.
 #[derive(Debug)]
-pub struct ClientBodyError {
+pub(crate) struct ClientBodyError {
     pub fault: ClientFault,
     source: Option<BoxError>,
 }
@@ -241,7 +241,7 @@ impl ClientBodyError {
     }
 
     /// The client fault in `error`'s chain, if the failure was the client's body.
-    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
+    pub(crate) fn find(error: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
         let mut next = Some(error);
         while let Some(e) = next {
             if let Some(found) = e.downcast_ref::<ClientBodyError>() {

@@ -11,6 +11,7 @@
 //! and `units`/`values` parse the string-typed values.
 
 mod acme;
+mod auth;
 mod cidr;
 mod error;
 mod load;
@@ -34,6 +35,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth::{BasicAuthConfig, ForwardAuthConfig, HtpasswdUser, PasswordHash};
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use rate_limit::{parse_rate, OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig, DEFAULT_STORE_TIMEOUT};

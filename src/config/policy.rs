@@ -7,6 +7,7 @@
 //! [`PolicyConfig::merge`].
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::error::ConfigError;
 use super::locate::join;
@@ -26,12 +27,13 @@ const NOT_SETTABLE: [&str; 8] =
 pub(crate) fn named_policies(
     check: &Checker,
     raw: Option<&S<SpannedMap<S<RawPolicy>>>>,
+    base_dir: &Path,
 ) -> Result<BTreeMap<String, PolicyConfig>, ConfigError> {
     let mut named = BTreeMap::new();
     let Some(raw) = raw else { return Ok(named) };
     for (name, block) in &raw.value.0 {
         let field = join("policies", &name.value);
-        named.insert(name.value.clone(), policy(check, &block.value, &field)?);
+        named.insert(name.value.clone(), policy(check, &block.value, &field, base_dir)?);
     }
     Ok(named)
 }
@@ -42,6 +44,7 @@ pub(crate) fn route_policy(
     route: &mut RawRoute,
     prefix: &str,
     named: &BTreeMap<String, PolicyConfig>,
+    base_dir: &Path,
 ) -> Result<PolicyConfig, ConfigError> {
     let mut merged = PolicyConfig::default();
     if let Some(list) = &route.policies {
@@ -59,12 +62,18 @@ pub(crate) fn route_policy(
         }
     }
     let own = route.take_policy();
-    merged.merge(policy(check, &own, prefix)?);
+    merged.merge(policy(check, &own, prefix, base_dir)?);
     Ok(merged)
 }
 
-/// One block of policy fields; `prefix` is where they sit ("routes[2]", "policies.admin").
-pub(crate) fn policy(check: &Checker, raw: &RawPolicy, prefix: &str) -> Result<PolicyConfig, ConfigError> {
+/// One block of policy fields; `prefix` is where they sit ("routes[2]", "policies.admin");
+/// `base_dir` resolves file paths (`basic_auth.users_file`).
+pub(crate) fn policy(
+    check: &Checker,
+    raw: &RawPolicy,
+    prefix: &str,
+    base_dir: &Path,
+) -> Result<PolicyConfig, ConfigError> {
     let cidrs = |list: &Option<S<Vec<S<String>>>>, name: &str| -> Result<Vec<super::Cidr>, ConfigError> {
         let Some(list) = list else { return Ok(Vec::new()) };
         let field = join(prefix, name);
@@ -102,6 +111,14 @@ pub(crate) fn policy(check: &Checker, raw: &RawPolicy, prefix: &str) -> Result<P
         response_headers: header_rules(check, raw.response_headers.as_ref(), &join(prefix, "response_headers"))?,
         rate_limit: match &raw.rate_limit {
             Some(raw) => Some(super::rate_limit::rate_limit(check, raw, &join(prefix, "rate_limit"))?),
+            None => None,
+        },
+        basic_auth: match &raw.basic_auth {
+            Some(b) => Some(super::auth::basic_auth(check, &join(prefix, "basic_auth"), b, base_dir)?),
+            None => None,
+        },
+        forward_auth: match &raw.forward_auth {
+            Some(f) => Some(super::auth::forward_auth(check, &join(prefix, "forward_auth"), f)?),
             None => None,
         },
     })

@@ -206,7 +206,8 @@ macro_rules! with_policy_fields {
             rewrite: Option<S<RawRewrite>>,
             response_headers: Option<S<RawHeaderRules>>,
             rate_limit: Option<super::rate_limit::RawRateLimit>,
-            // basic_auth, forward_auth: added by src/policy/basic_auth.rs, forward_auth.rs
+            basic_auth: Option<S<super::auth::RawBasicAuth>>,
+            forward_auth: Option<S<super::auth::RawForwardAuth>>,
             // compress: added by src/policy/compress.rs
         }
     };

@@ -492,7 +492,8 @@ pub struct PolicyConfig {
     pub response_headers: HeaderRulesConfig,
     /// `rate_limit:`: a token bucket per key; 429 above it (docs/configuration.md, Rate limits).
     pub rate_limit: Option<super::RateLimitConfig>,
-    // basic_auth, forward_auth: added by src/policy/basic_auth.rs, forward_auth.rs
+    pub basic_auth: Option<super::auth::BasicAuthConfig>,
+    pub forward_auth: Option<super::auth::ForwardAuthConfig>,
     // compress: added by src/policy/compress.rs
 }
 
@@ -513,6 +514,12 @@ impl PolicyConfig {
         self.response_headers.merge(later.response_headers);
         if later.rate_limit.is_some() {
             self.rate_limit = later.rate_limit;
+        }
+        if later.basic_auth.is_some() {
+            self.basic_auth = later.basic_auth;
+        }
+        if later.forward_auth.is_some() {
+            self.forward_auth = later.forward_auth;
         }
     }
 }

@@ -90,8 +90,8 @@ pub(crate) fn validate(mut raw: RawConfig, file: &Path, base_dir: &Path) -> Resu
         Some(map) => super::upstream::upstreams(&check, &map.value, base_dir)?,
         None => BTreeMap::new(),
     };
-    let policies = super::policy::named_policies(&check, raw.policies.as_ref())?;
-    let routes = routes(&check, &mut raw.routes, &upstreams, &policies)?;
+    let policies = super::policy::named_policies(&check, raw.policies.as_ref(), base_dir)?;
+    let routes = routes(&check, &mut raw.routes, &upstreams, &policies, base_dir)?;
     let acme = match &raw.acme {
         Some(acme) => Some(super::acme::acme(&check, acme, &listen, &routes, base_dir)?),
         None => None,
@@ -305,6 +305,7 @@ fn routes(
     raw: &mut S<Vec<S<RawRoute>>>,
     upstreams: &BTreeMap<String, UpstreamConfig>,
     policies: &BTreeMap<String, PolicyConfig>,
+    base_dir: &Path,
 ) -> Result<Vec<RouteConfig>, ConfigError> {
     if raw.value.is_empty() {
         return Err(check.err(raw.referenced, "routes", "at least one route is required"));
@@ -335,7 +336,7 @@ fn routes(
         }
         seen.insert((host.clone(), path.clone()), (i, route.referenced));
         let strip_prefix = route.value.strip_prefix.unwrap_or(false);
-        let policy = super::policy::route_policy(check, &mut route.value, &prefix, policies)?;
+        let policy = super::policy::route_policy(check, &mut route.value, &prefix, policies, base_dir)?;
         routes.push(RouteConfig { host, path, action, strip_prefix, policy });
     }
     Ok(routes)

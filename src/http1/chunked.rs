@@ -36,7 +36,7 @@ enum State {
 
 /// Malformed chunked framing: the message's end cannot be known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkError(pub &'static str);
+pub(crate) struct ChunkError(pub &'static str);
 
 impl std::fmt::Display for ChunkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,7 +47,7 @@ impl std::error::Error for ChunkError {}
 
 /// What [`Chunked::step`] found in its input.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Control bytes consumed (`consumed` of the input), no data yet: feed more.
     NeedMore { consumed: usize },
     /// Data at `range` of the input; the input up to `range.end` is consumed.
@@ -57,7 +57,7 @@ pub enum Step {
 }
 
 #[derive(Debug, Clone)]
-pub struct Chunked {
+pub(crate) struct Chunked {
     state: State,
     size: u64,
     extensions: u64,
@@ -72,16 +72,12 @@ impl Default for Chunked {
 }
 
 impl Chunked {
-    pub fn new() -> Chunked {
+    pub(crate) fn new() -> Chunked {
         Chunked { state: State::Start, size: 0, extensions: 0, trailers: None, trailer_lines: 0 }
     }
 
-    pub fn is_done(&self) -> bool {
-        self.state == State::End
-    }
-
     /// Advances over `input` until data, the end, or the end of the input.
-    pub fn step(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
+    pub(crate) fn step(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
         let mut at = 0;
         while at < input.len() {
             if self.state == State::Body {
@@ -104,7 +100,7 @@ impl Chunked {
 
     /// Runs over bytes already at hand without keeping the data: an error in
     /// them means the request can be refused before anything is forwarded.
-    pub fn check(mut self, mut input: &[u8]) -> Result<(), ChunkError> {
+    pub(crate) fn check(mut self, mut input: &[u8]) -> Result<(), ChunkError> {
         loop {
             match self.step(input)? {
                 Step::NeedMore { .. } | Step::End { .. } => return Ok(()),
@@ -114,7 +110,7 @@ impl Chunked {
     }
 
     /// The trailer fields, once the body has ended with some.
-    pub fn take_trailers(&mut self) -> Result<Option<HeaderMap>, ChunkError> {
+    pub(crate) fn take_trailers(&mut self) -> Result<Option<HeaderMap>, ChunkError> {
         let Some(raw) = self.trailers.take() else { return Ok(None) };
         let mut fields = [httparse::EMPTY_HEADER; TRAILER_FIELDS];
         let parsed = match httparse::parse_headers(&raw, &mut fields) {

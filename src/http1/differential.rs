@@ -24,7 +24,7 @@ use super::request::{self, BodyKind, HeadError};
 
 /// One request as a side read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub method: String,
     pub target: String,
     /// The body, or None when it ended early or was malformed.
@@ -35,7 +35,7 @@ pub struct Seen {
 
 /// How porter's reading of the stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PorterEnd {
+pub(crate) enum PorterEnd {
     /// All input read as whole requests (or a request asked to close).
     Clean,
     /// Input ended inside a head or body.
@@ -45,7 +45,7 @@ pub enum PorterEnd {
 }
 
 /// Porter's reading: the requests, and how it ended.
-pub fn porter_reads(input: &[u8]) -> (Vec<Seen>, PorterEnd) {
+pub(crate) fn porter_reads(input: &[u8]) -> (Vec<Seen>, PorterEnd) {
     let mut buf = BytesMut::from(input);
     let mut seen = Vec::new();
     loop {
@@ -129,7 +129,7 @@ fn both_framings(buf: &[u8]) -> bool {
 }
 
 /// hyper's reading: the requests its server handed to a service.
-pub fn hyper_reads(input: &[u8]) -> Vec<Seen> {
+pub(crate) fn hyper_reads(input: &[u8]) -> Vec<Seen> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
@@ -169,7 +169,7 @@ pub fn hyper_reads(input: &[u8]) -> Vec<Seen> {
 }
 
 /// Compares the two readings; `Err` describes a disagreement.
-pub fn compare(input: &[u8]) -> Result<(), String> {
+pub(crate) fn compare(input: &[u8]) -> Result<(), String> {
     let (porter, end) = porter_reads(input);
     let hyper = hyper_reads(input);
     let shared = porter.len().min(hyper.len());

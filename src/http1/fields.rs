@@ -15,7 +15,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use super::request::Span;
 
 /// Heads with more fields than this are put in a map.
-pub const MAX_RAW: usize = 32;
+pub(crate) const MAX_RAW: usize = 32;
 
 pub struct RawFields {
     head: Bytes,
@@ -31,7 +31,7 @@ pub struct RawFields {
 
 /// What a field's name makes of it when the head is written back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     ContentLength,
     /// `Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
     /// `Transfer-Encoding`, `Upgrade`: about one connection, never passed on.
@@ -41,7 +41,7 @@ pub enum Kind {
 }
 
 /// Classifies a field name by bytes (any case), without hashing it.
-pub fn kind(name: &[u8]) -> Kind {
+pub(crate) fn kind(name: &[u8]) -> Kind {
     let is = |other: &[u8]| name.eq_ignore_ascii_case(other);
     match name.len() {
         2 if is(b"te") => Kind::HopByHop,

@@ -13,9 +13,9 @@
 //! The request body streamed from a client connection is `body::http1`; the
 //! connection's stream and the read-buffer pool are `net::io`.
 
-pub mod chunked;
+pub(crate) mod chunked;
 #[cfg(any(test, feature = "fuzzing"))]
-pub mod differential;
-pub mod fields;
-pub mod request;
-pub mod response;
+pub(crate) mod differential;
+pub(crate) mod fields;
+pub(crate) mod request;
+pub(crate) mod response;

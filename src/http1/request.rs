@@ -26,7 +26,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
 /// Fields per head, as in hyper.
-pub const MAX_FIELDS: usize = 100;
+pub(crate) const MAX_FIELDS: usize = 100;
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
 
 /// How the request's body is framed.
@@ -39,7 +39,7 @@ pub enum BodyKind {
 
 /// A parsed request head and what the connection needs to know about it.
 #[derive(Debug)]
-pub struct Head {
+pub(crate) struct Head {
     pub request: Request<()>,
     pub body: BodyKind,
     /// The connection may carry another request after this one.
@@ -51,7 +51,7 @@ pub struct Head {
 
 /// Why a head was refused: each has its status, and the connection closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadError {
+pub(crate) enum HeadError {
     /// Bytes that are not HTTP/1.x: 400.
     Malformed,
     /// Framing that two parsers could read differently: 400.
@@ -69,7 +69,7 @@ pub enum HeadError {
 /// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (and
 /// under `max_head` bytes). On success the head's bytes are split off `buf`.
 /// `keep_underscores`: keep field names with `_` (else they are dropped).
-pub fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool) -> Result<Option<Head>, HeadError> {
+pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool) -> Result<Option<Head>, HeadError> {
     let mut fields: [MaybeUninit<httparse::Header<'_>>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut fields) {
@@ -243,7 +243,7 @@ impl Codings {
 }
 
 /// A comma-separated list contains `token` (case-insensitive).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 

@@ -25,7 +25,7 @@ use super::request::has_token;
 
 /// How the body after the head is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
+pub(crate) enum BodyFraming {
     /// Nothing follows the head.
     None,
     Length(u64),
@@ -36,7 +36,7 @@ pub enum BodyFraming {
 
 /// What the head writer needs to know about the request it answers.
 #[derive(Debug, Clone, Copy)]
-pub struct Answering<'a> {
+pub(crate) struct Answering<'a> {
     pub method: &'a Method,
     pub http11: bool,
 }
@@ -45,7 +45,7 @@ pub struct Answering<'a> {
 /// in as what the request allows and comes out as what this response allows.
 /// `raw`: a server's fields kept as bytes (see `fields`), written after
 /// `headers` (porter's own, which replace a server field of the same name).
-pub fn write_head(
+pub(crate) fn write_head(
     dst: &mut BytesMut,
     status: StatusCode,
     headers: &HeaderMap,
@@ -145,7 +145,7 @@ pub fn write_head(
 
 /// A fixed response porter writes itself when a head is refused (the
 /// connection closes after it).
-pub fn write_refusal(dst: &mut BytesMut, status: StatusCode, message: &str, hsts: Option<&http::HeaderValue>) {
+pub(crate) fn write_refusal(dst: &mut BytesMut, status: StatusCode, message: &str, hsts: Option<&http::HeaderValue>) {
     status_line(dst, status);
     dst.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
     dst.extend_from_slice(itoa_buf(message.len() as u64).as_bytes());
@@ -173,7 +173,7 @@ fn status_line(dst: &mut BytesMut, status: StatusCode) {
 }
 
 /// The last chunk of a chunked body (`0`), its trailer fields, and the blank line.
-pub fn write_last_chunk(dst: &mut BytesMut, trailers: Option<&HeaderMap>) {
+pub(crate) fn write_last_chunk(dst: &mut BytesMut, trailers: Option<&HeaderMap>) {
     dst.extend_from_slice(b"0\r\n");
     for (name, value) in trailers.into_iter().flatten() {
         field(dst, name.as_str().as_bytes(), value.as_bytes());
@@ -240,7 +240,7 @@ impl Digits {
 }
 
 /// The size line of a chunk: hex digits and CRLF.
-pub fn chunk_size_line(len: usize) -> ([u8; 18], usize) {
+pub(crate) fn chunk_size_line(len: usize) -> ([u8; 18], usize) {
     let mut line = [0u8; 18];
     let hex = format_hex(len, &mut line);
     (line, hex)

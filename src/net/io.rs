@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::proxy_protocol::ClientStream;
 
-pub use super::tls_stream::TlsServerStream as TlsStream;
+pub(crate) use super::tls_stream::TlsServerStream as TlsStream;
 
 /// A client connection, plain or TLS.
 pub enum ClientIo {
@@ -89,13 +89,13 @@ impl AsyncWrite for ClientIo {
 
 /// Splits the stream. Each poll takes an uncontended lock: the two sides are
 /// used from different tasks only while a request body is streaming upstream.
-pub fn split(io: ClientIo) -> (ReadSide, WriteSide) {
+pub(crate) fn split(io: ClientIo) -> (ReadSide, WriteSide) {
     let shared = Arc::new(Mutex::new(io));
     (ReadSide(shared.clone()), WriteSide(shared))
 }
 
 /// Puts the two sides back together (for an upgraded connection's tunnel).
-pub fn unsplit(read: ReadSide, write: WriteSide) -> Option<ClientIo> {
+pub(crate) fn unsplit(read: ReadSide, write: WriteSide) -> Option<ClientIo> {
     drop(write);
     Arc::try_unwrap(read.0).ok().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
@@ -105,7 +105,7 @@ fn lock(shared: &Mutex<ClientIo>) -> MutexGuard<'_, ClientIo> {
 }
 
 pub struct ReadSide(Arc<Mutex<ClientIo>>);
-pub struct WriteSide(Arc<Mutex<ClientIo>>);
+pub(crate) struct WriteSide(Arc<Mutex<ClientIo>>);
 
 impl ReadSide {
     pub fn poll_wait_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -169,7 +169,7 @@ impl AsyncWrite for WriteSide {
 }
 
 /// Read buffers: a head fits in one; a body streams through it.
-pub const BUFFER_SIZE: usize = 8 * 1024;
+pub(crate) const BUFFER_SIZE: usize = 8 * 1024;
 /// Below this much free room a read first makes more.
 const MIN_READ: usize = 1024;
 /// Buffers kept per thread for the next busy connection.
@@ -182,7 +182,7 @@ thread_local! {
 /// A read buffer from this thread's pool, or a new one.
 /// One vectored write of as much of `out` as `io` takes now (at most four of
 /// its pieces), which is then advanced past what went.
-pub fn poll_write_some<W: AsyncWrite + Unpin + ?Sized>(
+pub(crate) fn poll_write_some<W: AsyncWrite + Unpin + ?Sized>(
     io: &mut W,
     cx: &mut Context<'_>,
     out: &mut (dyn bytes::Buf + Send),
@@ -194,14 +194,14 @@ pub fn poll_write_some<W: AsyncWrite + Unpin + ?Sized>(
     Poll::Ready(Ok(written))
 }
 
-pub fn take_buffer() -> BytesMut {
+pub(crate) fn take_buffer() -> BytesMut {
     POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
 }
 
 /// Gives a buffer back for reuse (its contents are dropped). One whose memory is still shared
 /// (a body chunk or header value not yet dropped) cannot be reused whole and
 /// is let go; so is one that grew for a large head.
-pub fn give_back(mut buf: BytesMut) {
+pub(crate) fn give_back(mut buf: BytesMut) {
     buf.clear();
     if !buf.try_reclaim(BUFFER_SIZE) || buf.capacity() > 2 * BUFFER_SIZE {
         return;

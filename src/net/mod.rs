@@ -7,7 +7,7 @@
 //!   per-thread pool of read buffers both directions share;
 //! - `clock`: the millisecond clock the atomics' timestamps count in.
 
-pub mod clock;
-pub mod io;
-pub mod proxy_protocol;
-pub mod tls_stream;
+pub(crate) mod clock;
+pub(crate) mod io;
+pub(crate) mod proxy_protocol;
+pub(crate) mod tls_stream;

@@ -27,7 +27,7 @@ const MAX_HEADER: usize = 1024;
 
 /// Reads the PROXY header from `stream` within `timeout`. Returns the client address
 /// it names (`None`: keep the TCP peer) and the stream with any bytes read past it.
-pub async fn read_header(
+pub(crate) async fn read_header(
     mut stream: TcpStream,
     timeout: Duration,
 ) -> Result<(Option<SocketAddr>, ClientStream), String> {

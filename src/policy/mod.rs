@@ -8,7 +8,7 @@
 //!
 //! 1. `allow` / `deny` ([`access`]) — 403
 //! 2. `rate_limit` ([`rate_limit`]) — 429 with `Retry-After`
-//! 3. `basic_auth` / `forward_auth` — 401 / the auth server's answer (added by their files)
+//! 3. `basic_auth` ([`basic_auth`]) / `forward_auth` ([`forward_auth`]) — 401 / the auth server's answer
 //! 4. the action: `upstream` (with [`headers`] `request_headers` and [`rewrite`] applied
 //!    before forwarding), or a local [`action`]: `redirect` / `respond`
 //! 5. `response_headers` ([`headers`]), on every answer for the route, porter's own included
@@ -19,7 +19,9 @@
 
 pub mod access;
 pub mod action;
+pub mod basic_auth;
 pub mod client;
+pub mod forward_auth;
 pub mod headers;
 pub mod rate_limit;
 pub mod rewrite;
@@ -40,8 +42,8 @@ use crate::upstream::ResponseBody;
 pub struct RoutePolicy {
     pub access: Option<access::Access>,
     pub rate_limit: Option<rate_limit::RateLimit>,
-    // basic_auth: added by src/policy/basic_auth.rs
-    // forward_auth: added by src/policy/forward_auth.rs
+    pub basic_auth: Option<basic_auth::BasicAuth>,
+    pub forward_auth: Option<forward_auth::ForwardAuth>,
     pub request_headers: Option<headers::HeaderRules>,
     pub rewrite: Option<rewrite::Rewrite>,
     pub response_headers: Option<headers::HeaderRules>,
@@ -65,6 +67,8 @@ impl RoutePolicy {
             request_headers: headers::HeaderRules::compile(&config.request_headers),
             rewrite: config.rewrite.as_ref().map(rewrite::Rewrite::compile),
             response_headers: headers::HeaderRules::compile(&config.response_headers),
+            basic_auth: config.basic_auth.as_ref().map(basic_auth::BasicAuth::new),
+            forward_auth: config.forward_auth.as_ref().map(|f| forward_auth::ForwardAuth::new(f, context.cancel)),
         })
     }
 
@@ -79,7 +83,16 @@ impl RoutePolicy {
                 return Some(Answer { rule: Rule::RateLimit, response: rate_limit::too_many_requests(wait) });
             }
         }
-        // basic_auth / forward_auth: added by src/policy/basic_auth.rs, forward_auth.rs
+        if let Some(auth) = &self.basic_auth {
+            if let Err(response) = auth.check(request.headers_mut()).await {
+                return Some(Answer { rule: Rule::BasicAuth, response });
+            }
+        }
+        if let Some(auth) = &self.forward_auth {
+            if let Err(response) = auth.check(request, vars).await {
+                return Some(Answer { rule: Rule::ForwardAuth, response });
+            }
+        }
         None
     }
 
@@ -108,6 +121,8 @@ pub struct Context<'a> {
     pub rate_limit_store: Option<&'a Arc<rate_limit::RedisStore>>,
     /// The same route's policy in the configuration being replaced (state that carries over).
     pub previous: Option<&'a RoutePolicy>,
+    /// The snapshot's token: ends the background work a phase starts (forward auth's DNS refresh).
+    pub cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// The request facts that templates (`{host}`, ...) and phases read, taken once

@@ -87,7 +87,9 @@ fn examples_check_out() {
     checked.sort();
     let expected = [
         "api-static-split.yaml",
+        "basic-auth.yaml",
         "behind-l4-balancer.yaml",
+        "forward-auth.yaml",
         "ip-allowlist.yaml",
         "porter.yaml",
         "quickstart.yaml",

@@ -14,6 +14,8 @@ mod acme;
 mod acme_client;
 mod admin;
 mod admin_dashboard;
+mod auth_basic;
+mod auth_forward;
 mod balancers;
 mod balancing;
 mod blame;

@@ -289,6 +289,10 @@ async fn two_instances_share_one_budget_through_redis() {
     assert!((3000..=3600).contains(&wait), "Retry-After {wait}");
     assert_eq!(b.requests(), 5);
     assert_eq!(metric(&one, "porter_rate_limit_store_errors_total").await, Some(0.0));
+    // Each instance counts the 429s it gave, as the rule that answered.
+    let series = "porter_policy_answers_total{route=\"*/\",rule=\"rate_limit\"}";
+    let refused = metric(&one, series).await.unwrap_or(0.0) + metric(&two, series).await.unwrap_or(0.0);
+    assert_eq!(refused, 7.0);
     one.stop().await;
     two.stop().await;
 }

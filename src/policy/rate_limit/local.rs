@@ -306,6 +306,7 @@ mod tests {
             assert_eq!(l.check(key), Decision::Allow, "a new key starts with a full bucket");
         }
         let (len, capacity) = (l.len(), l.capacity());
+        eprintln!("1,000,000 distinct keys: {len} remembered (bound {}), map capacity {capacity}", l.max_keys());
         assert!(len <= l.max_keys(), "{len} keys remembered, bound {}", l.max_keys());
         // hashbrown rounds up to a power of two with 1/8 spare: at most 2x + a little.
         assert!(capacity <= 2 * l.max_keys() + SHARDS * 8, "capacity {capacity}");
