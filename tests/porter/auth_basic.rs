@@ -222,3 +222,34 @@ fn the_sample_users_file_matches_its_documented_password() {
     let hash = users.lines().find_map(|l| l.strip_prefix("admin:")).expect("the sample user");
     assert!(bcrypt::verify("example", hash).unwrap());
 }
+
+/// basic_auth in a named `policies:` block: its 401 gets the route's response headers,
+/// and `/metrics` counts it under the basic_auth rule.
+#[tokio::test]
+async fn basic_auth_from_a_named_policy_block_is_counted_and_gets_response_headers() {
+    let b = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    let users = htpasswd(&[("alice", bcrypt::hash("pw", LOW_COST).unwrap())]);
+    std::fs::write(dir.path().join("users.htpasswd"), users).unwrap();
+    let yaml = format!(
+        "listen:\n  http: \"127.0.0.1:0\"\n  admin: \"127.0.0.1:0\"\nhttp:\n  redirect: false\n\
+         policies:\n  staff:\n    basic_auth: {{ users_file: users.htpasswd }}\n\
+         \x20   response_headers: {{ set: {{ X-Frame-Options: DENY }} }}\n\
+         upstreams:\n{}routes:\n  - path: /staff/\n    upstream: web\n    policies: [staff]\n  - upstream: web\n",
+        upstream_block("web", &[(&b, 1)])
+    );
+    let p = TestPorter::start_in(dir, &yaml).await;
+    let c = plain_client();
+    let url = format!("http://{}/staff/", p.http.unwrap());
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(c.get(&url).basic_auth("alice", Some("no")).send().await.unwrap().status(), 401);
+    let r = c.get(&url).basic_auth("alice", Some("pw")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["x-frame-options"].to_str().unwrap()), (200, "DENY"));
+    let metrics = plain_client().get(p.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = "porter_policy_answers_total{route=\"*/staff/\",rule=\"basic_auth\"} 2";
+    assert!(metrics.contains(line), "{metrics}");
+    p.stop().await;
+}
