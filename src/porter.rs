@@ -383,7 +383,7 @@ impl Porter {
     pub async fn hand_over(self, timeout: Duration) {
         let _ = self.admin_stop.send(true);
         if let Some(http3) = &self.http3 {
-            http3.let_go();
+            http3.let_go().await;
         }
         self.shutdown(timeout).await;
     }

@@ -95,7 +95,13 @@ impl Runtime {
         let alt_svc = config.http.redirect_port.or(https_port).filter(|_| http3).map(alt_svc);
         guard.disarm();
         Ok(Runtime {
-            router: Router::new(&config.routes, &by_name, previous.map(|p| &p.router), rate_limit_store.as_ref(), &cancel),
+            router: Router::new(
+                &config.routes,
+                &by_name,
+                previous.map(|p| &p.router),
+                rate_limit_store.as_ref(),
+                &cancel,
+            ),
             unrouted: previous.map(|p| p.unrouted.clone()).unwrap_or_default(),
             by_protocol: previous.map(|p| p.by_protocol.clone()).unwrap_or_default(),
             upstreams,

@@ -16,7 +16,7 @@ use crate::harness::*;
 use crate::lifecycle::{free_port, signal, Running};
 
 /// Collects the child's stderr lines (the old process's and, after an upgrade, the new one's: it inherits the pipe).
-fn running(mut child: std::process::Child) -> Running {
+pub(crate) fn running(mut child: std::process::Child) -> Running {
     let stderr = child.stderr.take().unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let collected = lines.clone();
@@ -202,7 +202,7 @@ async fn h2_loop(client: reqwest::Client, url: String, load: Arc<Load>) {
 }
 
 /// A process this test did not start (the new porter): terminated when dropped.
-struct Successor(u32);
+pub(crate) struct Successor(pub(crate) u32);
 
 impl Successor {
     fn alive(&self) -> bool {

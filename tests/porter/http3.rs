@@ -422,3 +422,56 @@ async fn h3_connections_beyond_max_connections_are_refused() {
     drop(first);
     porter.stop().await;
 }
+
+/// docs/deploy.md, Upgrading porter: SIGUSR2 hands the UDP socket to the new binary,
+/// which serves new QUIC connections at once; the old process's QUIC connections are
+/// closed (their next packet gets the new process's stateless reset), not left hanging.
+#[tokio::test]
+async fn sigusr2_hands_the_udp_socket_to_the_new_process() {
+    use crate::hot_upgrade::{running, Successor};
+    let backend = Backend::start("web").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(&dir.path().join("certs"), "localhost", &["localhost"]);
+    let port = crate::lifecycle::free_port();
+    let path = dir.path().join("porter.yaml");
+    let yaml = h3_yaml(&[(&backend, 1)], "shutdown_timeout: 5s\n")
+        .replace("https: \"127.0.0.1:0\"", &format!("https: \"127.0.0.1:{port}\""))
+        .replace("certs: certs", &format!("certs: \"{}\"", dir.path().join("certs").display()));
+    std::fs::write(&path, yaml).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_porter"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let old = running(child);
+    old.wait_for_line("listening for HTTP/3", Duration::from_secs(10)).await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let url = format!("https://localhost:{port}/");
+    let before = H3Client::connect(addr, "localhost").await;
+    assert_eq!(before.get(&url).await.status(), 200);
+
+    crate::lifecycle::signal(&old.0, "USR2");
+    let line = old.wait_for_line("handed the listeners over to process", Duration::from_secs(30)).await;
+    let new = Successor(line.rsplit("process ").next().unwrap().split(';').next().unwrap().trim().parse().unwrap());
+    old.wait_for_line("HTTP/3: UDP socket from the previous porter process", Duration::from_secs(1)).await;
+
+    let after = H3Client::connect(addr, "localhost").await;
+    assert_eq!(after.get(&url).await.status(), 200, "the new process serves HTTP/3 on the same socket");
+    // The old connection does not hang: it is closed (or reset) within moments.
+    let old_request =
+        tokio::time::timeout(Duration::from_secs(10), before.request(Request::get(&url).body(Bytes::new()).unwrap()))
+            .await;
+    assert!(matches!(old_request, Ok(Err(_))), "the old process's QUIC connection was not closed");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut old = old;
+        old.0.wait().map(|s| s.code())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status, Some(0));
+    assert_eq!(after.get(&url).await.status(), 200, "still served after the old process exited");
+    drop(new);
+}

@@ -53,6 +53,11 @@ const MAX_UNI_STREAMS: u32 = 8;
 const QUIC_IDLE: Duration = Duration::from_secs(30);
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// How long a hand-over leaves the old endpoint on the shared socket after closing its
+/// connections: enough to send their CONNECTION_CLOSE, short enough that few of the
+/// new process's packets are read here meanwhile.
+const LET_GO_AFTER: Duration = Duration::from_millis(50);
+
 /// QUIC settings for new connections, made once per configuration snapshot.
 pub fn server_config(certs: Arc<CertResolver>) -> Result<Arc<quinn::ServerConfig>, String> {
     let tls = crate::tls::quic_server_config(certs);
@@ -117,12 +122,15 @@ impl Http3 {
     }
 
     /// A binary upgrade handed the UDP socket to the new process: this one stops
-    /// reading it at once (two readers would each get some of the other's packets,
-    /// and answer them with stateless resets). Its QUIC connections cannot follow
-    /// (a client drops packets from another source port), so they are closed: their
-    /// next packet reaches the new process, whose stateless reset tells the client
-    /// to reconnect there at once. docs/deploy.md, Upgrading porter, says what it costs.
-    pub fn let_go(&self) {
+    /// reading it (two readers would each get some of the other's packets, and
+    /// answer them with stateless resets). Its QUIC connections cannot follow (a
+    /// client drops packets from another source port, and the new process's reset
+    /// tokens are not theirs), so they are closed first: CONNECTION_CLOSE goes out on
+    /// the shared socket, then, a moment later, this endpoint moves to a throwaway
+    /// socket. docs/deploy.md, Upgrading porter, says what it costs.
+    pub async fn let_go(&self) {
+        self.endpoint.close(0x100u32.into(), b"porter upgrade");
+        tokio::time::sleep(LET_GO_AFTER).await;
         let placeholder =
             std::net::UdpSocket::bind((self.addr.ip(), 0)).or_else(|_| std::net::UdpSocket::bind(("127.0.0.1", 0)));
         match placeholder {
@@ -133,7 +141,6 @@ impl Http3 {
             }
             Err(e) => tracing::warn!(error = %e, "HTTP/3: could not let go of the UDP socket"),
         }
-        self.endpoint.close(0x100u32.into(), b"porter upgrade");
     }
 }
 
