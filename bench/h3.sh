@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # HTTP/3 benchmark: porter against Caddy, both in front of the same nginx
 # backend serving a 13-byte file (as bench/harness does), on 127.0.0.1.
-# docs/benchmarks.md, "HTTP/3" has the figures and how to read them.
+# docs/benchmarks.md, HTTP/3 has the figures and how to read them.
 #
 # The proxy under test is pinned to core 0 (one worker: PORTER_WORKERS=1,
 # Caddy GOMAXPROCS=1); the backend and bench/driver to core 1, as the harness
