@@ -14,6 +14,8 @@
 //!   is counted and reported.
 //! * `rate` (src/rate.rs): open-loop load at a fixed request rate over
 //!   keep-alive connections, latency counted from when each request was due.
+//! * `h3` and `h3-handshakes` (src/h3.rs): HTTP/3 over QUIC, many streams on
+//!   a few connections, or a new QUIC connection per request.
 //! * `idle`: opens N keep-alive connections (plain or TLS), makes one
 //!   request on each, then holds them open and idle; prints `READY {json}`
 //!   and waits for a line on stdin (or `--hold` seconds), then closes all.
@@ -27,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod h3;
 mod rate;
 
 use clap::{Parser, Subcommand};
@@ -102,6 +105,34 @@ enum Cmd {
         /// Keep-alive connections (one request in flight on each).
         #[arg(long, default_value_t = 64)]
         connections: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+    },
+    /// HTTP/3: C QUIC connections x S concurrent GET streams, closed loop.
+    H3 {
+        #[command(flatten)]
+        target: Target,
+        /// QUIC connections (each on its own UDP socket).
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Concurrent request streams on each connection.
+        #[arg(long, default_value_t = 16)]
+        streams: usize,
+        /// Seconds to run at most.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Stop after this many requests (0: run for the whole duration).
+        #[arg(long, default_value_t = 0)]
+        requests: u64,
+    },
+    /// HTTP/3 with a new QUIC connection (full handshake) per request, closed loop.
+    H3Handshakes {
+        #[command(flatten)]
+        target: Target,
+        /// Connections in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
         /// Seconds to run.
         #[arg(long, default_value_t = 5.0)]
         duration: f64,
@@ -485,6 +516,12 @@ fn main() {
                 run_connect(target, concurrency, duration, resume).await
             }
             Cmd::Rate { target, rate, connections, duration } => rate::run(target, rate, connections, duration).await,
+            Cmd::H3 { target, connections, streams, duration, requests } => {
+                h3::run(target, connections, streams, duration, requests).await
+            }
+            Cmd::H3Handshakes { target, concurrency, duration } => {
+                h3::run_handshakes(target, concurrency, duration).await
+            }
             Cmd::Idle { target, count, concurrency, hold } => run_idle(target, count, concurrency, hold).await,
         }
     });
