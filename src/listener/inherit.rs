@@ -5,7 +5,7 @@
 //! Two sources, read once by `main` before anything else opens a descriptor:
 //! - systemd socket activation: `LISTEN_PID` (this process), `LISTEN_FDS` (how many,
 //!   from fd 3) and `LISTEN_FDNAMES` (`FileDescriptorName=` of the socket unit);
-//! - a porter handing over to its successor ([`crate::handover`]):
+//! - a porter handing over to its successor (`src/handover.rs`, the layer above):
 //!   `PORTER_UPGRADE_FDS=https:7,http:8,admin:9`, `PORTER_UPGRADE_READY=10` and
 //!   `PORTER_UPGRADE_PARENT` (the old process, which must be our parent: the
 //!   variables mean nothing to a grandchild).
@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// The environment variables of a hand-over (set by [`crate::handover`]).
+/// The environment variables of a hand-over (set by `src/handover.rs`).
 pub const UPGRADE_FDS: &str = "PORTER_UPGRADE_FDS";
 pub const UPGRADE_READY: &str = "PORTER_UPGRADE_READY";
 pub const UPGRADE_PARENT: &str = "PORTER_UPGRADE_PARENT";
