@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use porter::Config;
-use porter::Upgrades;
 use porter::Inherited;
+use porter::Upgrades;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -384,8 +384,7 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited, watch: b
         return ExitCode::from(1);
     };
     // Before start: a change made while porter starts is reloaded once it runs.
-    let mut watcher =
-        watch.then(|| porter::ConfigWatch::start(path.clone(), porter::WATCH_INTERVAL));
+    let mut watcher = watch.then(|| porter::ConfigWatch::start(path.clone(), porter::WATCH_INTERVAL));
     let upgrade = inherited.is_upgrade();
     let porter = match porter::start_with(config, &mut inherited).await {
         Ok(porter) => porter,

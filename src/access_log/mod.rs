@@ -21,7 +21,7 @@ use http::{header, HeaderValue, Method, Request, Uri, Version};
 
 use crate::config::AccessLogFormat;
 
-pub use sink::{dropped_lines, Sink};
+pub(crate) use sink::{dropped_lines, Sink};
 
 /// What a configuration snapshot gives each record: the format, and the queue to the writer.
 #[derive(Debug)]

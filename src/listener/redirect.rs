@@ -9,7 +9,7 @@ use crate::router::normalize_host;
 use crate::runtime::Runtime;
 use crate::upstream::ResponseBody;
 
-pub fn respond<B>(request: &Request<B>, runtime: &Runtime) -> Response<ResponseBody> {
+pub(crate) fn respond<B>(request: &Request<B>, runtime: &Runtime) -> Response<ResponseBody> {
     let raw_host = match request.uri().authority() {
         Some(authority) => authority.as_str().as_bytes(),
         None => match request.headers().get(header::HOST) {

@@ -42,7 +42,7 @@ use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     pub response: Response<ServerBody>,
     pub lease: Lease,
     /// For the access log: time to get the connection (pooled: near zero), and from the
@@ -54,14 +54,14 @@ pub struct Forwarded {
     pub repin: Option<usize>,
 }
 
-pub struct ForwardError {
+pub(crate) struct ForwardError {
     pub error: ProxyError,
     pub server: Option<Arc<Server>>,
 }
 
 /// Sends `request` to a server of `upstream`; `client` is the address hashed
 /// by `consistent_hash` when the request lacks its header or cookie.
-pub async fn forward(
+pub(crate) async fn forward(
     upstream: &Upstream,
     request: Request<RequestBody>,
     client: IpAddr,

@@ -4,13 +4,13 @@
 //! response) -> route policy on the answer -> stream back, with the
 //! access-log record riding on the response body. HTTP/1.1 and HTTP/2 share it.
 
-pub mod error;
-pub mod forward;
+pub(crate) mod error;
+pub(crate) mod forward;
 mod forward_h2;
-pub mod headers;
-pub mod request_id;
-pub mod strict;
-pub mod upgrade;
+pub(crate) mod headers;
+pub(crate) mod request_id;
+pub(crate) mod strict;
+pub(crate) mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use headers::ClientHeaders;
 
 /// What the pipeline knows about the connection a request came on.
 #[derive(Debug)]
-pub struct ConnContext {
+pub(crate) struct ConnContext {
     pub client: SocketAddr,
     pub client_headers: ClientHeaders,
     /// For TLS connections where the client's SNI selected a certificate by name:
@@ -42,13 +42,17 @@ pub struct ConnContext {
     pub tls_version: Option<&'static str>,
 }
 
-pub async fn handle(request: Request<ClientBody>, conn: &ConnContext, runtime: Arc<Runtime>) -> Response<ResponseBody> {
+pub(crate) async fn handle(
+    request: Request<ClientBody>,
+    conn: &ConnContext,
+    runtime: Arc<Runtime>,
+) -> Response<ResponseBody> {
     let verdict = strict::check(&request);
     handle_checked(request, conn, runtime, verdict).await
 }
 
 /// [`handle`] for a request that already went through [`strict::check`].
-pub async fn handle_checked(
+pub(crate) async fn handle_checked(
     mut request: Request<ClientBody>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,

@@ -13,7 +13,7 @@ use std::hash::BuildHasher;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 thread_local! {
     /// The thread's wyrand state. std's `RandomState` takes its keys from the OS
@@ -31,7 +31,7 @@ fn wyrand(state: &Cell<u64>) -> u64 {
 
 /// The request's id: the incoming one from a trusted client, else a new one, which is
 /// set on `headers` (replacing any the client sent).
-pub fn ensure(headers: &mut HeaderMap, trusted: bool) -> HeaderValue {
+pub(crate) fn ensure(headers: &mut HeaderMap, trusted: bool) -> HeaderValue {
     if trusted {
         if let Some(id) = headers.get(&X_REQUEST_ID) {
             return id.clone();
@@ -42,7 +42,7 @@ pub fn ensure(headers: &mut HeaderMap, trusted: bool) -> HeaderValue {
     id
 }
 
-pub fn generate() -> HeaderValue {
+pub(crate) fn generate() -> HeaderValue {
     let (high, low) = STATE.with(|state| (wyrand(state), wyrand(state)));
     let mut text = [0u8; 32];
     hex(high, &mut text[..16]);

@@ -22,7 +22,7 @@ use super::error::ProxyError;
 use crate::router::normalize_host;
 
 /// Checks one request: its method, its target's form, then the Host rules.
-pub fn check<B>(request: &Request<B>) -> Result<(), ProxyError> {
+pub(crate) fn check<B>(request: &Request<B>) -> Result<(), ProxyError> {
     if request.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
@@ -72,7 +72,7 @@ fn check_hosts<B>(request: &Request<B>) -> Result<(), ProxyError> {
 
 /// Whether an authority and a Host value name the same host and port
 /// (case-insensitively; a missing port is the scheme's default).
-pub fn same_host(authority: &[u8], host: &HeaderValue, default_port: u16) -> bool {
+pub(crate) fn same_host(authority: &[u8], host: &HeaderValue, default_port: u16) -> bool {
     let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
     match (normalize_host(authority, &mut a), normalize_host(host.as_bytes(), &mut b)) {
         (Some(x), Some(y)) if x == y => port_of(authority, default_port) == port_of(host.as_bytes(), default_port),

@@ -398,7 +398,7 @@ pub enum Framing {
 
 /// Writes the request head for `parts` into `dst`, adding the framing header
 /// the body needs; returns that framing.
-pub fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
+pub(crate) fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
     dst.extend_from_slice(parts.method.as_str().as_bytes());
     dst.extend_from_slice(b" ");
     dst.extend_from_slice(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes());
@@ -588,7 +588,7 @@ pub struct ResponseStream {
 
 /// The server sent nothing of a response body for `timeouts.read`.
 #[derive(Debug)]
-pub struct ReadTimedOut;
+pub(crate) struct ReadTimedOut;
 
 impl std::fmt::Display for ReadTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -747,11 +747,11 @@ impl Body for ResponseStream {
 /// body before reading the answer: they fit the socket buffers even when a
 /// server answers while it reads (an echo). Larger and unsized ones go over
 /// hyper's client, which reads the answer while it still sends.
-pub const MAX_OWN_BODY: u64 = 64 * 1024;
+pub(crate) const MAX_OWN_BODY: u64 = 64 * 1024;
 
 /// Whether a request goes over porter's own client: no upgrade, and no body or
 /// a small one of known size.
-pub fn takes(request: &Request<RequestBody>) -> bool {
+pub(crate) fn takes(request: &Request<RequestBody>) -> bool {
     if request.headers().contains_key(header::UPGRADE) {
         return false;
     }

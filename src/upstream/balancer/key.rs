@@ -16,7 +16,7 @@ use crate::config::HashOn;
 
 /// 64-bit hash of `bytes`: FNV-1a, then fmix64 for avalanche.
 #[inline]
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);
@@ -35,7 +35,7 @@ fn fmix64(mut h: u64) -> u64 {
     h
 }
 
-pub fn hash_ip(ip: IpAddr) -> u64 {
+pub(crate) fn hash_ip(ip: IpAddr) -> u64 {
     match ip.to_canonical() {
         IpAddr::V4(v4) => hash_bytes(&v4.octets()),
         IpAddr::V6(v6) => hash_bytes(&v6.octets()),
@@ -44,7 +44,7 @@ pub fn hash_ip(ip: IpAddr) -> u64 {
 
 /// The hash of what `hash_on` names in this request. A request without the
 /// header or cookie (or with an empty one) falls back to the client's IP.
-pub fn request_key(hash_on: &HashOn, headers: &HeaderMap, client: IpAddr) -> u64 {
+pub(crate) fn request_key(hash_on: &HashOn, headers: &HeaderMap, client: IpAddr) -> u64 {
     let value = match hash_on {
         HashOn::ClientIp => None,
         HashOn::Header(name) => headers.get(name).map(|v| v.as_bytes()),
@@ -59,7 +59,7 @@ pub fn request_key(hash_on: &HashOn, headers: &HeaderMap, client: IpAddr) -> u64
 /// The value of cookie `name` in the request's `Cookie` header(s), if any
 /// (RFC 6265 §5.4: `name=value` pairs separated by `;`; HTTP/2 clients may
 /// send several `cookie` fields).
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &[u8]) -> Option<&'a [u8]> {
     for field in headers.get_all(COOKIE) {
         for pair in field.as_bytes().split(|&b| b == b';') {
             let pair = pair.trim_ascii();
