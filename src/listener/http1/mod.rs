@@ -39,7 +39,7 @@ use write::{write_response, ClientOut};
 
 /// The limits a connection runs under (from `limits:`).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub max_head: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -69,7 +69,7 @@ enum NextHead {
     Refused(HeadError),
 }
 
-pub async fn serve<F, Fut>(io: ClientIo, settings: Settings, mut drain: DrainWatch, handler: F)
+pub(crate) async fn serve<F, Fut>(io: ClientIo, settings: Settings, mut drain: DrainWatch, handler: F)
 where
     F: Fn(Request<ClientBody>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,

@@ -23,7 +23,7 @@ pub enum Framing {
 
 /// Writes the request head for `parts` into `dst`, adding the framing header
 /// the body needs; returns that framing.
-pub fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
+pub(crate) fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
     dst.extend_from_slice(parts.method.as_str().as_bytes());
     dst.extend_from_slice(b" ");
     dst.extend_from_slice(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes());
