@@ -29,14 +29,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use http::{header, Method, Request, Response};
 use http_body::Body;
 
 use super::error::ProxyError;
 use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody};
+use crate::http1::view::RequestFields;
 use crate::net::clock::now_ms;
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError};
+use crate::upstream::http1::Framing;
 use crate::upstream::server::{InFlight, Server};
 use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
@@ -54,6 +57,16 @@ pub struct Forwarded {
     pub repin: Option<usize>,
 }
 
+/// A request head already written from the client's bytes (`proxy::head`), for
+/// porter's own HTTP/1.1 client: sent as is to each server tried. The request
+/// it goes with has an empty map; `fields` are the client's, for the balancer.
+#[derive(Clone, Copy)]
+pub(crate) struct OwnHead<'a> {
+    pub head: &'a [u8],
+    pub framing: Framing,
+    pub fields: RequestFields<'a>,
+}
+
 pub struct ForwardError {
     pub error: ProxyError,
     pub server: Option<Arc<Server>>,
@@ -61,18 +74,20 @@ pub struct ForwardError {
 
 /// Sends `request` to a server of `upstream`; `client` is the address hashed
 /// by `consistent_hash` when the request lacks its header or cookie.
-pub async fn forward(
+pub(crate) async fn forward(
     upstream: &Upstream,
     request: Request<RequestBody>,
+    own: Option<OwnHead<'_>>,
     client: IpAddr,
 ) -> Result<Forwarded, ForwardError> {
     if upstream.drained {
         return Err(ForwardError { error: ProxyError::Drained, server: None });
     }
     upstream.budget.note_request();
-    let key = upstream.key(request.headers(), client);
+    let fields = own.map_or(RequestFields::Map(request.headers()), |own| own.fields);
+    let key = upstream.key(fields, client);
     // A pinned client goes to its server first; the balancer picks for the others and for retries.
-    let mut pinned = upstream.sticky.as_ref().and_then(|s| s.pinned(request.headers(), &upstream.servers));
+    let mut pinned = upstream.sticky.as_ref().and_then(|s| s.pinned(fields, &upstream.servers));
     let sticky_cookie = pinned;
     // The head is copied (an allocation) only when a replay could go somewhere.
     let can_retry = upstream.retries > 0 && upstream.servers.len() > 1;
@@ -114,7 +129,7 @@ pub async fn forward(
             },
         };
         let attempt = Instant::now();
-        match send(upstream, &server, request, replay.as_ref()).await {
+        match send(upstream, &server, request, own, replay.as_ref()).await {
             Ok(mut forwarded) => {
                 forwarded.first_byte = attempt.elapsed();
                 if upstream.sticky.is_some() && sticky_cookie != Some(index) {
@@ -173,8 +188,13 @@ async fn send(
     upstream: &Upstream,
     server: &Arc<Server>,
     request: Request<RequestBody>,
+    own: Option<OwnHead<'_>>,
     replay: Option<&Request<RequestBody>>,
 ) -> Result<Forwarded, Failure> {
+    // Made only for a server on porter's own HTTP/1.1 client (`proxy::proxy` decides).
+    if let Some(own) = own {
+        return send_own(upstream, server, request, Some(own)).await;
+    }
     // Upgrades (WebSocket) are HTTP/1.1 on any upstream.
     if server.speaks_http2() && !request.headers().contains_key(header::UPGRADE) {
         return super::forward_h2::send(upstream, server, request, replay).await;
@@ -189,23 +209,32 @@ pub(super) async fn send_http1(
 ) -> Result<Forwarded, Failure> {
     let request = super::forward_h2::to_http1(request);
     if crate::upstream::http1::takes(&request) {
-        return send_own(upstream, server, request).await;
+        return send_own(upstream, server, request, None).await;
     }
     send_hyper(upstream, server, request).await
 }
 
-/// HTTP/1.1 on porter's own client: the head is written once into a buffer and
-/// sent as is, also again on a fresh connection when a pooled one turns out closed.
+/// HTTP/1.1 on porter's own client: the head is written once into a buffer (or
+/// was, from the client's bytes: `own`) and sent as is, also again on a fresh
+/// connection when a pooled one turns out closed.
 async fn send_own(
     upstream: &Upstream,
     server: &Arc<Server>,
     request: Request<RequestBody>,
+    own: Option<OwnHead<'_>>,
 ) -> Result<Forwarded, Failure> {
     use crate::upstream::http1::SendError;
     let in_flight = InFlight::new(server.clone());
     let (parts, mut body) = request.into_parts();
-    let mut head = crate::net::io::take_buffer();
-    let framing = crate::upstream::http1::write_request_head(&mut head, &parts, &body);
+    let mut written = BytesMut::new();
+    let (head, framing) = match own {
+        Some(own) => (own.head, own.framing),
+        None => {
+            written = crate::net::io::take_buffer();
+            let framing = crate::upstream::http1::write_request_head(&mut written, &parts, &body);
+            (&written[..], framing)
+        }
+    };
     let unsent = |parts, body| Some(Request::from_parts(parts, body));
     // A pooled connection the server closed as the request went out: once more on a fresh
     // one, when nothing of a body was taken and the method may be repeated.
@@ -222,15 +251,15 @@ async fn send_own(
                         ConnectError::Timeout => ProxyError::ConnectTimeout,
                         _ => ProxyError::ConnectFailed,
                     };
-                    crate::net::io::give_back(head);
+                    crate::net::io::give_back(written);
                     return Err(Failure::server(error, unsent(parts, body), None));
                 }
             },
         };
         let connect = began.elapsed();
-        let error = match conn.send(&head, &mut body, framing, &parts.method, upstream.timeouts()).await {
+        let error = match conn.send(head, &mut body, framing, &parts.method, upstream.timeouts()).await {
             Ok((response, stream)) => {
-                crate::net::io::give_back(head);
+                crate::net::io::give_back(written);
                 let response = Response::from_parts(response, ServerBody::Http1(stream));
                 let lease = Lease::own(in_flight);
                 return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None });

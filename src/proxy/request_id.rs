@@ -13,6 +13,8 @@ use std::hash::BuildHasher;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::http1::view::RequestFields;
+
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 thread_local! {
@@ -32,14 +34,22 @@ fn wyrand(state: &Cell<u64>) -> u64 {
 /// The request's id: the incoming one from a trusted client, else a new one, which is
 /// set on `headers` (replacing any the client sent).
 pub fn ensure(headers: &mut HeaderMap, trusted: bool) -> HeaderValue {
-    if trusted {
-        if let Some(id) = headers.get(&X_REQUEST_ID) {
-            return id.clone();
-        }
+    if let Some(id) = kept(RequestFields::Map(headers), trusted) {
+        return id;
     }
     let id = generate();
     headers.insert(X_REQUEST_ID.clone(), id.clone());
     id
+}
+
+/// The client's X-Request-Id when it is kept (from a trusted proxy); `None`:
+/// porter makes one ([`generate`]) and it replaces any the client sent.
+pub(crate) fn kept(fields: RequestFields<'_>, trusted: bool) -> Option<HeaderValue> {
+    if trusted {
+        fields.value(&X_REQUEST_ID)
+    } else {
+        None
+    }
 }
 
 pub fn generate() -> HeaderValue {

@@ -30,6 +30,7 @@ use crate::body::ClientBody;
 use crate::http1::chunked::Chunked;
 use crate::http1::request::{BodyKind, Head, HeadError};
 use crate::http1::response::{self, Answering};
+use crate::http1::view::RawRequest;
 use crate::net::io::{give_back, split, take_buffer, unsplit, ClientIo, WriteSide};
 use crate::proxy::upgrade::PendingTunnel;
 use crate::shutdown::DrainWatch;
@@ -69,9 +70,9 @@ enum NextHead {
     Refused(HeadError),
 }
 
-pub async fn serve<F, Fut>(io: ClientIo, settings: Settings, mut drain: DrainWatch, handler: F)
+pub(crate) async fn serve<F, Fut>(io: ClientIo, settings: Settings, mut drain: DrainWatch, handler: F)
 where
-    F: Fn(Request<ClientBody>) -> Fut,
+    F: Fn(Request<ClientBody>, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,
 {
     let started = Instant::now();
@@ -141,10 +142,10 @@ async fn exchange<F, Fut>(
     hsts: Option<&http::HeaderValue>,
 ) -> After
 where
-    F: Fn(Request<ClientBody>) -> Fut,
+    F: Fn(Request<ClientBody>, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,
 {
-    let Head { request, body: kind, keep_alive, expect_continue, te_trailers } = head;
+    let Head { request, fields, body: kind, keep_alive, expect_continue, te_trailers } = head;
     let buffered = reader.as_ref().and_then(|r| r.buf.as_ref()).expect("a head was read into it");
     if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
         let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
@@ -171,9 +172,9 @@ where
         }
     };
     let response = match wants_body {
-        None => handler(request.map(|()| body)).await,
+        None => handler(request.map(|()| body), Some(fields)).await,
         Some(mut wanted) => {
-            let mut handling = std::pin::pin!(handler(request.map(|()| body)));
+            let mut handling = std::pin::pin!(handler(request.map(|()| body), Some(fields)));
             tokio::select! {
                 biased;
                 response = handling.as_mut() => response,
@@ -254,7 +255,7 @@ mod tests {
             keep_underscores: false,
             hsts: None,
         };
-        let serve = super::serve(io, settings, drain.watch(), |_request| async {
+        let serve = super::serve(io, settings, drain.watch(), |_request, _fields| async {
             http::Response::new(crate::upstream::ResponseBody::empty())
         });
         let size = std::mem::size_of_val(&serve);
