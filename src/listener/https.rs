@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use crate::net::io::TlsStream;
-use crate::proxy::{self, headers::ClientHeaders, ConnContext};
+use crate::proxy;
 use crate::runtime::Shared;
 use crate::stats::ListenerStats;
 
@@ -85,21 +85,12 @@ async fn serve_tls(
 ) {
     let runtime = shared.runtime.load_full();
     let sni_cert = tls.take_sni_cert();
-    let conn = Arc::new(ConnContext {
-        client,
-        client_headers: ClientHeaders::new(
-            client.ip(),
-            true,
-            runtime.https_port.unwrap_or(443),
-            runtime.trusts(client.ip()),
-        ),
-        sni_cert,
-        tls_version: tls.protocol_version().map(|v| match v {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-            _ => "TLS",
-        }),
+    let tls_version = tls.protocol_version().map(|v| match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "TLS",
     });
+    let conn = super::tls_conn_context(client, &runtime, sni_cert, tls_version);
     let protocol = match tls.alpn_protocol() {
         Some(b"h2") => super::Protocol::Http2,
         _ => super::Protocol::Http1,

@@ -18,6 +18,7 @@ pub use slots::Slots;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +32,33 @@ use crate::body::ClientBody;
 use crate::config::Limits;
 use crate::http1::view::RawRequest;
 use crate::net::io::ClientIo;
+use crate::proxy::{headers::ClientHeaders, ConnContext};
+use crate::runtime::Runtime;
 use crate::shutdown::DrainWatch;
 use crate::stats::{ListenerStats, OpenConnection};
+use crate::tls::LoadedCert;
 use crate::upstream::ResponseBody;
+
+/// What the pipeline knows about a TLS connection, over TCP or QUIC: forwarded as
+/// https, on the port the TLS listener names.
+fn tls_conn_context(
+    client: SocketAddr,
+    runtime: &Runtime,
+    sni_cert: Option<Arc<LoadedCert>>,
+    tls_version: Option<&'static str>,
+) -> Arc<ConnContext> {
+    Arc::new(ConnContext {
+        client,
+        client_headers: ClientHeaders::new(
+            client.ip(),
+            true,
+            runtime.https_port.unwrap_or(443),
+            runtime.trusts(client.ip()),
+        ),
+        sni_cert,
+        tls_version,
+    })
+}
 
 /// Which HTTP a client connection speaks: TLS connections say so by ALPN; the
 /// plaintext listener speaks HTTP/1.1 (no h2c, as nginx and Caddy by default).

@@ -404,3 +404,34 @@ pub async fn raw_http1(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<
 pub fn echoed_header<'a>(body: &'a str, name: &str) -> Vec<&'a str> {
     body.lines().filter_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": "))).collect()
 }
+
+/// A keep-alive HTTP/1.1 server speaking raw bytes: it answers each request head with
+/// what `answer` gives for the head's request target ("" when there is none).
+pub async fn canned_server(answer: fn(&str) -> &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                    pending.drain(..end + 4);
+                    if stream.write_all(answer(head.split(' ').nth(1).unwrap_or(""))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

@@ -82,27 +82,20 @@ fn disagreements_are_reported() {
 /// look at real readings rather than two equal failures.
 #[test]
 fn both_sides_read_what_the_server_sent() {
-    let expect = |input: &[u8], read: Read| assert_eq!(reads(input), (read.clone(), read), "{input:?}");
-    expect(
-        b"GHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-        Read::Complete { status: 200, body: b"hello".to_vec(), reusable: true },
-    );
-    expect(
-        b"GHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        Read::Complete { status: 201, body: b"hello".to_vec(), reusable: true },
-    );
-    expect(
-        b"GHTTP/1.1 200 OK\r\n\r\nuntil the close",
-        Read::Complete { status: 200, body: b"until the close".to_vec(), reusable: false },
-    );
-    expect(
-        b"GHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\n\r\n",
-        Read::Complete { status: 200, body: b"hello".to_vec(), reusable: false },
-    );
-    expect(b"GHTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", Read::BodyFailed { status: 200 });
-    expect(
-        b"HHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
-        Read::Complete { status: 200, body: vec![], reusable: true },
-    );
-    expect(b"GHTTP/1.1 200 OK\r\nContent-Le", Read::NoHead);
+    let complete = |status, body: &[u8], reusable| Read::Complete { status, body: body.to_vec(), reusable };
+    let cases: [(&[u8], Read); 7] = [
+        (b"GHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", complete(200, b"hello", true)),
+        (
+            b"GHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            complete(201, b"hello", true),
+        ),
+        (b"GHTTP/1.1 200 OK\r\n\r\nuntil the close", complete(200, b"until the close", false)),
+        (b"GHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\n\r\n", complete(200, b"hello", false)),
+        (b"GHTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", Read::BodyFailed { status: 200 }),
+        (b"HHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", complete(200, b"", true)),
+        (b"GHTTP/1.1 200 OK\r\nContent-Le", Read::NoHead),
+    ];
+    for (input, read) in cases {
+        assert_eq!(reads(input), (read.clone(), read), "{input:?}");
+    }
 }
