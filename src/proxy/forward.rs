@@ -29,7 +29,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use http::{header, Method, Request, Response};
 use http_body::Body;
 
@@ -193,7 +192,7 @@ async fn send(
 ) -> Result<Forwarded, Failure> {
     // Made only for a server on porter's own HTTP/1.1 client (`proxy::proxy` decides).
     if let Some(own) = own {
-        return send_own(upstream, server, request, Some(own)).await;
+        return super::forward_own::send_own(upstream, server, request, Some(own)).await;
     }
     // Upgrades (WebSocket) are HTTP/1.1 on any upstream.
     if server.speaks_http2() && !request.headers().contains_key(header::UPGRADE) {
@@ -209,94 +208,9 @@ pub(super) async fn send_http1(
 ) -> Result<Forwarded, Failure> {
     let request = super::forward_h2::to_http1(request);
     if crate::upstream::http1::takes(&request) {
-        return send_own(upstream, server, request, None).await;
+        return super::forward_own::send_own(upstream, server, request, None).await;
     }
     send_hyper(upstream, server, request).await
-}
-
-/// HTTP/1.1 on porter's own client: the head is written once into a buffer (or
-/// was, from the client's bytes: `own`) and sent as is, also again on a fresh
-/// connection when a pooled one turns out closed.
-async fn send_own(
-    upstream: &Upstream,
-    server: &Arc<Server>,
-    request: Request<RequestBody>,
-    own: Option<OwnHead<'_>>,
-) -> Result<Forwarded, Failure> {
-    use crate::upstream::http1::SendError;
-    let in_flight = InFlight::new(server.clone());
-    let (parts, mut body) = request.into_parts();
-    let mut written = BytesMut::new();
-    let (head, framing) = match own {
-        Some(own) => (own.head, own.framing),
-        None => {
-            written = crate::net::io::take_buffer();
-            let framing = crate::upstream::http1::write_request_head(&mut written, &parts, &body);
-            (&written[..], framing)
-        }
-    };
-    let unsent = |parts, body| Some(Request::from_parts(parts, body));
-    // A pooled connection the server closed as the request went out: once more on a fresh
-    // one, when nothing of a body was taken and the method may be repeated.
-    let mut fresh_only = false;
-    loop {
-        let began = Instant::now();
-        let (conn, reused) = match checkout(server, fresh_only) {
-            Some(conn) => (conn, true),
-            None => match Box::pin(connect::connect_own(server, upstream.connect_timeout)).await {
-                Ok(conn) => (conn, false),
-                Err(e) => {
-                    tracing::debug!(server = %server.label, error = %e, "upstream connect failed");
-                    let error = match e {
-                        ConnectError::Timeout => ProxyError::ConnectTimeout,
-                        _ => ProxyError::ConnectFailed,
-                    };
-                    crate::net::io::give_back(written);
-                    return Err(Failure::server(error, unsent(parts, body), None));
-                }
-            },
-        };
-        let connect = began.elapsed();
-        let error = match conn.send(head, &mut body, framing, &parts.method, upstream.timeouts()).await {
-            Ok((response, stream)) => {
-                crate::net::io::give_back(written);
-                let response = Response::from_parts(response, ServerBody::Http1(stream));
-                let lease = Lease::own(in_flight);
-                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None });
-            }
-            Err(SendError::TimedOut) => {
-                let sent = sent_back(parts, body);
-                return Err(Failure::server(ProxyError::ResponseTimeout, None, sent));
-            }
-            Err(SendError::SendTimedOut) => return Err(Failure::server(ProxyError::SendTimeout, None, None)),
-            Err(e) => e,
-        };
-        match error {
-            SendError::Closed { body_started: false, .. } if reused && !fresh_only && is_idempotent(&parts.method) => {
-                fresh_only = true;
-            }
-            SendError::BodyTooLarge => return Err(Failure::local(ProxyError::BodyTooLarge)),
-            SendError::Client(fault) => return Err(Failure::local(fault.into())),
-            SendError::BadResponse => {
-                tracing::debug!(server = %server.label, "upstream response cannot be framed: 502");
-                let sent = sent_back(parts, body);
-                return Err(Failure::server(ProxyError::BadResponse, None, sent));
-            }
-            error => {
-                tracing::debug!(server = %server.label, ?error, "upstream request failed");
-                // Not processed only if the head could not be written whole (nothing of the body
-                // went either): that much may go to another server, whatever the method. A head
-                // that went out may have been acted on: only an idempotent request goes again.
-                let untouched = matches!(error, SendError::Closed { body_started: false, head_sent: false });
-                if untouched && http_body::Body::is_end_stream(&body) {
-                    let unsent = unsent(parts, body);
-                    return Err(Failure::server(ProxyError::UpstreamFailed, unsent, None));
-                }
-                let sent = sent_back(parts, body);
-                return Err(Failure::server(ProxyError::UpstreamFailed, None, sent));
-            }
-        }
-    }
 }
 
 /// HTTP/1.1 on hyper's client: requests with large or unsized bodies (hyper reads
@@ -375,14 +289,6 @@ async fn checkout_hyper(server: &Server, fresh_only: bool) -> Option<crate::upst
     None
 }
 
-fn checkout(server: &Server, fresh_only: bool) -> Option<crate::upstream::http1::Conn> {
-    if fresh_only {
-        return None;
-    }
-    // DNS no longer lists an address: its connections are let go (drain).
-    std::iter::from_fn(|| server.pool.checkout()).find(|conn| server.is_current(conn.addr))
-}
-
 /// A send that failed because of the client's body (or porter's limit on it),
 /// not the server: what the client is answered, and never counted against the server.
 pub(super) fn client_side(error: &hyper::Error) -> Option<ProxyError> {
@@ -448,11 +354,11 @@ fn millis(duration: std::time::Duration) -> u64 {
 }
 
 /// A request that went out, back for a replay if it had no body.
-fn sent_back(parts: http::request::Parts, body: RequestBody) -> Option<Request<RequestBody>> {
+pub(super) fn sent_back(parts: http::request::Parts, body: RequestBody) -> Option<Request<RequestBody>> {
     http_body::Body::is_end_stream(&body).then(|| Request::from_parts(parts, body))
 }
 
-fn is_idempotent(method: &Method) -> bool {
+pub(super) fn is_idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
