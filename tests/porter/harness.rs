@@ -435,3 +435,34 @@ pub async fn canned_server(answer: fn(&str) -> &'static [u8]) -> SocketAddr {
     });
     addr
 }
+
+/// Sends `bytes`, reads until porter closes (5 s at most); returns everything it answered.
+pub async fn to_close(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    read_to_close(&mut stream, bytes).await
+}
+
+/// Reads until porter closes (5 s at most, else the test fails naming `sent`).
+pub async fn read_to_close(stream: &mut tokio::net::TcpStream, sent: &[u8]) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "porter kept the connection open after {:?}", String::from_utf8_lossy(sent));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The first line of an answer.
+pub fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}

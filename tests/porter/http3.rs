@@ -428,7 +428,7 @@ async fn h3_connections_beyond_max_connections_are_refused() {
 /// closed (their next packet gets the new process's stateless reset), not left hanging.
 #[tokio::test]
 async fn sigusr2_hands_the_udp_socket_to_the_new_process() {
-    use crate::hot_upgrade::{exit_code, running, upgrade};
+    use crate::hot_upgrade::{exit_code, upgrade};
     let backend = Backend::start("web").await;
     let dir = tempfile::tempdir().unwrap();
     write_cert(&dir.path().join("certs"), "localhost", &["localhost"]);
@@ -438,14 +438,7 @@ async fn sigusr2_hands_the_udp_socket_to_the_new_process() {
         .replace("https: \"127.0.0.1:0\"", &format!("https: \"127.0.0.1:{port}\""))
         .replace("certs: certs", &format!("certs: \"{}\"", dir.path().join("certs").display()));
     std::fs::write(&path, yaml).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_porter"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let old = running(child);
+    let old = crate::lifecycle::spawn_porter(&path);
     old.wait_for_line("listening for HTTP/3", Duration::from_secs(10)).await;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("https://localhost:{port}/");
