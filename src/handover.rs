@@ -24,7 +24,7 @@ use crate::listener::inherit::{UPGRADE_FDS, UPGRADE_PARENT, UPGRADE_READY};
 
 /// How long a new process has to take over before it is stopped and the old one
 /// carries on: enough to read the configuration and certificates on a loaded machine.
-pub const READY_WITHIN: Duration = Duration::from_secs(60);
+pub(crate) const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// How long a new process that closed the channel without taking over has to exit.
 const EXIT_WITHIN: Duration = Duration::from_secs(5);

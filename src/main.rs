@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use porter::config::Config;
-use porter::handover::Upgrades;
-use porter::listener::inherit::Inherited;
+use porter::Config;
+use porter::Inherited;
+use porter::Upgrades;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -141,7 +141,7 @@ fn main() -> ExitCode {
         Some(Command::Check) => check(&path, &config),
         _ => {
             // Before anything else opens a descriptor: the sockets are numbered ones.
-            let inherited = match porter::listener::inherit::Inherited::from_environment() {
+            let inherited = match Inherited::from_environment() {
                 Ok(inherited) => inherited,
                 Err(e) => {
                     eprintln!("porter: {e}");
@@ -195,7 +195,7 @@ fn probe(url: &str, timeout: Duration) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(porter::probe::probe(url, timeout)) {
+    match runtime.block_on(porter::probe(url, timeout)) {
         Ok(status) => {
             println!("{status}");
             ExitCode::SUCCESS
@@ -301,9 +301,9 @@ fn check_report(path: &Path, config: &Config, out: &mut String) -> ExitCode {
     for route in &config.routes {
         let strip = if route.strip_prefix { " (prefix stripped)" } else { "" };
         let action = match &route.action {
-            porter::config::RouteAction::Upstream(name) => name.clone(),
-            porter::config::RouteAction::Redirect(r) => format!("redirect {}", r.status),
-            porter::config::RouteAction::Respond(r) => format!("respond {}", r.status),
+            porter::RouteAction::Upstream(name) => name.clone(),
+            porter::RouteAction::Redirect(r) => format!("redirect {}", r.status),
+            porter::RouteAction::Respond(r) => format!("respond {}", r.status),
         };
         let strip = if route.policy.is_empty() { strip.to_string() } else { format!("{strip} (with policy)") };
         let _ = writeln!(out, "  {}{} -> {}{strip}", route.host.as_deref().unwrap_or("*"), route.path, action);
@@ -317,7 +317,7 @@ fn check_report(path: &Path, config: &Config, out: &mut String) -> ExitCode {
         }
     }
     if let Some(acme) = &config.acme {
-        for line in porter::acme::describe_from_disk(acme, &config.tls.certs) {
+        for line in porter::describe_acme(acme, &config.tls.certs) {
             let _ = writeln!(out, "{line}");
         }
     }
@@ -335,12 +335,12 @@ fn check_report(path: &Path, config: &Config, out: &mut String) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let (store, problems) = porter::tls::CertStore::scan(&config.tls.certs, None);
+    let (store, problems) = porter::CertStore::scan(&config.tls.certs, None);
     if store.is_empty() {
         let _ = writeln!(out, "  none: porter would start with a self-signed certificate for localhost");
     }
     for cert in store.certs() {
-        let _ = writeln!(out, "  {}", porter::tls::describe(cert));
+        let _ = writeln!(out, "  {}", porter::describe_certificate(cert));
     }
     for problem in &problems {
         let _ = writeln!(out, "  ERROR {problem}");
@@ -384,8 +384,7 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited, watch: b
         return ExitCode::from(1);
     };
     // Before start: a change made while porter starts is reloaded once it runs.
-    let mut watcher =
-        watch.then(|| porter::config::watch::ConfigWatch::start(path.clone(), porter::config::watch::WATCH_INTERVAL));
+    let mut watcher = watch.then(|| porter::ConfigWatch::start(path.clone(), porter::WATCH_INTERVAL));
     let upgrade = inherited.is_upgrade();
     let porter = match porter::start_with(config, &mut inherited).await {
         Ok(porter) => porter,
@@ -443,7 +442,7 @@ async fn serve(path: PathBuf, config: Config, mut inherited: Inherited, watch: b
 }
 
 /// The next settled change of the configuration file; never, without `--watch`.
-async fn file_changed(watcher: &mut Option<porter::config::watch::ConfigWatch>) {
+async fn file_changed(watcher: &mut Option<porter::ConfigWatch>) {
     match watcher {
         Some(watcher) => watcher.changed().await,
         None => std::future::pending().await,

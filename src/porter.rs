@@ -440,7 +440,7 @@ pub fn validate(config: &Config) -> Result<Vec<String>, StartError> {
 }
 
 /// Listener addresses a new configuration changes: they need a restart (named in a warning).
-pub fn restart_needed(running: &config::Listen, new: &config::Listen) -> Vec<String> {
+pub(crate) fn restart_needed(running: &config::Listen, new: &config::Listen) -> Vec<String> {
     let mut changed = Vec::new();
     if running.http3 != new.http3 && running.https.is_some() {
         let now = if running.http3 { "still serving HTTP/3" } else { "HTTP/3 still off" };

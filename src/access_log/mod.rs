@@ -22,7 +22,7 @@ use http::{header, HeaderValue, Method, Request, Uri, Version};
 use crate::config::AccessLogFormat;
 use crate::http1::view::RequestFields;
 
-pub use sink::{dropped_lines, Sink};
+pub(crate) use sink::{dropped_lines, Sink};
 
 /// What a configuration snapshot gives each record: the format, and the queue to the writer.
 #[derive(Debug)]

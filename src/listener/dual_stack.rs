@@ -15,7 +15,7 @@ const BACKLOG: u32 = 1024;
 
 /// Binds `address`; the IPv6 wildcard (`[::]`) dual-stack, falling back to IPv4's
 /// wildcard where the host has no IPv6.
-pub async fn bind(address: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(address: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
     if !(address.is_ipv6() && address.ip().is_unspecified()) {
         return TcpListener::bind(address).await;
     }

@@ -12,7 +12,12 @@ use crate::http1::view::{RawRequest, RequestFields};
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: crate::shutdown::DrainWatch) {
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    drain: crate::shutdown::DrainWatch,
+) {
     let runtime = shared.runtime.load_full();
     // The port this listener took the connection on: X-Forwarded-Port.
     let port = stream.local_addr().map_or(80, |a| a.port());

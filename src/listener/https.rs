@@ -16,7 +16,7 @@ use crate::proxy;
 use crate::runtime::Shared;
 use crate::stats::ListenerStats;
 
-pub async fn serve(
+pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,

@@ -20,13 +20,13 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// The environment variables of a hand-over (set by `src/handover.rs`).
-pub const UPGRADE_FDS: &str = "PORTER_UPGRADE_FDS";
-pub const UPGRADE_READY: &str = "PORTER_UPGRADE_READY";
-pub const UPGRADE_PARENT: &str = "PORTER_UPGRADE_PARENT";
+pub(crate) const UPGRADE_FDS: &str = "PORTER_UPGRADE_FDS";
+pub(crate) const UPGRADE_READY: &str = "PORTER_UPGRADE_READY";
+pub(crate) const UPGRADE_PARENT: &str = "PORTER_UPGRADE_PARENT";
 
 /// Where the sockets came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Systemd,
     Upgrade,
 }

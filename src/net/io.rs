@@ -20,7 +20,7 @@ use super::proxy_protocol::ClientStream;
 pub(crate) use super::tls_stream::TlsServerStream as TlsStream;
 
 /// A client connection, plain or TLS.
-pub enum ClientIo {
+pub(crate) enum ClientIo {
     Plain(ClientStream),
     Tls(Box<TlsStream>),
 }

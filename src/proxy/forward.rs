@@ -44,7 +44,7 @@ use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     pub response: Response<ServerBody>,
     pub lease: Lease,
     /// For the access log: time to get the connection (pooled: near zero), and from the
@@ -66,7 +66,7 @@ pub(crate) struct OwnHead<'a> {
     pub fields: RequestFields<'a>,
 }
 
-pub struct ForwardError {
+pub(crate) struct ForwardError {
     pub error: ProxyError,
     pub server: Option<Arc<Server>>,
 }

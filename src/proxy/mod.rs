@@ -4,16 +4,16 @@
 //! response) -> route policy on the answer -> stream back, with the
 //! access-log record riding on the response body. HTTP/1.1 and HTTP/2 share it.
 
-pub mod error;
-pub mod forward;
+pub(crate) mod error;
+pub(crate) mod forward;
 mod forward_h2;
 mod forward_own;
 mod head;
-pub mod headers;
+pub(crate) mod headers;
 mod incoming;
-pub mod request_id;
-pub mod strict;
-pub mod upgrade;
+pub(crate) mod request_id;
+pub(crate) mod strict;
+pub(crate) mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ use incoming::{content_length, request_host, request_vars, upstream_uri, Incomin
 
 /// What the pipeline knows about the connection a request came on.
 #[derive(Debug)]
-pub struct ConnContext {
+pub(crate) struct ConnContext {
     pub client: SocketAddr,
     pub client_headers: ClientHeaders,
     /// For TLS connections where the client's SNI selected a certificate by name:

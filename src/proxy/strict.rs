@@ -73,7 +73,7 @@ fn check_hosts<B>(request: &Request<B>, fields: RequestFields<'_>) -> Result<(),
 
 /// Whether an authority and a Host value name the same host and port
 /// (case-insensitively; a missing port is the scheme's default).
-pub fn same_host(authority: &[u8], host: &[u8], default_port: u16) -> bool {
+pub(crate) fn same_host(authority: &[u8], host: &[u8], default_port: u16) -> bool {
     let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
     match (normalize_host(authority, &mut a), normalize_host(host, &mut b)) {
         (Some(x), Some(y)) if x == y => port_of(authority, default_port) == port_of(host, default_port),

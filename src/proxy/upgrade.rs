@@ -27,17 +27,17 @@ pub(crate) fn is_upgrade_request(fields: RequestFields<'_>) -> bool {
 /// porter's own HTTP/1.1 layer, which joins it to the client connection once
 /// the 101 is written. (A response extension must be Clone; only one taker.)
 #[derive(Clone)]
-pub struct PendingTunnel(Arc<Mutex<Option<(OnUpgrade, InFlight)>>>);
+pub(crate) struct PendingTunnel(Arc<Mutex<Option<(OnUpgrade, InFlight)>>>);
 
 impl PendingTunnel {
-    pub fn new(server: OnUpgrade, in_flight: InFlight) -> PendingTunnel {
+    pub(crate) fn new(server: OnUpgrade, in_flight: InFlight) -> PendingTunnel {
         PendingTunnel(Arc::new(Mutex::new(Some((server, in_flight)))))
     }
 
     /// Joins `client` to the server until either side closes. `leftover`: bytes
     /// the client sent after its upgrade request, which belong to the server.
     /// The connection's task runs it, holding its drain watch for the tunnel's life.
-    pub async fn run(self, mut client: ClientIo, leftover: bytes::BytesMut) {
+    pub(crate) async fn run(self, mut client: ClientIo, leftover: bytes::BytesMut) {
         let Some((server, in_flight)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
         let mut server = match server.await {
             Ok(server) => TokioIo::new(server),

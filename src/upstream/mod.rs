@@ -8,22 +8,22 @@
 //! WebSocket) still holds the upstream, so two generations of checkers never
 //! write one server's health; dropping the upstream stops them too.
 
-pub mod balancer;
-pub mod budget;
-pub mod connect;
-pub mod dns;
-pub mod h2;
-pub mod health;
-pub mod http1;
-pub mod lease;
-pub mod pool;
-pub mod response_body;
-pub mod server;
-pub mod sticky;
-pub mod tls;
+pub(crate) mod balancer;
+pub(crate) mod budget;
+pub(crate) mod connect;
+pub(crate) mod dns;
+pub(crate) mod h2;
+pub(crate) mod health;
+pub(crate) mod http1;
+pub(crate) mod lease;
+pub(crate) mod pool;
+pub(crate) mod response_body;
+pub(crate) mod server;
+pub(crate) mod sticky;
+pub(crate) mod tls;
 
-pub use lease::Lease;
-pub use response_body::{ResponseBody, ServerBody};
+pub(crate) use lease::Lease;
+pub(crate) use response_body::{ResponseBody, ServerBody};
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;

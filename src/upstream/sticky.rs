@@ -88,7 +88,7 @@ impl Sticky {
 }
 
 /// The opaque value naming a server: HMAC-SHA256 of its URL, 16 bytes in hex.
-pub fn value_for(url: &crate::config::ServerUrl) -> String {
+pub(crate) fn value_for(url: &crate::config::ServerUrl) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, KEY);
     let tag = hmac::sign(&key, url.to_string().as_bytes());
     tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()

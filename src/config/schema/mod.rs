@@ -10,13 +10,14 @@
 mod route;
 mod upstream;
 
-pub use route::{
-    HeaderRulesConfig, Placeholder, PolicyConfig, RedirectConfig, RespondConfig, RewriteConfig, RouteAction,
-    RouteConfig, Template, TemplatePart,
+pub(crate) use route::{
+    HeaderRulesConfig, Placeholder, PolicyConfig, RedirectConfig, RespondConfig, RewriteConfig, RouteConfig, Template,
 };
-pub use upstream::{
+pub use route::{RouteAction, TemplatePart};
+pub(crate) use upstream::MAX_WEIGHT;
+pub(crate) use upstream::{
     Balance, CaBundle, HashOn, HealthCheckConfig, PassiveConfig, PoolConfig, SameSite, Scheme, ServerConfig, ServerUrl,
-    StickyConfig, TimeoutsConfig, UpstreamConfig, UpstreamTls, MAX_WEIGHT,
+    StickyConfig, TimeoutsConfig, UpstreamConfig, UpstreamTls,
 };
 
 use std::fmt;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Largest accepted server weight (HAProxy caps at 256, nginx has no cap; 1000
 /// leaves room for percentages while keeping smooth-WRR arithmetic small).
-pub const MAX_WEIGHT: u32 = 1000;
+pub(crate) const MAX_WEIGHT: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {

@@ -40,7 +40,7 @@ use write::{write_response, ClientOut};
 
 /// The limits a connection runs under (from `limits:`).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub max_head: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,

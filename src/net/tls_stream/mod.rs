@@ -34,7 +34,7 @@ use crate::tls::LoadedCert;
 use buffers::{release_if_empty, Buf, BUF_SIZE, MAX_RECORD};
 use state_machine::{Outcome, Want};
 
-pub struct TlsServerStream {
+pub(crate) struct TlsServerStream {
     io: ClientStream,
     conn: UnbufferedServerConnection,
     incoming: Option<Buf>,
@@ -49,7 +49,7 @@ pub struct TlsServerStream {
 }
 
 impl TlsServerStream {
-    pub fn new(config: Arc<ServerConfig>, io: ClientStream) -> Result<TlsServerStream, rustls::Error> {
+    pub(crate) fn new(config: Arc<ServerConfig>, io: ClientStream) -> Result<TlsServerStream, rustls::Error> {
         Ok(TlsServerStream {
             io,
             conn: UnbufferedServerConnection::new(config)?,
@@ -64,22 +64,22 @@ impl TlsServerStream {
         })
     }
 
-    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+    pub(crate) fn alpn_protocol(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()
     }
 
-    pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
+    pub(crate) fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
         self.conn.protocol_version()
     }
 
     /// The loaded certificate the client's SNI names exactly, if any (once, after the handshake).
-    pub fn take_sni_cert(&mut self) -> Option<Arc<LoadedCert>> {
+    pub(crate) fn take_sni_cert(&mut self) -> Option<Arc<LoadedCert>> {
         self.sni_cert.take()
     }
 
     /// Runs the handshake to its end (the client's Finished received, session
     /// tickets and the server's last flight written).
-    pub async fn handshake(&mut self) -> io::Result<()> {
+    pub(crate) async fn handshake(&mut self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.poll_handshake(cx)).await
     }
 
@@ -101,7 +101,7 @@ impl TlsServerStream {
     }
 
     /// Ready when a read would return data or the end, without holding a buffer to wait.
-    pub fn poll_wait_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_wait_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.plain_pos < self.plain.len() || self.peer_closed || self.failed {
             return Poll::Ready(Ok(()));
         }

@@ -17,7 +17,7 @@ use crate::http1::view::RequestFields;
 
 /// 64-bit hash of `bytes`: FNV-1a, then fmix64 for avalanche.
 #[inline]
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);
@@ -36,7 +36,7 @@ fn fmix64(mut h: u64) -> u64 {
     h
 }
 
-pub fn hash_ip(ip: IpAddr) -> u64 {
+pub(crate) fn hash_ip(ip: IpAddr) -> u64 {
     match ip.to_canonical() {
         IpAddr::V4(v4) => hash_bytes(&v4.octets()),
         IpAddr::V6(v6) => hash_bytes(&v6.octets()),

@@ -23,7 +23,7 @@ pub enum Framing {
 
 /// Writes the request head for `parts` into `dst`, adding the framing header
 /// the body needs; returns that framing.
-pub fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
+pub(crate) fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
     write_request_line(dst, &parts.method, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let mut has_length = false;
     for (name, value) in &parts.headers {

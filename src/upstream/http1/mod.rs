@@ -17,8 +17,8 @@ mod send;
 mod stream;
 
 pub(crate) use head::{end_head, write_field, write_request_line};
-pub use head::{write_request_head, Framing};
-pub use stream::{ReadTimedOut, ResponseStream};
+pub(crate) use head::{write_request_head, Framing};
+pub(crate) use stream::{ReadTimedOut, ResponseStream};
 
 use std::io;
 use std::net::SocketAddr;
@@ -147,11 +147,11 @@ pub enum SendError {
 /// body before reading the answer: they fit the socket buffers even when a
 /// server answers while it reads (an echo). Larger and unsized ones go over
 /// hyper's client, which reads the answer while it still sends.
-pub const MAX_OWN_BODY: u64 = 64 * 1024;
+pub(crate) const MAX_OWN_BODY: u64 = 64 * 1024;
 
 /// Whether a request goes over porter's own client: no upgrade, and no body or
 /// a small one of known size.
-pub fn takes(request: &Request<RequestBody>) -> bool {
+pub(crate) fn takes(request: &Request<RequestBody>) -> bool {
     !request.headers().contains_key(header::UPGRADE) && takes_body(request.body())
 }
 

@@ -40,7 +40,7 @@ pub struct ResponseStream {
 
 /// The server sent nothing of a response body for `timeouts.read`.
 #[derive(Debug)]
-pub struct ReadTimedOut;
+pub(crate) struct ReadTimedOut;
 
 impl std::fmt::Display for ReadTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
