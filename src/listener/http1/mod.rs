@@ -86,25 +86,34 @@ where
     // The task holds this loop's state for the connection's life, idle or not:
     // everything a request needs lives in `exchange`'s boxed future instead.
     while let Some(home) = reader.as_mut() {
-        let head = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await {
-            NextHead::Head(head) => head,
-            NextHead::Closed => break,
-            NextHead::TimedOut => {
-                tracing::debug!("request head not complete within header_read_timeout: 408");
-                let message = "408 Request Timeout: request headers took too long\n";
-                let hsts = settings.hsts.as_ref();
-                Box::pin(refuse(&mut write, reader.take(), StatusCode::REQUEST_TIMEOUT, message, hsts)).await;
-                return;
-            }
-            NextHead::Refused(error) => {
-                let (status, message) = refusal(error);
-                Box::pin(refuse(&mut write, reader.take(), status, message, settings.hsts.as_ref())).await;
-                return;
+        let hsts = settings.hsts.as_ref();
+        // The head goes straight into the boxed exchange, in this one statement: a head
+        // held in a local across a later await would sit in the task's state for good.
+        let exchanging = {
+            let next = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await {
+                NextHead::Head(head) => {
+                    Ok(Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)))
+                }
+                NextHead::Closed => break,
+                NextHead::TimedOut => {
+                    tracing::debug!("request head not complete within header_read_timeout: 408");
+                    Err((StatusCode::REQUEST_TIMEOUT, "408 Request Timeout: request headers took too long\n"))
+                }
+                NextHead::Refused(error) => Err(refusal(error)),
+            };
+            match next {
+                Ok(exchanging) => exchanging,
+                Err((status, message)) => {
+                    // Holds no exchange (that borrows the connection), but its type does.
+                    drop(next);
+                    Box::pin(refuse(&mut write, reader.take(), status, message, hsts)).await;
+                    return;
+                }
             }
         };
         first = false;
-        let hsts = settings.hsts.as_ref();
-        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)).await {
+        let after = exchanging.await;
+        match after {
             After::KeepAlive => {}
             After::Close => break,
             After::Gone => return,
