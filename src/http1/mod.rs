@@ -8,6 +8,7 @@
 //! - `request`: a head parsed with httparse, framed by the rules of docs/security.md, Request framing;
 //! - `chunked`: the chunked request body decoder;
 //! - `fields`: a server's response fields kept as bytes, written back without a map;
+//! - `view`: a client's request fields kept as bytes, read by every phase through one interface;
 //! - `response`: a response head and its framing;
 //! - `unchecked`: the two unchecked steps (values and spans httparse validated), the only unsafe here;
 //!
@@ -25,3 +26,4 @@ pub(crate) mod request;
 #[forbid(unsafe_code)]
 pub(crate) mod response;
 pub(crate) mod unchecked;
+pub(crate) mod view;
