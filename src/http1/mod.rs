@@ -22,8 +22,10 @@ pub(crate) mod chunked;
 pub(crate) mod differential;
 #[forbid(unsafe_code)]
 pub(crate) mod fields;
+#[forbid(unsafe_code)]
 pub(crate) mod request;
 #[forbid(unsafe_code)]
 pub(crate) mod response;
 pub(crate) mod unchecked;
+#[forbid(unsafe_code)]
 pub(crate) mod view;

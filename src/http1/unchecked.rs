@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn a_parsed_value_shares_the_head_and_keeps_obs_text() {
-        let head = Bytes::from_static(b"X-A: caf\xc3\xa9 \tok\r\n");
+        let head = Bytes::from_static(b"X-A: caf\xc3\xa9 \tok\r\n\r\n");
         let mut fields = [httparse::EMPTY_HEADER; 1];
         let (_, parsed) = httparse::parse_headers(&head, &mut fields).unwrap().unwrap();
         let start = parsed[0].value.as_ptr() as usize - head.as_ptr() as usize;
