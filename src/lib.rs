@@ -4,7 +4,7 @@
 //! [`Porter::shutdown`]; the binary (`main.rs`) adds the command line and
 //! signals, and the tests start porter in-process the same way.
 //! [`start_with`] takes listening sockets handed over instead (systemd socket
-//! activation, or the previous process in an upgrade: [`handover`]).
+//! activation, or the previous process in an upgrade: [`Upgrades`]).
 //!
 //! # Layout
 //!
@@ -12,6 +12,7 @@
 //! its own line, never both ways); `tests/layering.rs` reads every `crate::`
 //! path in `src/` and fails otherwise.
 //!
+//! - `sys`: the file-descriptor calls no safe API covers (inherited sockets, a successor's exec); imports nothing of porter
 //! - `http1`: HTTP/1.1 parse and serialise, requests and responses; imports nothing of porter
 //! - `config`: what the user wrote (raw) checked into what porter runs (schema)
 //! - `stats`, `shutdown`, `probe`: counters, the drain, the container health probe
@@ -32,45 +33,66 @@
 //! - `fuzzing`: entry points for the fuzz targets (test and fuzz builds only)
 
 // `forbid(unsafe_code)` wherever no unsafe is needed: the unsafe left is in
-// http1 and net (buffers filled by a read, spans already validated), upstream's
-// client (the same), handover and listener (file descriptors).
+// `sys` (file descriptors), http1 (spans already validated) and upstream's client
+// (the same).
 #[forbid(unsafe_code)]
-pub mod access_log;
+pub(crate) mod access_log;
 #[forbid(unsafe_code)]
-pub mod acme;
+pub(crate) mod acme;
 #[forbid(unsafe_code)]
 pub(crate) mod admin;
 #[forbid(unsafe_code)]
 pub(crate) mod body;
 #[forbid(unsafe_code)]
-pub mod config;
+pub(crate) mod config;
 // Also under test: its unit test replays the fuzzers' saved crash inputs (fuzz/regressions/).
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
+#[forbid(unsafe_code)]
 pub mod fuzzing;
-pub mod handover;
+#[forbid(unsafe_code)]
+pub(crate) mod handover;
 pub(crate) mod http1;
-pub mod listener;
+#[forbid(unsafe_code)]
+pub(crate) mod listener;
+#[forbid(unsafe_code)]
 pub(crate) mod net;
 #[forbid(unsafe_code)]
-pub mod policy;
+pub(crate) mod policy;
 #[forbid(unsafe_code)]
-pub mod porter;
+pub(crate) mod porter;
 #[forbid(unsafe_code)]
-pub mod probe;
+pub(crate) mod probe;
 #[forbid(unsafe_code)]
-pub mod proxy;
+pub(crate) mod proxy;
 #[forbid(unsafe_code)]
-pub mod router;
+pub(crate) mod router;
 #[forbid(unsafe_code)]
-pub mod runtime;
+pub(crate) mod runtime;
 #[forbid(unsafe_code)]
-pub mod shutdown;
+pub(crate) mod shutdown;
 #[forbid(unsafe_code)]
-pub mod stats;
+pub(crate) mod stats;
+pub(crate) mod sys;
 #[forbid(unsafe_code)]
-pub mod tls;
-pub mod upstream;
+pub(crate) mod tls;
+pub(crate) mod upstream;
 
-pub use config::Config;
-pub use porter::{restart_needed, start, start_with, validate, BindAddress, Porter, StartError};
+// The public surface, all of it: the life cycle and the configuration, and
+// what the binary's commands show (`check`, `certs`, `probe`, `upgrade`).
+// Every module is crate-private, so the compiler reports what nothing uses.
+pub use acme::{describe_from_disk as describe_acme, AcmeStatus, NameState};
+pub use config::watch::{ConfigWatch, WATCH_INTERVAL};
+pub use config::{Cidr, Config, ConfigError, RouteAction, TemplatePart};
+pub use handover::Upgrades;
+pub use listener::inherit::Inherited;
+pub use porter::{start, start_with, validate, BindAddress, Porter, StartError};
+pub use probe::probe;
+pub use tls::{describe as describe_certificate, CertStore};
+
+/// What the integration tests (tests/porter) reach beyond that surface.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::tls::provider as tls_provider;
+    pub use crate::upstream::server::Server as UpstreamServer;
+}

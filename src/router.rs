@@ -84,7 +84,7 @@ impl PathTable {
 }
 
 /// `/api` matches `/api`, `/api/` and `/api/x`, not `/apix`; `/api/` matches `/api/x` and `/api`.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" {
         return true;
     }
@@ -196,7 +196,7 @@ impl Router {
 /// plausible host: empty (or an empty label: `.`, `a..b`), too long, with bytes a host name
 /// cannot hold, an IPv6 literal that does not parse, or a port part that is not `:` and digits.
 /// The result normalises to itself. Uses a caller buffer so the hot path does not allocate.
-pub fn normalize_host<'a>(raw: &[u8], buf: &'a mut [u8; 256]) -> Option<&'a str> {
+pub(crate) fn normalize_host<'a>(raw: &[u8], buf: &'a mut [u8; 256]) -> Option<&'a str> {
     // Split "host[:port]". Only an IPv6 literal may hold colons, inside its brackets;
     // elsewhere the first colon starts the port (so "a:b:80" is refused, not "a:b").
     let (host, port) = if raw.first() == Some(&b'[') {
@@ -230,7 +230,7 @@ pub fn normalize_host<'a>(raw: &[u8], buf: &'a mut [u8; 256]) -> Option<&'a str>
 }
 
 /// The path handed to the upstream when the route strips its prefix: `/api/users` -> `/users`.
-pub fn strip(prefix: &str, path: &str) -> String {
+pub(crate) fn strip(prefix: &str, path: &str) -> String {
     let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
     let rest = path.strip_prefix(trimmed).unwrap_or(path);
     if rest.is_empty() || rest.starts_with('?') {

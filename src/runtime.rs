@@ -143,6 +143,6 @@ impl Drop for Runtime {
 
 /// What every connection shares: the current runtime snapshot.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub runtime: ArcSwap<Runtime>,
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 pub struct StatusCounts([AtomicU64; 5]);
 
 /// The label values of [`StatusCounts`], in order.
-pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub(crate) const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl StatusCounts {
     #[inline]
@@ -46,7 +46,7 @@ impl StatusCounts {
 pub struct ProtocolCounts([AtomicU64; 3]);
 
 /// The label values of [`ProtocolCounts`], in order.
-pub const PROTOCOLS: [&str; 3] = ["http1", "h2", "h3"];
+pub(crate) const PROTOCOLS: [&str; 3] = ["http1", "h2", "h3"];
 
 impl ProtocolCounts {
     #[inline]
@@ -66,7 +66,7 @@ impl ProtocolCounts {
 }
 
 /// Upper bounds of the latency buckets, in microseconds (1 ms .. 10 s, then +Inf).
-pub const LATENCY_BOUNDS_US: [u64; 13] = [
+pub(crate) const LATENCY_BOUNDS_US: [u64; 13] = [
     1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
@@ -109,7 +109,7 @@ impl Latency {
 
 /// What one listener has seen. Shared by its accept loop and its connections.
 #[derive(Debug)]
-pub struct ListenerStats {
+pub(crate) struct ListenerStats {
     /// "https" or "http": the `listener` label.
     pub name: &'static str,
     /// Terminates TLS (its handshakes are counted).
@@ -122,7 +122,7 @@ pub struct ListenerStats {
 }
 
 impl ListenerStats {
-    pub fn new(name: &'static str, tls: bool) -> ListenerStats {
+    pub(crate) fn new(name: &'static str, tls: bool) -> ListenerStats {
         ListenerStats {
             name,
             tls,
@@ -136,10 +136,10 @@ impl ListenerStats {
 
 /// Counts a connection open on a listener for as long as it lives.
 #[derive(Debug)]
-pub struct OpenConnection(std::sync::Arc<ListenerStats>);
+pub(crate) struct OpenConnection(std::sync::Arc<ListenerStats>);
 
 impl OpenConnection {
-    pub fn new(stats: std::sync::Arc<ListenerStats>) -> OpenConnection {
+    pub(crate) fn new(stats: std::sync::Arc<ListenerStats>) -> OpenConnection {
         stats.accepted_total.fetch_add(1, Ordering::Relaxed);
         stats.open_connections.fetch_add(1, Ordering::Relaxed);
         OpenConnection(stats)
@@ -154,7 +154,7 @@ impl Drop for OpenConnection {
 
 /// The configuration's history: which generation runs and how the last reload went.
 #[derive(Debug, Default)]
-pub struct ReloadStats {
+pub(crate) struct ReloadStats {
     /// 1 for the configuration porter started with, +1 per applied reload.
     generation: AtomicU64,
     reloads_total: AtomicU64,
@@ -167,14 +167,14 @@ pub struct ReloadStats {
 
 /// The outcome of the most recent reload attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastReload {
+pub(crate) struct LastReload {
     pub at: SystemTime,
     /// `None` when it was applied; the reason when it was refused.
     pub error: Option<String>,
 }
 
 impl ReloadStats {
-    pub fn started() -> ReloadStats {
+    pub(crate) fn started() -> ReloadStats {
         ReloadStats {
             generation: AtomicU64::new(1),
             last_success_ms: AtomicU64::new(unix_ms()),
@@ -182,7 +182,7 @@ impl ReloadStats {
         }
     }
 
-    pub fn applied(&self) {
+    pub(crate) fn applied(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.reloads_total.fetch_add(1, Ordering::Relaxed);
         self.last_success_ms.store(unix_ms(), Ordering::Relaxed);
@@ -192,16 +192,16 @@ impl ReloadStats {
     /// Whether the most recent reload was applied (true before any reload: the
     /// configuration at start was applied), as Prometheus' own
     /// `prometheus_config_last_reload_successful` reads.
-    pub fn last_successful(&self) -> bool {
+    pub(crate) fn last_successful(&self) -> bool {
         self.last().is_none_or(|last| last.error.is_none())
     }
 
     /// When a configuration was last applied (start, or the last applied reload).
-    pub fn last_success(&self) -> SystemTime {
+    pub(crate) fn last_success(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(self.last_success_ms.load(Ordering::Relaxed))
     }
 
-    pub fn refused(&self, error: &str) {
+    pub(crate) fn refused(&self, error: &str) {
         self.reloads_total.fetch_add(1, Ordering::Relaxed);
         self.failures_total.fetch_add(1, Ordering::Relaxed);
         self.set_last(Some(error.to_string()));
@@ -212,20 +212,20 @@ impl ReloadStats {
         *last = Some(LastReload { at: SystemTime::now(), error });
     }
 
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
     }
 
     /// Reload attempts, applied or not.
-    pub fn reloads_total(&self) -> u64 {
+    pub(crate) fn reloads_total(&self) -> u64 {
         self.reloads_total.load(Ordering::Relaxed)
     }
 
-    pub fn failures_total(&self) -> u64 {
+    pub(crate) fn failures_total(&self) -> u64 {
         self.failures_total.load(Ordering::Relaxed)
     }
 
-    pub fn last(&self) -> Option<LastReload> {
+    pub(crate) fn last(&self) -> Option<LastReload> {
         self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }

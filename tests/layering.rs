@@ -113,7 +113,7 @@ fn collect_uses(root: &Path, modules: &BTreeSet<String>) -> Vec<Use> {
         let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
         let from = first.strip_suffix(".rs").unwrap_or(&first).to_string();
         if !modules.contains(&from) {
-            // lib.rs (the module list) and main.rs (the binary, outside the library).
+            // lib.rs (the module list), and main.rs and cli/ (the binary, outside the library).
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();

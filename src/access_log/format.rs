@@ -41,6 +41,22 @@ fn path(r: &AccessRecord) -> &str {
     r.uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
+/// `now` as RFC 3339 in UTC (`2026-12-06T10:45:00.123Z`), its fraction of a second
+/// to `digits` places: 3 (milliseconds) or 6 (microseconds).
+fn rfc3339(mut out: impl Write, now: OffsetDateTime, digits: usize) {
+    let fraction = if digits == 3 { u32::from(now.millisecond()) } else { now.microsecond() };
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{fraction:0digits$}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+    );
+}
+
 fn upstream(r: &AccessRecord) -> Option<&str> {
     r.upstream.as_deref()
 }
@@ -57,17 +73,8 @@ fn lossy(value: &Option<HeaderValue>) -> Option<Cow<'_, str>> {
 // ---- text -------------------------------------------------------------------------------
 
 fn text(r: &AccessRecord, bytes: u64, now: OffsetDateTime, out: &mut Vec<u8>) {
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z  INFO porter::access: request",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.microsecond()
-    );
+    rfc3339(&mut *out, now, 6);
+    out.extend_from_slice(b"  INFO porter::access: request");
     let _ = write!(out, " client_ip={} client_port={}", client_ip(r), r.client.port());
     field(out, "method", Some(r.method.as_str().as_bytes()));
     field(out, "protocol", Some(version_name(r.version).as_bytes()));
@@ -174,17 +181,7 @@ impl Serialize for Millis {
 fn json(r: &AccessRecord, bytes: u64, now: OffsetDateTime, out: &mut Vec<u8>) {
     // RFC 3339, UTC, milliseconds: what Elasticsearch, Loki and jq's `fromdate` family read.
     let mut time = [0u8; 24];
-    let _ = write!(
-        &mut time[..],
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond()
-    );
+    rfc3339(&mut time[..], now, 3);
     let line = JsonLine {
         time: std::str::from_utf8(&time).unwrap_or(""),
         client_ip: client_ip(r),

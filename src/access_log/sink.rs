@@ -35,7 +35,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Access-log lines dropped so far because the writer fell behind.
-pub fn dropped_lines() -> u64 {
+pub(crate) fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
@@ -89,14 +89,14 @@ struct Shared {
 }
 
 /// A configuration's destination, opened and not yet in use.
-pub struct Prepared {
+pub(crate) struct Prepared {
     enabled: bool,
     format: AccessLogFormat,
     file: Option<(PathBuf, File)>,
 }
 
 /// One porter's access-log writer (one thread), kept across reloads.
-pub struct Sink {
+pub(crate) struct Sink {
     queue: Queue,
     shared: Arc<Shared>,
     /// The file lines go to now, for SIGUSR1 (`None`: stderr).
@@ -111,7 +111,7 @@ impl std::fmt::Debug for Sink {
 
 impl Sink {
     /// Starts the writer thread, writing to stderr until [`Sink::configure`] says otherwise.
-    pub fn start() -> std::io::Result<Sink> {
+    pub(crate) fn start() -> std::io::Result<Sink> {
         let size = std::env::var("PORTER_ACCESS_LOG_QUEUE")
             .ok()
             .and_then(|n| n.parse().ok())
@@ -127,7 +127,7 @@ impl Sink {
 
     /// Opens what `config` names (at start and on every reload), changing nothing yet:
     /// a file that cannot be opened refuses the start or the reload.
-    pub fn prepare(&self, config: &AccessLogConfig) -> Result<Prepared, String> {
+    pub(crate) fn prepare(&self, config: &AccessLogConfig) -> Result<Prepared, String> {
         let file = match (&config.path, config.enabled) {
             // Opened again on each reload too, as nginx does: a file moved away is recreated.
             (Some(path), true) => Some(
@@ -142,7 +142,7 @@ impl Sink {
 
     /// Switches to what [`Sink::prepare`] opened; returns the [`Log`] the new snapshot's
     /// requests write to (`None`: the log is off).
-    pub fn apply(&self, prepared: Prepared) -> Option<Arc<Log>> {
+    pub(crate) fn apply(&self, prepared: Prepared) -> Option<Arc<Log>> {
         let mut path = self.path.lock().unwrap_or_else(PoisonError::into_inner);
         match prepared.file {
             Some((file_path, file)) => {
@@ -162,7 +162,7 @@ impl Sink {
 
     /// SIGUSR1: opens the file at the configured path again (after logrotate moved it away).
     /// On failure the old file keeps receiving lines and the error is logged.
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         let path = self.path.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(file) = path.as_deref() else { return };
         match open(file) {
@@ -178,7 +178,7 @@ impl Sink {
 
     /// Waits (a bounded time) until the lines queued so far are written; the writer
     /// then stops. Later lines are dropped and counted.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.shared.control.lock().unwrap_or_else(PoisonError::into_inner).close = Some(done);
         self.wake();

@@ -77,7 +77,7 @@ pub struct NameStatus {
 
 /// Totals since start, for metrics.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Orders started.
     pub attempts: AtomicU64,
     /// Orders that ended with a certificate written.
@@ -129,19 +129,19 @@ struct Running {
 }
 
 /// The ACME client of one porter process.
-pub struct Acme {
+pub(crate) struct Acme {
     resolver: Arc<CertResolver>,
     board: Arc<Board>,
     running: Mutex<Option<Running>>,
 }
 
 impl Acme {
-    pub fn new(resolver: Arc<CertResolver>) -> Acme {
+    pub(crate) fn new(resolver: Arc<CertResolver>) -> Acme {
         Acme { resolver, board: Arc::default(), running: Mutex::new(None) }
     }
 
     /// Brings the tasks in line with `config` (start and every reload). Must run inside tokio.
-    pub fn apply(&self, config: &Config) {
+    pub(crate) fn apply(&self, config: &Config) {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(acme) = &config.acme else {
             if let Some(old) = running.take() {
@@ -198,13 +198,13 @@ impl Acme {
     }
 
     /// Stops every task (an order in flight is dropped; its lock is released).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         if let Some(old) = self.running.lock().unwrap_or_else(PoisonError::into_inner).take() {
             self.stop(old);
         }
     }
 
-    pub fn status(&self) -> AcmeStatus {
+    pub(crate) fn status(&self) -> AcmeStatus {
         let names = self.board.names.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         let c = &self.board.counters;
         AcmeStatus {

@@ -57,26 +57,25 @@ impl Drop for Published<'_> {
     }
 }
 
-pub(super) async fn issue(
-    account: &Account,
-    domain: &str,
-    kind: AcmeChallenge,
-    challenges: &Challenges,
-    replaces: Option<&CertificateIdentifier<'static>>,
-) -> Result<Issued, OrderError> {
-    match tokio::time::timeout(ORDER_TIMEOUT, run(account, domain, kind, challenges, replaces)).await {
+/// What an order asks for: a certificate for `domain`, proven by a `kind` challenge
+/// answered through `challenges`, replacing the certificate `replaces` names (ARI).
+#[derive(Clone, Copy)]
+pub(super) struct Wanted<'a> {
+    pub domain: &'a str,
+    pub kind: AcmeChallenge,
+    pub challenges: &'a Challenges,
+    pub replaces: Option<&'a CertificateIdentifier<'static>>,
+}
+
+pub(super) async fn issue(account: &Account, wanted: Wanted<'_>) -> Result<Issued, OrderError> {
+    match tokio::time::timeout(ORDER_TIMEOUT, run(account, wanted)).await {
         Ok(result) => result,
         Err(_) => Err(format!("the order did not complete within {ORDER_TIMEOUT:?}").into()),
     }
 }
 
-async fn run(
-    account: &Account,
-    domain: &str,
-    kind: AcmeChallenge,
-    challenges: &Challenges,
-    replaces: Option<&CertificateIdentifier<'static>>,
-) -> Result<Issued, OrderError> {
+async fn run(account: &Account, wanted: Wanted<'_>) -> Result<Issued, OrderError> {
+    let Wanted { domain, kind, challenges, replaces } = wanted;
     let identifiers = [Identifier::Dns(domain.to_string())];
     // A renewal names the certificate it replaces (ARI, RFC 9773 §5). Should
     // the CA refuse that (already replaced, unknown to it), a plain order follows:

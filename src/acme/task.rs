@@ -108,13 +108,14 @@ async fn attempt(
     let started = Instant::now();
     let result = async {
         let account = account(ctx).await?;
-        let (kind, challenges) = (ctx.acme.challenge, ctx.resolver.challenges());
-        let issued = match order::issue(&account, domain, kind, challenges, replaces).await {
+        let wanted =
+            order::Wanted { domain, kind: ctx.acme.challenge, challenges: ctx.resolver.challenges(), replaces };
+        let issued = match order::issue(&account, wanted).await {
             // The CA lost or dropped the account: a new one, once, then the order again.
             Err(e) if e.unknown_account => {
                 let fresh = super::account::recreate(&ctx.certs, &ctx.acme).await?;
                 *ctx.account.lock().await = Some(fresh.clone());
-                order::issue(&fresh, domain, kind, challenges, replaces).await.map_err(|e| e.message)?
+                order::issue(&fresh, wanted).await.map_err(|e| e.message)?
             }
             result => result.map_err(|e| e.message)?,
         };

@@ -63,7 +63,7 @@ impl Encoding {
 /// The media types compressed when `types` is not set: text, JSON, JavaScript,
 /// XML, SVG and WebAssembly (already-compressed images, video, archives and
 /// fonts gain nothing).
-pub const DEFAULT_TYPES: [&str; 9] = [
+pub(crate) const DEFAULT_TYPES: [&str; 9] = [
     "text/*",
     "application/json",
     "application/*+json",

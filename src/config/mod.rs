@@ -25,7 +25,7 @@ mod units;
 mod upstream;
 mod validate;
 mod values;
-pub mod watch;
+pub(crate) mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -36,19 +36,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use auth::{BasicAuthConfig, ForwardAuthConfig, HtpasswdUser, PasswordHash};
+pub(crate) use auth::{BasicAuthConfig, ForwardAuthConfig, PasswordHash};
 pub use cidr::Cidr;
-pub use compress::{CompressConfig, Encoding, DEFAULT_TYPES};
+pub(crate) use compress::{CompressConfig, Encoding};
 pub use error::ConfigError;
-pub use rate_limit::{parse_rate, OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig, DEFAULT_STORE_TIMEOUT};
-pub use schema::{
-    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, CaBundle, HashOn, HeaderRulesConfig,
-    HealthCheckConfig, HttpConfig, Limits, Listen, PassiveConfig, Placeholder, PolicyConfig, PoolConfig,
-    RedirectConfig, RespondConfig, RewriteConfig, RouteAction, RouteConfig, SameSite, Scheme, ServerConfig, ServerUrl,
-    StickyConfig, Template, TemplatePart, TimeoutsConfig, TlsConfig, TlsVersion, UpstreamConfig, UpstreamTls,
-    MAX_WEIGHT,
+#[cfg(test)]
+pub(crate) use rate_limit::parse_rate;
+pub(crate) use rate_limit::{OnError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig};
+#[cfg(test)]
+pub(crate) use schema::SameSite;
+pub(crate) use schema::{
+    AccessLogConfig, AccessLogFormat, AcmeChallenge, AcmeConfig, Balance, HashOn, HeaderRulesConfig, HealthCheckConfig,
+    HttpConfig, Limits, Listen, PassiveConfig, Placeholder, PolicyConfig, PoolConfig, RedirectConfig, RespondConfig,
+    RewriteConfig, RouteConfig, Scheme, ServerConfig, ServerUrl, StickyConfig, Template, TimeoutsConfig, TlsConfig,
+    TlsVersion, UpstreamConfig, UpstreamTls,
 };
-pub use units::{parse_duration, parse_size};
+pub use schema::{RouteAction, TemplatePart};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

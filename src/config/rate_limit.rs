@@ -86,14 +86,14 @@ pub enum OnError {
 }
 
 /// Default `rate_limit_store.timeout`: a request never waits longer on Redis.
-pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(10);
+pub(crate) const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// Largest `burst`, and largest count in a `rate`.
 const MAX_COUNT: u64 = 1_000_000_000;
 
 /// Parses `rate` ("100/s", "600/m", "10000/h", "1/d", or a duration: "5/10s")
 /// into the interval between two tokens.
-pub fn parse_rate(text: &str) -> Result<(u64, Duration), String> {
+pub(crate) fn parse_rate(text: &str) -> Result<(u64, Duration), String> {
     let shape = "write COUNT/PERIOD, like \"100/s\", \"600/m\" or \"10000/h\"";
     let Some((count, period)) = text.split_once('/') else {
         return Err(format!("rate \"{text}\" has no period: {shape}"));

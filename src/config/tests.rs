@@ -156,16 +156,21 @@ fn minimal_config_gets_every_default() {
     let tls = TlsConfig { certs: PathBuf::from("./certs"), min_version: TlsVersion::V1_2, hsts: None };
     assert_eq!(config.tls, tls);
     assert_eq!(config.http, HttpConfig { redirect: true, redirect_port: None, acme_webroot: None });
-    let limits = Limits {
-        max_header_bytes: 65_536,
-        max_body_bytes: 100_000_000,
-        header_read_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(75),
-        body_timeout: Duration::from_secs(60),
-        max_connections: 20_000,
-        underscores_in_headers: false,
-    };
-    assert_eq!(config.limits, limits);
+    // The documented defaults, stated here rather than read from `Limits::default()`;
+    // every field named, so a new one needs its default pinned here too.
+    let Limits {
+        max_header_bytes,
+        max_body_bytes,
+        header_read_timeout,
+        idle_timeout,
+        body_timeout,
+        max_connections,
+        underscores_in_headers,
+    } = config.limits.clone();
+    assert_eq!((max_header_bytes, max_body_bytes, max_connections), (65_536, 100_000_000, 20_000));
+    let timeouts = (header_read_timeout, idle_timeout, body_timeout);
+    assert_eq!(timeouts, (Duration::from_secs(10), Duration::from_secs(75), Duration::from_secs(60)));
+    assert!(!underscores_in_headers);
     assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
     let access_log = AccessLogConfig { enabled: true, format: AccessLogFormat::Text, path: None };
     assert_eq!(config.access_log, access_log, "on, text, stderr");

@@ -12,7 +12,7 @@ const SIZE_UNITS: &str = "B, KB, MB, GB, KiB, MiB, GiB";
 
 /// Parses "250ms", "5s", "2m", "1h", "30d" (whitespace between number and unit allowed).
 /// A bare number is an error: "30" could mean seconds or milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = split_number(text, "a duration", "5s", DURATION_UNITS)?;
     let Some(number) = number else {
         return Err(format!(
@@ -40,7 +40,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses "64KiB", "10MB", "512B" or a bare "512" (bytes).
 /// KB/MB/GB are powers of 1000 and KiB/MiB/GiB powers of 1024, as in SI/IEC.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let (number, unit) = split_number(text, "a size", "64KiB", SIZE_UNITS)?;
     let Some(number) = number else {
         return Err(format!(

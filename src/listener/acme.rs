@@ -14,10 +14,10 @@ use http::{Response, StatusCode};
 
 use crate::upstream::ResponseBody;
 
-pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(crate) const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The token of a challenge path, if `path` is one and the token is well-formed.
-pub fn challenge_token(path: &str) -> Option<&str> {
+pub(crate) fn challenge_token(path: &str) -> Option<&str> {
     let token = path.strip_prefix(CHALLENGE_PREFIX)?;
     let valid = !token.is_empty()
         && token.len() <= 256
@@ -26,13 +26,13 @@ pub fn challenge_token(path: &str) -> Option<&str> {
 }
 
 /// The answer to a challenge of porter's own ACME client, if one is open for this token.
-pub fn respond_own(runtime: &crate::runtime::Runtime, path: &str) -> Option<Response<ResponseBody>> {
+pub(crate) fn respond_own(runtime: &crate::runtime::Runtime, path: &str) -> Option<Response<ResponseBody>> {
     let key_authorization = runtime.certs.challenges().http01(challenge_token(path)?)?;
     tracing::info!(path, "ACME HTTP-01 challenge answered");
     Some(text(StatusCode::OK, Bytes::from(key_authorization)))
 }
 
-pub async fn respond(webroot: &Path, path: &str) -> Response<ResponseBody> {
+pub(crate) async fn respond(webroot: &Path, path: &str) -> Response<ResponseBody> {
     let found = match challenge_token(path) {
         // certbot writes into WEBROOT/.well-known/acme-challenge/, lego --http.webroot too.
         Some(token) => tokio::fs::read(webroot.join(".well-known/acme-challenge").join(token)).await.ok(),

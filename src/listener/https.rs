@@ -14,11 +14,11 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use crate::net::io::TlsStream;
-use crate::proxy::{self, headers::ClientHeaders, ConnContext};
+use crate::proxy;
 use crate::runtime::Shared;
 use crate::stats::ListenerStats;
 
-pub async fn serve(
+pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -88,31 +88,22 @@ fn serve_tls(
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let runtime = shared.runtime.load_full();
     let sni_cert = tls.take_sni_cert();
-    let conn = Arc::new(ConnContext {
-        client,
-        client_headers: ClientHeaders::new(
-            client.ip(),
-            true,
-            runtime.https_port.unwrap_or(443),
-            runtime.trusts(client.ip()),
-        ),
-        sni_cert,
-        tls_version: tls.protocol_version().map(|v| match v {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-            _ => "TLS",
-        }),
+    let tls_version = tls.protocol_version().map(|v| match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "TLS",
     });
+    let conn = super::tls_conn_context(client, &runtime, sni_cert, tls_version);
     let protocol = match tls.alpn_protocol() {
         Some(b"h2") => super::Protocol::Http2,
         _ => super::Protocol::Http1,
     };
     let server = super::ConnectionServer::new(protocol, &runtime.limits, runtime.hsts.as_ref());
     drop(runtime);
-    super::serve_connection(crate::net::io::ClientIo::Tls(tls), server, drain, move |request| {
+    super::serve_connection(crate::net::io::ClientIo::Tls(tls), server, drain, move |request, raw| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
-        async move { proxy::handle(request, &conn, runtime).await }
+        async move { proxy::handle(request, raw, &conn, runtime).await }
     })
 }
 

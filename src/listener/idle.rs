@@ -19,10 +19,10 @@ use crate::net::clock::now_ms;
 
 /// When a connection last moved a byte, in milliseconds since porter's clock epoch.
 #[derive(Debug)]
-pub struct Activity(AtomicU64);
+pub(crate) struct Activity(AtomicU64);
 
 impl Activity {
-    pub fn new() -> Arc<Activity> {
+    pub(crate) fn new() -> Arc<Activity> {
         Arc::new(Activity(AtomicU64::new(now_ms())))
     }
 
@@ -31,7 +31,7 @@ impl Activity {
     }
 
     /// Resolves once the connection has been idle for `timeout`.
-    pub async fn expired(&self, timeout: Duration) {
+    pub(crate) async fn expired(&self, timeout: Duration) {
         let timeout_ms = timeout.as_millis().max(1) as u64;
         loop {
             let deadline = self.0.load(Ordering::Relaxed) + timeout_ms;
@@ -46,13 +46,13 @@ impl Activity {
 
 /// A client stream that records its activity.
 #[derive(Debug)]
-pub struct IdleIo<IO> {
+pub(crate) struct IdleIo<IO> {
     io: IO,
     activity: Arc<Activity>,
 }
 
 impl<IO> IdleIo<IO> {
-    pub fn new(io: IO, activity: Arc<Activity>) -> IdleIo<IO> {
+    pub(crate) fn new(io: IO, activity: Arc<Activity>) -> IdleIo<IO> {
         IdleIo { io, activity }
     }
 }

@@ -3,21 +3,22 @@
 //! and hands each to its own task: a panic or error there ends that
 //! connection only. Shutdown stops accepting and lets connections finish.
 
-pub mod acme;
-pub mod dual_stack;
-pub mod h3;
-pub mod http;
-pub mod http1;
-pub mod https;
-pub mod idle;
-pub mod inherit;
-pub mod redirect;
+pub(crate) mod acme;
+pub(crate) mod dual_stack;
+pub(crate) mod h3;
+pub(crate) mod http;
+pub(crate) mod http1;
+pub(crate) mod https;
+pub(crate) mod idle;
+pub(crate) mod inherit;
+pub(crate) mod redirect;
 mod slots;
 
-pub use slots::Slots;
+pub(crate) use slots::Slots;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,39 +31,64 @@ use tokio::sync::watch;
 
 use crate::body::ClientBody;
 use crate::config::Limits;
+use crate::http1::view::RawRequest;
 use crate::net::io::ClientIo;
+use crate::proxy::{headers::ClientHeaders, ConnContext};
+use crate::runtime::Runtime;
 use crate::shutdown::DrainWatch;
 use crate::stats::{ListenerStats, OpenConnection};
+use crate::tls::LoadedCert;
 use crate::upstream::ResponseBody;
+
+/// What the pipeline knows about a TLS connection, over TCP or QUIC: forwarded as
+/// https, on the port the TLS listener names.
+fn tls_conn_context(
+    client: SocketAddr,
+    runtime: &Runtime,
+    sni_cert: Option<Arc<LoadedCert>>,
+    tls_version: Option<&'static str>,
+) -> Arc<ConnContext> {
+    Arc::new(ConnContext {
+        client,
+        client_headers: ClientHeaders::new(
+            client.ip(),
+            true,
+            runtime.https_port.unwrap_or(443),
+            runtime.trusts(client.ip()),
+        ),
+        sni_cert,
+        tls_version,
+    })
+}
 
 /// Which HTTP a client connection speaks: TLS connections say so by ALPN; the
 /// plaintext listener speaks HTTP/1.1 (no h2c, as nginx and Caddy by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     Http1,
     Http2,
 }
 
 /// HTTP/2 limits per client connection (docs/security.md, HTTP/2, lists them).
-pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
-pub const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
-pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
-pub const H2_PING_AFTER_IDLE: Duration = Duration::from_secs(10);
-pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+pub(crate) const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+pub(crate) const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+pub(crate) const H2_PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+pub(crate) const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a client connection is served, made from the snapshot it opened on (so a
 /// reload applies to new connections): porter's own HTTP/1.1 loop or hyper's HTTP/2
 /// server. Choosing the protocol before building the connection (rather than
 /// hyper-util's auto builder sniffing it) keeps each idle connection to the state of
 /// the one protocol it speaks. The snapshot holds only the plain settings.
-pub enum ConnectionServer {
+pub(crate) enum ConnectionServer {
     Http1(http1::Settings),
     Http2 { builder: hyper::server::conn::http2::Builder<TokioExecutor>, idle_timeout: Duration },
 }
 
 impl ConnectionServer {
     /// `hsts`: the header porter's own refusals carry on TLS connections (`tls.hsts`).
-    pub fn new(protocol: Protocol, limits: &Limits, hsts: Option<&::http::HeaderValue>) -> ConnectionServer {
+    pub(crate) fn new(protocol: Protocol, limits: &Limits, hsts: Option<&::http::HeaderValue>) -> ConnectionServer {
         let header_bytes = limits.max_header_bytes.clamp(8192, u64::from(u32::MAX)) as usize;
         if protocol == Protocol::Http1 {
             return ConnectionServer::Http1(http1::Settings {
@@ -97,7 +123,7 @@ impl ConnectionServer {
 
 /// The client of a new connection: with `proxy_protocol`, the address its PROXY header
 /// names (bounded by `header_read_timeout`; `None` closes the connection), else the peer.
-pub async fn accept_client(
+pub(crate) async fn accept_client(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     runtime: &crate::runtime::Runtime,
@@ -122,14 +148,14 @@ pub async fn accept_client(
 /// Boxed here, one box per protocol: the connection's task holds it for the
 /// connection's life, idle or not, so it is exactly the one protocol's loop, with no
 /// slot for the other's state or a second copy of the arguments.
-pub fn serve_connection<F, Fut>(
+pub(crate) fn serve_connection<F, Fut>(
     io: ClientIo,
     server: ConnectionServer,
     drain: DrainWatch,
     handler: F,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
-    F: Fn(hyper::Request<ClientBody>) -> Fut + Send + Sync + 'static,
+    F: Fn(hyper::Request<ClientBody>, Option<RawRequest>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
     match server {
@@ -147,19 +173,20 @@ async fn serve_http2<F, Fut>(
     drain: DrainWatch,
     handler: F,
 ) where
-    F: Fn(hyper::Request<ClientBody>) -> Fut + Send + Sync + 'static,
+    F: Fn(hyper::Request<ClientBody>, Option<RawRequest>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
     let service = service_fn(move |request: hyper::Request<Incoming>| {
-        let response = Box::pin(handler(request.map(ClientBody::Hyper)));
+        let response = Box::pin(handler(request.map(ClientBody::Hyper), None));
         async move { Ok::<_, Infallible>(response.await) }
     });
     let activity = idle::Activity::new();
     let io = TokioIo::new(idle::IdleIo::new(io, activity.clone()));
     let idle = Idle { activity, timeout: idle_timeout };
-    // Boxed so that its state is allocated once, beside this future rather than in it.
+    // Boxed: hyper's HTTP/2 connection state is large, and inline it would sit beside
+    // this future's own arguments.
     let conn = builder.serve_connection(io, service);
     if let Err(e) = Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await {
         tracing::debug!(error = %e, "client connection ended with an error");
@@ -198,7 +225,7 @@ where
 
 /// Accepts until `stop` flips, giving each connection to `on_connection` in its own task;
 /// `slots` bounds the connections open at once, `stats` counts them.
-pub async fn accept_loop<F, Fut>(
+pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     slots: Arc<Slots>,
     stats: Arc<ListenerStats>,

@@ -11,18 +11,18 @@ use tokio::sync::Semaphore;
 /// smaller size takes effect as connections close: the surplus slots are retired as
 /// they come free, before any new connection gets one.
 #[derive(Debug)]
-pub struct Slots {
+pub(crate) struct Slots {
     pub(super) semaphore: Arc<Semaphore>,
     size: std::sync::Mutex<usize>,
 }
 
 impl Slots {
-    pub fn new(size: usize) -> Arc<Slots> {
+    pub(crate) fn new(size: usize) -> Arc<Slots> {
         let size = size.max(1);
         Arc::new(Slots { semaphore: Arc::new(Semaphore::new(size)), size: std::sync::Mutex::new(size) })
     }
 
-    pub fn resize(&self, new: usize) {
+    pub(crate) fn resize(&self, new: usize) {
         let new = new.max(1);
         let mut size = self.size.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if new > *size {

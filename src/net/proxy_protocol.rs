@@ -90,18 +90,18 @@ fn source(parsed: HeaderResult<'_>) -> Result<(Option<SocketAddr>, usize), Strin
 
 /// A client's TCP stream, replaying first any bytes read ahead of the PROXY header.
 #[derive(Debug)]
-pub struct ClientStream {
+pub(crate) struct ClientStream {
     prefix: Bytes,
     inner: TcpStream,
 }
 
 impl ClientStream {
-    pub fn new(inner: TcpStream) -> ClientStream {
+    pub(crate) fn new(inner: TcpStream) -> ClientStream {
         ClientStream { prefix: Bytes::new(), inner }
     }
 
     /// Ready when a read would return data or the end, without reading.
-    pub fn poll_wait_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_wait_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             return Poll::Ready(Ok(()));
         }

@@ -17,7 +17,7 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The connection's peer as the listener saw it (after the PROXY protocol).
 #[derive(Debug, Clone, Copy)]
-pub struct Peer<'a> {
+pub(crate) struct Peer<'a> {
     pub ip: IpAddr,
     /// The same address as a header value, made once per connection.
     pub value: &'a HeaderValue,
@@ -27,7 +27,7 @@ pub struct Peer<'a> {
 
 /// The client's address and the same as a header value. Allocates only when a
 /// trusted proxy named a client.
-pub fn client_ip(peer: Peer<'_>, headers: &HeaderMap, trusted: &[Cidr]) -> (IpAddr, HeaderValue) {
+pub(crate) fn client_ip(peer: Peer<'_>, headers: &HeaderMap, trusted: &[Cidr]) -> (IpAddr, HeaderValue) {
     let (trusted_peer, peer_value) = (peer.trusted, peer.value);
     let peer = peer.ip.to_canonical();
     if !trusted_peer {

@@ -53,7 +53,7 @@ impl HeaderRules {
 /// HTTP/1.1 client as they came) moved into the response's map, so a rule can
 /// change them. porter's own fields there replace a server's of the same name,
 /// as the writer would have done.
-pub fn own_fields(response: &mut Response<ResponseBody>) {
+pub(crate) fn own_fields(response: &mut Response<ResponseBody>) {
     let Some(raw) = response.body_mut().take_raw_fields() else { return };
     let mut headers = raw.to_header_map();
     // The writer drops these from raw fields; from a map it would write them. `Connection`

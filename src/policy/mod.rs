@@ -17,16 +17,16 @@
 //! Phases 1-3 are [`RoutePolicy::check`]; 5-6 are [`RoutePolicy::respond`]. A
 //! phase that answers says which [`Rule`] it is, for `/metrics` and the access log.
 
-pub mod access;
-pub mod action;
-pub mod basic_auth;
-pub mod client;
-pub mod compress;
-pub mod forward_auth;
-pub mod headers;
-pub mod rate_limit;
-pub mod rewrite;
-pub mod template;
+pub(crate) mod access;
+pub(crate) mod action;
+pub(crate) mod basic_auth;
+pub(crate) mod client;
+pub(crate) mod compress;
+pub(crate) mod forward_auth;
+pub(crate) mod headers;
+pub(crate) mod rate_limit;
+pub(crate) mod rewrite;
+pub(crate) mod template;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,7 +10,7 @@ use super::Vars;
 use crate::config::{Placeholder, Template as TemplateConfig, TemplatePart};
 
 #[derive(Debug)]
-pub struct Template {
+pub(crate) struct Template {
     /// The whole value, when it holds no placeholder.
     fixed: Option<HeaderValue>,
     parts: Box<[Part]>,
@@ -23,7 +23,7 @@ enum Part {
 }
 
 impl Template {
-    pub fn compile(config: &TemplateConfig) -> Template {
+    pub(crate) fn compile(config: &TemplateConfig) -> Template {
         let fixed =
             config.as_literal().map(|text| HeaderValue::from_str(text).expect("validated as a header value at load"));
         let parts = config
@@ -37,7 +37,7 @@ impl Template {
         Template { fixed, parts }
     }
 
-    pub fn render(&self, vars: &Vars) -> HeaderValue {
+    pub(crate) fn render(&self, vars: &Vars) -> HeaderValue {
         if let Some(fixed) = &self.fixed {
             return fixed.clone();
         }

@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::upstream::ResponseBody;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     MissingHost,
     InvalidHost,
     /// Both Content-Length and Transfer-Encoding, or a malformed chunked body.
@@ -58,7 +58,7 @@ impl From<crate::body::ClientFault> for ProxyError {
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl ProxyError {
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             ProxyError::MissingHost
             | ProxyError::InvalidHost
@@ -81,7 +81,7 @@ impl ProxyError {
         }
     }
 
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             ProxyError::MissingHost => "400 Bad Request: missing Host header\n",
             ProxyError::InvalidHost => "400 Bad Request: invalid Host header\n",
@@ -109,7 +109,7 @@ impl ProxyError {
         }
     }
 
-    pub fn to_response(self) -> Response<ResponseBody> {
+    pub(crate) fn to_response(self) -> Response<ResponseBody> {
         let mut response = Response::new(ResponseBody::full(Bytes::from_static(self.message().as_bytes())));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
@@ -139,4 +139,4 @@ impl ProxyError {
 }
 
 /// The `Allow` of a 405: the methods porter forwards.
-pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";
+pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";

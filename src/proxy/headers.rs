@@ -7,11 +7,11 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -32,7 +32,7 @@ pub(crate) fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
 /// HTTP/2 requests (porter's own HTTP/1.1 parser drops them itself):
 /// CGI-style servers (PHP, WSGI) read `X_Real_IP` as `X-Real-IP`, so a client
 /// could otherwise forge the forwarding headers porter sets.
-pub fn drop_underscored(headers: &mut HeaderMap) {
+pub(crate) fn drop_underscored(headers: &mut HeaderMap) {
     let underscored = |name: &&HeaderName| name.as_str().as_bytes().contains(&b'_');
     if !headers.keys().any(|name| underscored(&name)) {
         return;
@@ -45,7 +45,7 @@ pub fn drop_underscored(headers: &mut HeaderMap) {
 }
 
 /// Removes `Connection`, every header it names, and the fixed hop-by-hop set.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names (compared, not hashed) finds the usual case: none present.
     let hop_by_hop = fixed_hop_by_hop();
     if !headers.keys().any(|name| hop_by_hop.contains(&name)) {
@@ -71,7 +71,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The client's `TE` lists `trailers` (gRPC clients send `te: trailers`).
-pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
+pub(crate) fn asks_for_trailers(headers: &HeaderMap) -> bool {
     headers.get_all(header::TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',').any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("trailers"))
@@ -81,7 +81,7 @@ pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
 
 /// Per-connection facts that become request headers.
 #[derive(Debug, Clone)]
-pub struct ClientHeaders {
+pub(crate) struct ClientHeaders {
     /// The client's IP as a header value (also X-Real-IP).
     pub ip: HeaderValue,
     pub https: bool,
@@ -95,22 +95,22 @@ pub struct ClientHeaders {
 }
 
 impl ClientHeaders {
-    pub fn new(client: std::net::IpAddr, https: bool, port: u16, trusted: bool) -> ClientHeaders {
+    pub(crate) fn new(client: std::net::IpAddr, https: bool, port: u16, trusted: bool) -> ClientHeaders {
         let ip =
             HeaderValue::try_from(client.to_canonical().to_string()).expect("an IP address is a valid header value");
         ClientHeaders { ip, https, port: HeaderValue::from(port), trusted }
     }
 }
 
-pub static VIA_HTTP11: HeaderValue = HeaderValue::from_static("1.1 porter");
-pub static VIA_HTTP2: HeaderValue = HeaderValue::from_static("2.0 porter");
-pub static VIA_HTTP3: HeaderValue = HeaderValue::from_static("3 porter");
+pub(crate) static VIA_HTTP11: HeaderValue = HeaderValue::from_static("1.1 porter");
+pub(crate) static VIA_HTTP2: HeaderValue = HeaderValue::from_static("2.0 porter");
+pub(crate) static VIA_HTTP3: HeaderValue = HeaderValue::from_static("3 porter");
 
 /// Adds the forwarding headers. `host` is the client's Host (or :authority) value.
 /// From a trusted client, incoming X-Forwarded-For is appended to and incoming
 /// X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port and X-Real-IP are kept; from
 /// anyone else all five are replaced, so a client cannot forge its address to the servers.
-pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientHeaders, host: &HeaderValue, via: &HeaderValue) {
+pub(crate) fn add_forwarding(headers: &mut HeaderMap, client: &ClientHeaders, host: &HeaderValue, via: &HeaderValue) {
     if !client.trusted {
         headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
         let proto = if client.https { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };

@@ -7,33 +7,37 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
+use crate::http1::view::RequestFields;
 use crate::net::io::ClientIo;
 use crate::upstream::server::InFlight;
 
 /// True when the client asks to switch protocols (`Connection: upgrade` + `Upgrade`).
-pub fn is_upgrade_request(headers: &http::HeaderMap) -> bool {
-    headers.contains_key(http::header::UPGRADE)
-        && headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+pub(crate) fn is_upgrade_request(fields: RequestFields<'_>) -> bool {
+    fields.contains(&http::header::UPGRADE)
+        && fields.get_all(&http::header::CONNECTION).any(|v| {
+            std::str::from_utf8(v).is_ok_and(|s| {
+                // As `HeaderValue::to_str` reads it: visible ASCII, space and tab only.
+                s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+                    && s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
 }
 
 /// The server's side of an accepted upgrade, riding on the 101 response to
 /// porter's own HTTP/1.1 layer, which joins it to the client connection once
 /// the 101 is written. (A response extension must be Clone; only one taker.)
 #[derive(Clone)]
-pub struct PendingTunnel(Arc<Mutex<Option<(OnUpgrade, InFlight)>>>);
+pub(crate) struct PendingTunnel(Arc<Mutex<Option<(OnUpgrade, InFlight)>>>);
 
 impl PendingTunnel {
-    pub fn new(server: OnUpgrade, in_flight: InFlight) -> PendingTunnel {
+    pub(crate) fn new(server: OnUpgrade, in_flight: InFlight) -> PendingTunnel {
         PendingTunnel(Arc::new(Mutex::new(Some((server, in_flight)))))
     }
 
     /// Joins `client` to the server until either side closes. `leftover`: bytes
     /// the client sent after its upgrade request, which belong to the server.
     /// The connection's task runs it, holding its drain watch for the tunnel's life.
-    pub async fn run(self, mut client: ClientIo, leftover: bytes::BytesMut) {
+    pub(crate) async fn run(self, mut client: ClientIo, leftover: bytes::BytesMut) {
         let Some((server, in_flight)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
         let mut server = match server.await {
             Ok(server) => TokioIo::new(server),

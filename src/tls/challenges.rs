@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rustls::sign::CertifiedKey;
 
 /// RFC 8737 §6.2: the ALPN protocol of a TLS-ALPN-01 validation handshake.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 #[derive(Default)]
 pub struct Challenges {

@@ -14,13 +14,13 @@
 //!   the resolver (TLS-ALPN-01) and the http listener (HTTP-01) serve them.
 //! - `sni`: the certificate the SNI names, handed to the client's TLS stream (`net::tls_stream`).
 
-pub mod challenges;
+pub(crate) mod challenges;
 mod layouts;
 mod load;
 mod provider;
 mod resolver;
 mod self_signed;
-pub mod sni;
+pub(crate) mod sni;
 mod store;
 mod watch;
 
@@ -35,13 +35,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use provider::{provider, KX_GROUPS};
-pub use resolver::{quic_server_config, server_config, CertResolver};
+pub use provider::provider;
+pub(crate) use resolver::{quic_server_config, server_config, CertResolver};
 pub use store::CertStore;
-pub use watch::{reload_now, spawn_watcher};
+pub(crate) use watch::{reload_now, spawn_watcher};
 
 /// Below this many days before expiry, `describe` shouts.
-pub const EXPIRY_WARNING_DAYS: u64 = 14;
+pub(crate) const EXPIRY_WARNING_DAYS: u64 = 14;
 
 /// One usable certificate chain with its key, and the facts about it that
 /// logs, `porter check`, `/status` and the 421 rule need.
@@ -129,7 +129,7 @@ impl std::error::Error for CertProblem {}
 /// Scan `dir`; if it holds no usable certificate, warn loudly and return the
 /// in-memory self-signed localhost certificate instead (quickstart path).
 /// The problems are returned for the caller to print (start log or `check`).
-pub fn load_or_fallback(dir: &Path) -> (CertStore, Vec<CertProblem>) {
+pub(crate) fn load_or_fallback(dir: &Path) -> (CertStore, Vec<CertProblem>) {
     let (scanned, problems) = CertStore::scan(dir, None);
     if !scanned.is_empty() {
         return (scanned, problems);

@@ -16,7 +16,7 @@ use rustls::crypto::aws_lc_rs::{self, kx_group};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 
 /// Key exchange groups in porter's order of preference.
-pub static KX_GROUPS: &[&dyn SupportedKxGroup] =
+pub(crate) static KX_GROUPS: &[&dyn SupportedKxGroup] =
     &[kx_group::X25519MLKEM768, kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
 
 /// The provider (built once; cheap to clone the `Arc`). Never installed as

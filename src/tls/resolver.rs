@@ -114,7 +114,7 @@ fn resumption() -> &'static Resumption {
 /// rustls server config over `resolver`: porter's aws-lc-rs provider with
 /// X25519MLKEM768 first (never a process default), TLS 1.2+1.3 or 1.3 only, safe default suites, ALPN h2 then
 /// http/1.1, stateful session cache plus stateless tickets.
-pub fn server_config(resolver: Arc<CertResolver>, min_version: TlsVersion) -> Arc<ServerConfig> {
+pub(crate) fn server_config(resolver: Arc<CertResolver>, min_version: TlsVersion) -> Arc<ServerConfig> {
     static BOTH: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
     static TLS13_ONLY: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
     let versions: &[&'static SupportedProtocolVersion] = match min_version {
@@ -140,7 +140,7 @@ pub fn server_config(resolver: Arc<CertResolver>, min_version: TlsVersion) -> Ar
 /// rustls server config for QUIC (HTTP/3) over the same `resolver`: TLS 1.3 only
 /// (QUIC has no other), ALPN `h3`, the same session resumption, and no early data
 /// (0-RTT requests can be replayed; `max_early_data_size` stays 0).
-pub fn quic_server_config(resolver: Arc<CertResolver>) -> ServerConfig {
+pub(crate) fn quic_server_config(resolver: Arc<CertResolver>) -> ServerConfig {
     let mut config = ServerConfig::builder_with_provider(super::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("aws-lc-rs supports TLS 1.3")

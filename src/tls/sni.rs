@@ -22,11 +22,11 @@ pub(crate) fn note(cert: Option<Arc<LoadedCert>>) {
 }
 
 /// Empties the slot before the handshake's records are processed.
-pub fn clear() {
+pub(crate) fn clear() {
     SNI_CERT.with(|slot| slot.set(None));
 }
 
 /// What the resolver left since [`clear`]: `None` when it did not run.
-pub fn take() -> Option<Option<Arc<LoadedCert>>> {
+pub(crate) fn take() -> Option<Option<Arc<LoadedCert>>> {
     SNI_CERT.with(|slot| slot.take())
 }

@@ -24,7 +24,7 @@ pub(crate) struct ReloadState {
 
 /// Rescans `dir` every `every` (1 s is a good value; changes must be
 /// served within 5 s) and swaps the resolver's store when files changed.
-pub fn spawn_watcher(dir: PathBuf, resolver: Arc<CertResolver>, every: Duration) -> JoinHandle<()> {
+pub(crate) fn spawn_watcher(dir: PathBuf, resolver: Arc<CertResolver>, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -43,7 +43,7 @@ pub fn spawn_watcher(dir: PathBuf, resolver: Arc<CertResolver>, every: Duration)
 /// Rescans now (SIGHUP, or the watcher's tick). Broken files are logged
 /// once per change and skipped, keeping their last good certificate; the
 /// self-signed fallback is served only while the folder has no certificate.
-pub fn reload_now(dir: &Path, resolver: &CertResolver) {
+pub(crate) fn reload_now(dir: &Path, resolver: &CertResolver) {
     let mut state = resolver.reload.lock().unwrap_or_else(PoisonError::into_inner);
     let current = resolver.store();
     let scan = CertStore::scan_detailed(dir, Some(&current));

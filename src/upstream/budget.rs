@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::net::clock::epoch;
 
 /// Length of the sliding window, in one-second buckets.
-pub const WINDOW_SECS: u64 = 10;
+pub(crate) const WINDOW_SECS: u64 = 10;
 /// Retries allowed as a share of requests in the window.
-pub const RATIO_PERCENT: u64 = 20;
+pub(crate) const RATIO_PERCENT: u64 = 20;
 /// Retries always allowed, per second of window, whatever the traffic.
-pub const MIN_PER_SEC: u64 = 3;
+pub(crate) const MIN_PER_SEC: u64 = 3;
 
 #[derive(Debug, Default)]
 struct Bucket {

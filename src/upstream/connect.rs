@@ -46,14 +46,14 @@ impl DerefMut for UpstreamSender {
 
 /// An HTTP/2 connection to a server; the sender is cloned for each stream.
 #[derive(Debug, Clone)]
-pub struct Http2Sender {
+pub(crate) struct Http2Sender {
     pub sender: http2::SendRequest<RequestBody>,
     pub addr: SocketAddr,
 }
 
 /// The protocol a connection is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
+pub(crate) enum Want {
     Http1,
     /// HTTP/2; over TLS only if the server agrees through ALPN, else HTTP/1.1.
     Http2,
@@ -61,7 +61,7 @@ pub enum Want {
 
 /// A new connection, in the protocol it ended up speaking.
 #[derive(Debug)]
-pub enum Connection {
+pub(crate) enum Connection {
     Http1(UpstreamSender),
     Http2(Http2Sender),
 }
@@ -72,7 +72,7 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     Timeout,
     Io(std::io::Error),
     Tls(std::io::Error),
@@ -93,16 +93,16 @@ impl std::fmt::Display for ConnectError {
 /// Why a connection is opened: requests' connections and health checks' are counted apart
 /// (`porter_upstream_server_connects_total` and `porter_upstream_health_check_connects_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     Requests,
     HealthCheck,
 }
 
-pub async fn connect(server: &Server, timeout: Duration, want: Want) -> Result<Connection, ConnectError> {
+pub(crate) async fn connect(server: &Server, timeout: Duration, want: Want) -> Result<Connection, ConnectError> {
     connect_for(server, timeout, want, Purpose::Requests).await
 }
 
-pub async fn connect_for(
+pub(crate) async fn connect_for(
     server: &Server,
     timeout: Duration,
     want: Want,
@@ -115,7 +115,7 @@ pub async fn connect_for(
 }
 
 /// A connection for porter's own HTTP/1.1 client (the pool of HTTP/1.1 servers).
-pub async fn connect_own(server: &Server, timeout: Duration) -> Result<super::http1::Conn, ConnectError> {
+pub(crate) async fn connect_own(server: &Server, timeout: Duration) -> Result<super::http1::Conn, ConnectError> {
     match tokio::time::timeout(timeout, connect_own_inner(server)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout),
@@ -143,7 +143,7 @@ async fn connect_own_inner(server: &Server) -> Result<super::http1::Conn, Connec
 }
 
 /// An HTTP/1.1 connection on hyper's client (upgrades, health checks).
-pub async fn connect_http1(server: &Server, timeout: Duration) -> Result<UpstreamSender, ConnectError> {
+pub(crate) async fn connect_http1(server: &Server, timeout: Duration) -> Result<UpstreamSender, ConnectError> {
     match connect(server, timeout, Want::Http1).await? {
         Connection::Http1(sender) => Ok(sender),
         Connection::Http2(_) => unreachable!("HTTP/2 is only spoken when asked for"),

@@ -28,17 +28,17 @@ use hickory_resolver::TokioResolver;
 use super::server::Server;
 
 /// How often names are looked up again.
-pub const REFRESH: Duration = Duration::from_secs(30);
+pub(crate) const REFRESH: Duration = Duration::from_secs(30);
 
 /// A name resolver: hickory's, or the C library's where the system
 /// configuration could not be read.
-pub struct Resolver {
+pub(crate) struct Resolver {
     hickory: Option<TokioResolver>,
 }
 
 impl Resolver {
     /// The process's resolver, read from the system configuration once.
-    pub fn system() -> &'static Resolver {
+    pub(crate) fn system() -> &'static Resolver {
         static SYSTEM: OnceLock<Resolver> = OnceLock::new();
         SYSTEM.get_or_init(|| {
             let built = TokioResolver::builder_tokio().and_then(|mut b| {
@@ -59,8 +59,8 @@ impl Resolver {
     /// A resolver that asks only the name server at `addr` (UDP, then TCP when
     /// an answer is truncated) and ignores `/etc/hosts`: tests point it at a
     /// DNS server of their own.
-    #[doc(hidden)]
-    pub fn with_name_server(addr: SocketAddr) -> Resolver {
+    #[cfg(test)]
+    pub(crate) fn with_name_server(addr: SocketAddr) -> Resolver {
         use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
         let mut server = NameServerConfig::udp_and_tcp(addr.ip());
         for connection in &mut server.connections {
@@ -77,7 +77,7 @@ impl Resolver {
 
     /// The addresses of `host` with `port`, sorted and deduplicated; an error
     /// when there are none.
-    pub async fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    pub(crate) async fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         let mut addrs: Vec<SocketAddr> = match &self.hickory {
             Some(resolver) => {
                 let found = resolver.lookup_ip(host).await.map_err(io::Error::other)?;
@@ -95,7 +95,7 @@ impl Resolver {
 }
 
 /// Resolves `server`'s name now and every `every` after, until aborted.
-pub async fn resolve_loop(server: Arc<Server>, every: Duration) {
+pub(crate) async fn resolve_loop(server: Arc<Server>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -120,7 +120,7 @@ pub async fn resolve_loop(server: Arc<Server>, every: Duration) {
 }
 
 /// One lookup, applied if it worked (used when a connection is needed before the first tick).
-pub async fn refresh(server: &Server) {
+pub(crate) async fn refresh(server: &Server) {
     match lookup(server).await {
         Ok(addrs) => apply(server, addrs),
         Err(e) => tracing::debug!(server = %server.label, error = %e, "DNS lookup failed"),
@@ -133,7 +133,7 @@ async fn lookup(server: &Server) -> io::Result<Vec<SocketAddr>> {
 
 /// Installs a new address list (sorted, deduplicated), logs what changed and
 /// drains idle connections to addresses that left.
-pub fn apply(server: &Server, addrs: Vec<SocketAddr>) {
+pub(crate) fn apply(server: &Server, addrs: Vec<SocketAddr>) {
     let old = server.addrs();
     if *old == addrs {
         return;

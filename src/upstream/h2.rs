@@ -32,7 +32,7 @@ use crate::net::clock::now_ms;
 /// Streams per connection before another connection is opened. RFC 9113 §6.5.2
 /// recommends servers allow at least 100; hyper sends no more than that before
 /// the server's SETTINGS arrive, and queues beyond the server's own limit.
-pub const MAX_STREAMS: u32 = 100;
+pub(crate) const MAX_STREAMS: u32 = 100;
 
 /// How many connection attempts one request waits through before giving up
 /// (a server that accepts and closes at once must not keep a request looping).
@@ -54,7 +54,7 @@ impl Conn {
 
 /// Why no connection could be had; the request was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectFailure {
+pub(crate) enum ConnectFailure {
     Timeout,
     Failed,
 }
@@ -101,7 +101,7 @@ impl Drop for Stream {
 
 /// What [`acquire`] found.
 #[derive(Debug)]
-pub enum Acquired {
+pub(crate) enum Acquired {
     Stream(Stream),
     /// The server speaks HTTP/1.1 only (ALPN): use the HTTP/1.1 pool.
     Http1,
@@ -152,7 +152,7 @@ impl H2Pool {
 
 /// A stream on a connection to `server` (whose pool must have HTTP/2 on),
 /// opening a connection when none has room.
-pub async fn acquire(server: &Arc<Server>, connect_timeout: Duration) -> Result<Acquired, ConnectFailure> {
+pub(crate) async fn acquire(server: &Arc<Server>, connect_timeout: Duration) -> Result<Acquired, ConnectFailure> {
     let pool = server.pool.h2.as_ref().expect("acquire is only called for http2 upstreams");
     for _ in 0..MAX_CONNECT_ROUNDS {
         if pool.is_http1_only() {

@@ -16,7 +16,7 @@ use crate::body::RequestBody;
 use crate::config::HealthCheckConfig;
 
 /// Checks `server` every `interval` until aborted (the upstream owns the task).
-pub async fn check_loop(server: Arc<Server>, config: HealthCheckConfig, connect_timeout: Duration) {
+pub(crate) async fn check_loop(server: Arc<Server>, config: HealthCheckConfig, connect_timeout: Duration) {
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut successes, mut failures) = (0u32, 0u32);

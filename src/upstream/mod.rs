@@ -8,33 +8,33 @@
 //! WebSocket) still holds the upstream, so two generations of checkers never
 //! write one server's health; dropping the upstream stops them too.
 
-pub mod balancer;
-pub mod budget;
-pub mod connect;
-pub mod dns;
-pub mod h2;
-pub mod health;
-pub mod http1;
-pub mod lease;
-pub mod pool;
-pub mod response_body;
-pub mod server;
-pub mod sticky;
-pub mod tls;
+pub(crate) mod balancer;
+pub(crate) mod budget;
+pub(crate) mod connect;
+pub(crate) mod dns;
+pub(crate) mod h2;
+pub(crate) mod health;
+pub(crate) mod http1;
+pub(crate) mod lease;
+pub(crate) mod pool;
+pub(crate) mod response_body;
+pub(crate) mod server;
+pub(crate) mod sticky;
+pub(crate) mod tls;
 
-pub use lease::Lease;
-pub use response_body::{ResponseBody, ServerBody};
+pub(crate) use lease::Lease;
+pub(crate) use response_body::{ResponseBody, ServerBody};
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Balance, UpstreamConfig};
+use crate::http1::view::RequestFields;
 use crate::stats::Latency;
 
 use balancer::{Balancer, Tried};
@@ -149,8 +149,19 @@ impl Upstream {
 
     /// The balancing key of a request (see [`Balancer::key`]); computed once per request.
     #[inline]
-    pub fn key(&self, headers: &HeaderMap, client: IpAddr) -> u64 {
+    pub(crate) fn key(&self, headers: RequestFields<'_>, client: IpAddr) -> u64 {
         self.balancer.key(headers, client)
+    }
+
+    /// The header `consistent_hash` hashes, if it hashes one.
+    pub(crate) fn hash_header(&self) -> Option<&http::HeaderName> {
+        match &self.balancer {
+            Balancer::ConsistentHash(ch) => match &ch.hash_on {
+                crate::config::HashOn::Header(name) => Some(name),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     pub fn pick(&self, tried: Tried, key: u64) -> Option<(usize, &Arc<Server>)> {

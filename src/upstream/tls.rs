@@ -50,7 +50,7 @@ impl ClientTls {
 }
 
 /// The name a server's certificate must carry: `tls.server_name`, else the URL's host.
-pub fn server_name(url: &ServerUrl, settings: &UpstreamTls) -> Option<ServerName<'static>> {
+pub(crate) fn server_name(url: &ServerUrl, settings: &UpstreamTls) -> Option<ServerName<'static>> {
     let name = settings.server_name.as_deref().unwrap_or(&url.host);
     ServerName::try_from(name.to_string()).ok()
 }

@@ -6,11 +6,9 @@
 //! answered, and the lines that could not be queued are counted in /metrics.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,6 +52,20 @@ fn yaml(backend: &Backend, access_log: &str) -> String {
         listen_block(),
         upstream_block("web", &[(backend, 1)])
     )
+}
+
+/// A porter.yaml in `dir` serving `backend` on `port`, its access log in `dir/access.log`
+/// (`settings`: more `access_log:` lines); the paths of both.
+fn file_log_config(dir: &Path, port: u16, settings: &str, backend: &Backend) -> (PathBuf, PathBuf) {
+    let (config, log) = (dir.join("porter.yaml"), dir.join("access.log"));
+    let yaml = format!(
+        "listen:\n  http: \"127.0.0.1:{port}\"\nhttp:\n  redirect: false\naccess_log:\n{settings}  path: {}\n\
+         upstreams:\n{}routes:\n  - upstream: web\n",
+        log.display(),
+        upstream_block("web", &[(backend, 1)])
+    );
+    std::fs::write(&config, yaml).unwrap();
+    (config, log)
 }
 
 /// Waits until `path` holds at least `n` complete lines; returns them all.
@@ -318,18 +330,7 @@ async fn sigusr1_reopens_the_file_after_logrotate_renamed_it() {
     let b = Backend::start("one").await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("porter.yaml");
-    let log = dir.path().join("access.log");
-    std::fs::write(
-        &config,
-        format!(
-            "listen:\n  http: \"127.0.0.1:{port}\"\nhttp:\n  redirect: false\naccess_log:\n  path: {}\n\
-             upstreams:\n{}routes:\n  - upstream: web\n",
-            log.display(),
-            upstream_block("web", &[(&b, 1)])
-        ),
-    )
-    .unwrap();
+    let (config, log) = file_log_config(dir.path(), port, "", &b);
     let porter = spawn_porter(&config);
     let c = plain_client();
     for path in ["/before-1", "/before-2"] {
@@ -369,18 +370,7 @@ async fn logrotate_with_the_readme_stanza_rotates_without_losing_a_line() {
     let b = Backend::start("one").await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("porter.yaml");
-    let log = dir.path().join("access.log");
-    std::fs::write(
-        &config,
-        format!(
-            "listen:\n  http: \"127.0.0.1:{port}\"\nhttp:\n  redirect: false\naccess_log:\n  format: combined\n  path: {}\n\
-             upstreams:\n{}routes:\n  - upstream: web\n",
-            log.display(),
-            upstream_block("web", &[(&b, 1)])
-        ),
-    )
-    .unwrap();
+    let (config, log) = file_log_config(dir.path(), port, "  format: combined\n", &b);
     let porter = spawn_porter(&config);
     let c = plain_client();
     for path in ["/one", "/two"] {
@@ -412,7 +402,7 @@ async fn logrotate_with_the_readme_stanza_rotates_without_losing_a_line() {
 
 /// Starts the binary with `args`, RUST_LOG=`rust_log`, and stderr collected line by line.
 fn spawn_with(config: &Path, args: &[&str], rust_log: &str) -> crate::lifecycle::Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
+    let child = Command::new(env!("CARGO_BIN_EXE_porter"))
         .arg("--config")
         .arg(config)
         .args(args)
@@ -420,15 +410,7 @@ fn spawn_with(config: &Path, args: &[&str], rust_log: &str) -> crate::lifecycle:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let collected = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            collected.lock().unwrap().push(line);
-        }
-    });
-    crate::lifecycle::Running(child, lines)
+    crate::lifecycle::Running::logging(child, None)
 }
 
 async fn until_serving(port: u16) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use porter::acme::{AcmeStatus, NameState};
+use porter::{AcmeStatus, NameState};
 
 use crate::harness::*;
 use crate::pebble::{free_tcp_port, tools_or_skip, Pebble, PebbleOptions};

@@ -4,7 +4,6 @@
 //! malformed head or chunked body: 400 and close. Slow headers: 408, then close. The HTTP/2
 //! `:authority` case uses a hyper HTTP/2 client, which sends a Host header beside `:authority`.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,30 +22,6 @@ async fn porter(b: &Backend, limits: &str) -> TestPorter {
         upstream_block("web", &[(b, 1)])
     );
     TestPorter::start(&yaml).await
-}
-
-/// Sends `bytes`, reads until porter closes; returns everything it answered.
-async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut got = Vec::new();
-    // Read to the close: every rejected case must end the connection.
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "porter kept the connection open after {:?}", String::from_utf8_lossy(bytes));
-    String::from_utf8_lossy(&got).into_owned()
-}
-
-fn status_line(answer: &str) -> &str {
-    answer.lines().next().unwrap_or("")
 }
 
 const REJECTED: &[(&str, &[u8])] = &[
@@ -86,7 +61,7 @@ async fn each_hostile_head_is_400_and_closed_and_the_backend_sees_nothing() {
     let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
     let addr = p.http.unwrap();
     for (what, bytes) in REJECTED {
-        let answer = exchange(addr, bytes).await;
+        let answer = to_close(addr, bytes).await;
         assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{what}: {answer:?}");
         assert_eq!(b.requests(), 0, "{what}: reached the backend");
     }
@@ -108,7 +83,7 @@ async fn each_hostile_head_is_400_and_closed_and_the_backend_sees_nothing() {
         b"GET http://A.test:80/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
     ];
     for bytes in ok {
-        let answer = exchange(addr, bytes).await;
+        let answer = to_close(addr, bytes).await;
         assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer:?}");
     }
     assert_eq!(b.requests(), 3);
@@ -120,7 +95,7 @@ async fn a_smuggled_request_behind_a_good_one_is_refused_on_its_own() {
     let b = Backend::start("a").await;
     let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
     // Pipelined: an honest chunked request, then an ambiguous one in the same packet.
-    let answer = exchange(
+    let answer = to_close(
         p.http.unwrap(),
         b"POST /one HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
           POST /two HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -240,7 +215,7 @@ async fn http1_keep_alive_pipelining_continue_and_head() {
     let p = porter(&b, "  max_header_bytes: 16KiB\n").await;
     let addr = p.http.unwrap();
 
-    let answer = exchange(
+    let answer = to_close(
         addr,
         b"GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n\
           GET /3 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
@@ -250,7 +225,7 @@ async fn http1_keep_alive_pipelining_continue_and_head() {
     assert!(one < two && two < three && one.is_some(), "in order: {answer:?}");
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 3, "{answer:?}");
 
-    let answer = exchange(addr, b"GET /old HTTP/1.0\r\nHost: a.test\r\n\r\n").await;
+    let answer = to_close(addr, b"GET /old HTTP/1.0\r\nHost: a.test\r\n\r\n").await;
     // porter answers HTTP/1.1 (RFC 9110 §2.5: its highest version).
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert!(answer.contains("a GET /old"), "{answer:?}");
@@ -268,7 +243,7 @@ async fn http1_keep_alive_pipelining_continue_and_head() {
     }
 
     // An HTTP/1.0 client and a body of unknown length: delimited by the close.
-    let answer = exchange(addr, b"POST /echo HTTP/1.0\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello").await;
+    let answer = to_close(addr, b"POST /echo HTTP/1.0\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello").await;
     assert!(answer[8..].starts_with(" 200") && answer.ends_with("\r\n\r\nhello"), "{answer:?}");
     assert!(!answer.to_ascii_lowercase().contains("transfer-encoding"), "{answer:?}");
 
@@ -285,7 +260,7 @@ async fn http1_keep_alive_pipelining_continue_and_head() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
 
     // HEAD: the length, no body; the next request on the connection is read right.
-    let answer = exchange(
+    let answer = to_close(
         addr,
         b"HEAD /h HTTP/1.1\r\nHost: a.test\r\n\r\nGET /after HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
     )
@@ -295,7 +270,7 @@ async fn http1_keep_alive_pipelining_continue_and_head() {
     assert!(answer.contains("a GET /after"), "{answer:?}");
 
     // Chunked up, chunked back, with the body intact.
-    let answer = exchange(
+    let answer = to_close(
         addr,
         b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
           3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n",
@@ -307,7 +282,7 @@ async fn http1_keep_alive_pipelining_continue_and_head() {
     // A head over max_header_bytes: 431, closed.
     let mut big = b"GET / HTTP/1.1\r\nHost: a.test\r\n".to_vec();
     big.extend_from_slice(format!("X-Big: {}\r\n\r\n", "x".repeat(20 * 1024)).as_bytes());
-    let answer = exchange(addr, &big).await;
+    let answer = to_close(addr, &big).await;
     assert!(status_line(&answer).starts_with("HTTP/1.1 431"), "{answer:?}");
     let before = b.requests();
     assert_eq!(before, 2 + 3 + 1 + 1 + 1 + 2 + 1, "every honest request reached the backend once");

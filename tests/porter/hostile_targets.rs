@@ -36,33 +36,6 @@ async fn porter(b: &Backend) -> TestPorter {
     porter_with(b, "", "  - upstream: web\n").await
 }
 
-/// Sends `bytes`, reads until porter closes (5 s at most); returns everything it answered.
-async fn to_close(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    read_to_close(&mut stream, bytes).await
-}
-
-async fn read_to_close(stream: &mut TcpStream, sent: &[u8]) -> String {
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "porter kept the connection open after {:?}", String::from_utf8_lossy(sent));
-    String::from_utf8_lossy(&got).into_owned()
-}
-
-fn status_line(answer: &str) -> &str {
-    answer.lines().next().unwrap_or("")
-}
-
 fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
     let head = &answer[..answer.find("\r\n\r\n").unwrap_or(answer.len())];
     head.lines().find_map(|line| {

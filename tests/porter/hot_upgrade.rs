@@ -3,10 +3,9 @@
 //! sockets from systemd socket activation (`LISTEN_FDS`), and hands them to a new process on
 //! SIGUSR2 while a load of new connections runs and a WebSocket stays open on the old process.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,16 +15,8 @@ use crate::harness::*;
 use crate::lifecycle::{free_port, signal, Running};
 
 /// Collects the child's stderr lines (the old process's and, after an upgrade, the new one's: it inherits the pipe).
-pub(crate) fn running(mut child: std::process::Child) -> Running {
-    let stderr = child.stderr.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let collected = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            collected.lock().unwrap().push(line);
-        }
-    });
-    Running(child, lines)
+pub(crate) fn running(child: std::process::Child) -> Running {
+    Running::logging(child, None)
 }
 
 fn config(dir: &std::path::Path, http: &str, admin: &str, backend: &Backend) -> std::path::PathBuf {
@@ -219,6 +210,24 @@ impl Drop for Successor {
     }
 }
 
+/// SIGUSR2 to `old`; the new process it handed its listeners over to.
+pub(crate) async fn upgrade(old: &Running) -> Successor {
+    signal(&old.0, "USR2");
+    let line = old.wait_for_line("handed the listeners over to process", Duration::from_secs(30)).await;
+    Successor(line.rsplit("process ").next().unwrap().split(';').next().unwrap().trim().parse().unwrap())
+}
+
+/// Waits for `old` to exit (off the runtime's threads); its exit code.
+pub(crate) async fn exit_code(old: Running) -> Option<i32> {
+    tokio::task::spawn_blocking(move || {
+        let mut old = old;
+        old.0.wait().map(|s| s.code())
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
 async fn read_until(stream: &mut tokio::net::TcpStream, needle: &[u8]) {
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
@@ -277,10 +286,8 @@ async fn sigusr2_upgrade_under_load_refuses_nothing_and_the_old_websocket_keeps_
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let upgraded = Instant::now();
-    signal(&old.0, "USR2");
-    let line = old.wait_for_line("handed the listeners over to process", Duration::from_secs(30)).await;
-    let pid: u32 = line.rsplit("process ").next().unwrap().split(';').next().unwrap().parse().unwrap();
-    let new = Successor(pid);
+    let new = upgrade(&old).await;
+    let pid = new.0;
     let took = upgraded.elapsed();
     let n = notify.recv(&mut message).unwrap();
     assert_eq!(std::str::from_utf8(&message[..n]).unwrap(), format!("MAINPID={pid}\n"));
@@ -382,17 +389,8 @@ async fn a_failed_upgrade_leaves_the_old_process_serving() {
 
     // Fixed, the next upgrade goes through.
     std::fs::write(&path, good).unwrap();
-    signal(&old.0, "USR2");
-    let line = old.wait_for_line("handed the listeners over to process", Duration::from_secs(30)).await;
-    let new = Successor(line.rsplit("process ").next().unwrap().split(';').next().unwrap().parse().unwrap());
-    let status = tokio::task::spawn_blocking(move || {
-        let mut old = old;
-        old.0.wait().map(|s| s.code())
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(status, Some(0));
+    let new = upgrade(&old).await;
+    assert_eq!(exit_code(old).await, Some(0));
     let r = get(format!("http://127.0.0.1:{port}/after")).await;
     assert_eq!(r.status(), 200);
     drop(new);

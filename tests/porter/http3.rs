@@ -428,7 +428,7 @@ async fn h3_connections_beyond_max_connections_are_refused() {
 /// closed (their next packet gets the new process's stateless reset), not left hanging.
 #[tokio::test]
 async fn sigusr2_hands_the_udp_socket_to_the_new_process() {
-    use crate::hot_upgrade::{running, Successor};
+    use crate::hot_upgrade::{exit_code, upgrade};
     let backend = Backend::start("web").await;
     let dir = tempfile::tempdir().unwrap();
     write_cert(&dir.path().join("certs"), "localhost", &["localhost"]);
@@ -438,23 +438,14 @@ async fn sigusr2_hands_the_udp_socket_to_the_new_process() {
         .replace("https: \"127.0.0.1:0\"", &format!("https: \"127.0.0.1:{port}\""))
         .replace("certs: certs", &format!("certs: \"{}\"", dir.path().join("certs").display()));
     std::fs::write(&path, yaml).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_porter"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let old = running(child);
+    let old = crate::lifecycle::spawn_porter(&path);
     old.wait_for_line("listening for HTTP/3", Duration::from_secs(10)).await;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("https://localhost:{port}/");
     let before = H3Client::connect(addr, "localhost").await;
     assert_eq!(before.get(&url).await.status(), 200);
 
-    crate::lifecycle::signal(&old.0, "USR2");
-    let line = old.wait_for_line("handed the listeners over to process", Duration::from_secs(30)).await;
-    let new = Successor(line.rsplit("process ").next().unwrap().split(';').next().unwrap().trim().parse().unwrap());
+    let new = upgrade(&old).await;
     old.wait_for_line("HTTP/3: UDP socket from the previous porter process", Duration::from_secs(1)).await;
 
     let after = H3Client::connect(addr, "localhost").await;
@@ -464,14 +455,7 @@ async fn sigusr2_hands_the_udp_socket_to_the_new_process() {
         tokio::time::timeout(Duration::from_secs(10), before.request(Request::get(&url).body(Bytes::new()).unwrap()))
             .await;
     assert!(matches!(old_request, Ok(Err(_))), "the old process's QUIC connection was not closed");
-    let status = tokio::task::spawn_blocking(move || {
-        let mut old = old;
-        old.0.wait().map(|s| s.code())
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(status, Some(0));
+    assert_eq!(exit_code(old).await, Some(0));
     assert_eq!(after.get(&url).await.status(), 200, "still served after the old process exited");
     drop(new);
 }

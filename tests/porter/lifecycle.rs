@@ -23,6 +23,28 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// Collects the child's stderr lines from here on (after an upgrade the new process's
+    /// too: it inherits the pipe); with `ready`, first waits up to 10 s for a line
+    /// containing it.
+    pub(crate) fn logging(mut child: std::process::Child, ready: Option<&'static str>) -> Running {
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if ready.is_some_and(|ready| line.contains(ready)) {
+                    let _ = tx.send(());
+                }
+                collected.lock().unwrap().push(line);
+            }
+        });
+        if let Some(ready) = ready {
+            rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("porter logged no {ready:?}"));
+        }
+        Running(child, lines)
+    }
+
     /// Waits up to `within` for a logged line containing `needle`; returns it.
     pub(crate) async fn wait_for_line(&self, needle: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
@@ -48,7 +70,7 @@ pub(crate) fn spawn_porter(config: &std::path::Path) -> Running {
 
 /// [`spawn_porter`] with extra environment variables.
 pub(crate) fn spawn_porter_env(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
+    let child = Command::new(env!("CARGO_BIN_EXE_porter"))
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
@@ -56,20 +78,7 @@ pub(crate) fn spawn_porter_env(config: &std::path::Path, env: &[(&str, &str)]) -
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let collected = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("listening for HTTP") {
-                let _ = tx.send(());
-            }
-            collected.lock().unwrap().push(line);
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(10)).expect("porter did not start listening");
-    Running(child, lines)
+    Running::logging(child, Some("listening for HTTP"))
 }
 
 pub(crate) fn write_config(

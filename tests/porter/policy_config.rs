@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use porter::config::{Cidr, ConfigError, RouteAction, TemplatePart};
+use porter::{Cidr, ConfigError, RouteAction, TemplatePart};
 
 const HEAD: &str = "upstreams:\n  web:\n    servers:\n      - url: http://127.0.0.1:9\n";
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use porter::upstream::server::Server;
+use porter::testing::UpstreamServer as Server;
 
 use crate::harness::*;
 

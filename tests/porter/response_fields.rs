@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::harness::*;
 
@@ -27,36 +27,12 @@ const CHUNKED_WITH_LENGTH: &[u8] =
 /// A keep-alive HTTP/1.1 server answering each request head with the canned
 /// response its path names (`/named`, `/chunked`, anything else: EVERYTHING).
 async fn raw_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                    pending.drain(..end + 4);
-                    let answer = match head.split(' ').nth(1) {
-                        Some("/named") => NAMED,
-                        Some("/chunked") => CHUNKED_WITH_LENGTH,
-                        _ => EVERYTHING,
-                    };
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
+    canned_server(|target| match target {
+        "/named" => NAMED,
+        "/chunked" => CHUNKED_WITH_LENGTH,
+        _ => EVERYTHING,
+    })
+    .await
 }
 
 async fn porter_for(server: SocketAddr) -> TestPorter {

@@ -1,4 +1,4 @@
-//! porter's own TLS server stream (rustls' unbuffered API, `src/net/tls_stream.rs`)
+//! porter's own TLS server stream (rustls' unbuffered API, `src/net/tls_stream/`)
 //! end to end with real clients: requests pipelined in one TLS record, uploads and
 //! downloads of several MiB checked byte for byte, TLS 1.2-only clients (rustls and
 //! curl), session resumption for both versions, a key update mid-connection,

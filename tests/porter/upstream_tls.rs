@@ -21,7 +21,7 @@ pub(crate) fn private_ca(dir: &std::path::Path, alpn: &[&[u8]]) -> (Arc<rustls::
     let ca_file = dir.join("internal-ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(porter::tls::provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(porter::testing::tls_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()

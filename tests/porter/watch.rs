@@ -4,11 +4,9 @@
 //! updates a mounted ConfigMap (`..data` symlink renamed to a new timestamped folder). A
 //! half-written or invalid file is refused, counted, and the old configuration keeps serving.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -24,7 +22,7 @@ fn yaml(port: u16, admin: u16, backend: &Backend) -> String {
 
 /// Starts the binary on `config` with `args` and `env`, and waits until it listens.
 fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_porter"))
+    let child = Command::new(env!("CARGO_BIN_EXE_porter"))
         .arg("--config")
         .arg(config)
         .args(args)
@@ -34,20 +32,7 @@ fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let collected = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("watching the configuration file") {
-                let _ = tx.send(());
-            }
-            collected.lock().unwrap().push(line);
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(10)).expect("porter did not start watching its configuration");
-    Running(child, lines)
+    Running::logging(child, Some("watching the configuration file"))
 }
 
 /// Which backend answers `/` on porter's plaintext port.

@@ -9,6 +9,7 @@
 //!   resumption, no 0-RTT) for every request, K in flight; latency covers the
 //!   handshake, the HTTP/3 session set-up and the one GET.
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use rustls::crypto::CryptoProvider;
 
-use crate::{print_tally, NoVerify, Tally, Target};
+use crate::{gather, print_tally, NoVerify, Tally, Target};
 
 type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
@@ -100,13 +101,15 @@ fn record(t: &mut Tally, t0: Instant, r: Result<Result<bool, String>, tokio::tim
     }
 }
 
-fn merge(all: &mut Tally, t: Tally) {
-    all.ok += t.ok;
-    all.non200 += t.non200;
-    all.errors += t.errors;
-    all.lat_us.extend(t.lat_us);
-    if all.first_error.is_none() {
-        all.first_error = t.first_error;
+/// One request, timed into `t`; after a failure, a millisecond's pause (no busy loop
+/// against a target that refuses).
+async fn timed(t: &mut Tally, timeout: Duration, request: impl Future<Output = Result<bool, String>>) {
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(timeout, request).await;
+    let failed = !matches!(r, Ok(Ok(_)));
+    record(t, t0, r);
+    if failed {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -138,22 +141,13 @@ pub async fn run(target: Target, connections: usize, streams: usize, duration: f
             handles.push(tokio::spawn(async move {
                 let mut t = Tally::default();
                 while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < limit {
-                    let t0 = Instant::now();
-                    let r = tokio::time::timeout(timeout, get(&mut send, &req)).await;
-                    let failed = !matches!(r, Ok(Ok(_)));
-                    record(&mut t, t0, r);
-                    if failed {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
+                    timed(&mut t, timeout, get(&mut send, &req)).await;
                 }
                 t
             }));
         }
     }
-    let mut all = Tally::default();
-    for h in handles {
-        merge(&mut all, h.await.map_err(io::Error::other)?);
-    }
+    let all = gather(handles).await?;
     let elapsed = start.elapsed().as_secs_f64();
     for (ep, s) in sessions {
         s.connection.close(0u32.into(), b"done");
@@ -180,28 +174,18 @@ pub async fn run_handshakes(target: Target, concurrency: usize, duration: f64) -
         handles.push(tokio::spawn(async move {
             let mut t = Tally::default();
             while Instant::now() < deadline {
-                let t0 = Instant::now();
-                let r = tokio::time::timeout(timeout, async {
+                let request = async {
                     let mut s = connect(&ep, &target).await?;
                     let ok = get(&mut s.send, &req).await;
                     s.connection.close(0u32.into(), b"done");
                     s.driver.abort();
                     ok
-                })
-                .await;
-                let failed = !matches!(r, Ok(Ok(_)));
-                record(&mut t, t0, r);
-                if failed {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                };
+                timed(&mut t, timeout, request).await;
             }
             t
         }));
     }
-    let mut all = Tally::default();
-    for h in handles {
-        merge(&mut all, h.await.map_err(io::Error::other)?);
-    }
-    print_tally(all, start.elapsed().as_secs_f64());
+    print_tally(gather(handles).await?, start.elapsed().as_secs_f64());
     Ok(())
 }

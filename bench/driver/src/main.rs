@@ -341,6 +341,12 @@ async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: 
             t
         }));
     }
+    print_tally(gather(handles).await?, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The tallies of every worker task, added up.
+async fn gather(handles: Vec<tokio::task::JoinHandle<Tally>>) -> io::Result<Tally> {
     let mut all = Tally::default();
     for h in handles {
         let t = h.await.map_err(io::Error::other)?;
@@ -354,8 +360,7 @@ async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: 
             all.first_error = t.first_error;
         }
     }
-    print_tally(all, start.elapsed().as_secs_f64());
-    Ok(())
+    Ok(all)
 }
 
 /// Prints a run's figures as one JSON line (the harness reads the last line).

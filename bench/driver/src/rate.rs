@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufReader};
 
-use crate::{open, print_tally, read_one_response, request_bytes, tls_parts, Tally, Target};
+use crate::{gather, open, print_tally, read_one_response, request_bytes, tls_parts, Tally, Target};
 
 pub(crate) async fn run(target: Target, rate: f64, connections: usize, duration: f64) -> io::Result<()> {
     if rate.is_nan() || rate <= 0.0 || connections == 0 {
@@ -74,17 +74,6 @@ pub(crate) async fn run(target: Target, rate: f64, connections: usize, duration:
             t
         }));
     }
-    let mut all = Tally::default();
-    for h in handles {
-        let t = h.await.map_err(io::Error::other)?;
-        all.ok += t.ok;
-        all.non200 += t.non200;
-        all.errors += t.errors;
-        all.lat_us.extend(t.lat_us);
-        if all.first_error.is_none() {
-            all.first_error = t.first_error;
-        }
-    }
-    print_tally(all, start.elapsed().as_secs_f64());
+    print_tally(gather(handles).await?, start.elapsed().as_secs_f64());
     Ok(())
 }

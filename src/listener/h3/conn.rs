@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
 use crate::body::{ClientBody, H3Body};
-use crate::proxy::{self, headers::ClientHeaders, ConnContext};
+use crate::proxy::{self, ConnContext};
 use crate::runtime::Shared;
 use crate::shutdown::DrainWatch;
 use crate::stats::ListenerStats;
@@ -49,18 +49,9 @@ pub(super) async fn serve(
         .handshake_data()
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|data| data.server_name);
-    let conn = Arc::new(ConnContext {
-        client,
-        client_headers: ClientHeaders::new(
-            client.ip(),
-            true,
-            runtime.https_port.unwrap_or(443),
-            runtime.trusts(client.ip()),
-        ),
-        // The certificate the SNI names exactly: the 421 rule as on TCP.
-        sni_cert: sni.and_then(|sni| runtime.certs.store().by_sni(&sni).cloned()),
-        tls_version: Some("TLSv1.3"),
-    });
+    // The certificate the SNI names exactly: the 421 rule as on TCP.
+    let sni_cert = sni.and_then(|sni| runtime.certs.store().by_sni(&sni).cloned());
+    let conn = crate::listener::tls_conn_context(client, &runtime, sni_cert, Some("TLSv1.3"));
     let header_bytes = runtime.limits.max_header_bytes.max(8192);
     let idle_timeout = runtime.limits.idle_timeout;
     drop(runtime);
@@ -134,7 +125,7 @@ async fn serve_request(resolver: Resolver, conn: Arc<ConnContext>, shared: Arc<S
     let request = request.map(|()| ClientBody::H3(Box::new(H3Body::new(recv, length))));
     let runtime = shared.runtime.load_full();
     let body_timeout = runtime.limits.body_timeout;
-    let response = proxy::handle(request, &conn, runtime).await;
+    let response = proxy::handle(request, None, &conn, runtime).await;
     let (mut parts, body) = response.into_parts();
     // Connection-specific fields have no place in HTTP/3 (RFC 9114 §4.2).
     for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {

@@ -34,14 +34,14 @@ use crate::tls::CertResolver;
 
 /// Above this many QUIC handshakes under way, new clients prove their address
 /// (a Retry round trip) before porter starts a handshake for them.
-pub const RETRY_ABOVE_HANDSHAKING: usize = 64;
+pub(crate) const RETRY_ABOVE_HANDSHAKING: usize = 64;
 
 /// Kernel buffer size asked for the UDP socket (each direction); the kernel caps
 /// it at `net.core.rmem_max` / `wmem_max` (docs/deploy.md says how to raise them).
-pub const SOCKET_BUFFER: usize = 4 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Bidirectional streams (requests) a client may have open at once, as on HTTP/2.
-pub const MAX_STREAMS: u32 = super::H2_MAX_CONCURRENT_STREAMS;
+pub(crate) const MAX_STREAMS: u32 = super::H2_MAX_CONCURRENT_STREAMS;
 
 /// Unidirectional streams a client may open: HTTP/3 needs three (control, QPACK
 /// encoder and decoder); a few more for GREASE.
@@ -59,7 +59,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const LET_GO_AFTER: Duration = Duration::from_millis(50);
 
 /// QUIC settings for new connections, made once per configuration snapshot.
-pub fn server_config(certs: Arc<CertResolver>) -> Result<Arc<quinn::ServerConfig>, String> {
+pub(crate) fn server_config(certs: Arc<CertResolver>) -> Result<Arc<quinn::ServerConfig>, String> {
     let tls = crate::tls::quic_server_config(certs);
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| format!("HTTP/3 TLS: {e}"))?;
     // One Retry-token key for the process: a token issued under one snapshot's
@@ -80,7 +80,7 @@ pub fn server_config(certs: Arc<CertResolver>) -> Result<Arc<quinn::ServerConfig
 
 /// The HTTP/3 listener's counters beside the connection counts of [`ListenerStats`].
 #[derive(Debug, Default)]
-pub struct QuicStats {
+pub(crate) struct QuicStats {
     /// Retry packets sent (address validation under a flood of new connections).
     pub retries_total: AtomicU64,
     /// Connection attempts refused (`limits.max_connections` reached).
@@ -88,7 +88,7 @@ pub struct QuicStats {
 }
 
 /// The running endpoint: its address, and the task accepting on it.
-pub struct Http3 {
+pub(crate) struct Http3 {
     pub addr: SocketAddr,
     endpoint: quinn::Endpoint,
     pub stats: Arc<ListenerStats>,
@@ -98,7 +98,7 @@ pub struct Http3 {
 impl Http3 {
     /// Serves HTTP/3 on `socket` until `stop` flips; then new connections are refused
     /// and open ones drain with the rest (GOAWAY on the drain signal).
-    pub fn start(
+    pub(crate) fn start(
         socket: std::net::UdpSocket,
         shared: Arc<Shared>,
         drain: Arc<Drain>,
@@ -116,11 +116,6 @@ impl Http3 {
         Ok((Http3 { addr, endpoint, stats, quic }, task))
     }
 
-    /// Connections open on the endpoint (QUIC's own count, handshakes included).
-    pub fn open_connections(&self) -> usize {
-        self.endpoint.open_connections()
-    }
-
     /// A binary upgrade handed the UDP socket to the new process: this one stops
     /// reading it (two readers would each get some of the other's packets, and
     /// answer them with stateless resets). Its QUIC connections cannot follow (a
@@ -128,7 +123,7 @@ impl Http3 {
     /// tokens are not theirs), so they are closed first: CONNECTION_CLOSE goes out on
     /// the shared socket, then, a moment later, this endpoint moves to a throwaway
     /// socket. docs/deploy.md, Upgrading porter, says what it costs.
-    pub async fn let_go(&self) {
+    pub(crate) async fn let_go(&self) {
         self.endpoint.close(0x100u32.into(), b"porter upgrade");
         tokio::time::sleep(LET_GO_AFTER).await;
         let placeholder =
@@ -211,7 +206,7 @@ fn should_retry(validated: bool, handshaking: usize) -> bool {
 
 /// A UDP socket for `address` with large buffers; `[::]` dual-stack (IPv4 clients
 /// too), falling back to `0.0.0.0` on a host without IPv6, like the TCP listeners.
-pub fn bind(address: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub(crate) fn bind(address: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     match bind_exact(address) {
         Err(e) if address.is_ipv6() && address.ip().is_unspecified() && super::dual_stack::no_ipv6(&e) => {
             let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, address.port()));
@@ -235,7 +230,7 @@ fn bind_exact(address: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 /// Asks for [`SOCKET_BUFFER`] each way; the kernel may give less (logged once at start).
-pub fn sized_buffers(socket: &socket2::Socket) {
+pub(crate) fn sized_buffers(socket: &socket2::Socket) {
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     let (recv, send) = (socket.recv_buffer_size().unwrap_or(0), socket.send_buffer_size().unwrap_or(0));

@@ -23,10 +23,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Shards per limiter: enough that two cores rarely meet on one lock.
-pub const SHARDS: usize = 64;
+pub(crate) const SHARDS: usize = 64;
 
 /// Default bound on the keys one route's limiter remembers (its maps stay under 2.5 MiB).
-pub const DEFAULT_MAX_KEYS: usize = 100_000;
+pub(crate) const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// The answer for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub enum Decision {
 
 /// One route's buckets.
 #[derive(Debug)]
-pub struct LocalLimiter {
+pub(crate) struct LocalLimiter {
     /// Nanoseconds between two tokens.
     interval: u64,
     /// `burst * interval`: how far ahead of now a bucket's moment may run.
@@ -60,7 +60,7 @@ struct Shard {
 }
 
 impl LocalLimiter {
-    pub fn new(interval: Duration, burst: u32, max_keys: usize) -> LocalLimiter {
+    pub(crate) fn new(interval: Duration, burst: u32, max_keys: usize) -> LocalLimiter {
         let interval = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
         LocalLimiter {
             interval,
@@ -79,17 +79,17 @@ impl LocalLimiter {
     }
 
     /// Hashes a key with this limiter's secret seed.
-    pub fn hash(&self, key: &[u8]) -> u64 {
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
     /// Takes a token from the bucket of the key whose hash is `key`.
-    pub fn check(&self, key: u64) -> Decision {
+    pub(crate) fn check(&self, key: u64) -> Decision {
         self.check_at(key, self.now())
     }
 
     /// Takes a token from the route's single bucket (`key: route`).
-    pub fn check_single(&self) -> Decision {
+    pub(crate) fn check_single(&self) -> Decision {
         let now = self.now();
         let mut tat = self.single.load(Ordering::Relaxed);
         loop {
@@ -128,21 +128,20 @@ impl LocalLimiter {
     }
 
     /// Keys remembered right now (for tests and the memory bound).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).buckets.len()).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Entries the maps have room for without growing: what their memory is sized by.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).buckets.capacity()).sum()
     }
 
     /// The most keys this limiter remembers.
-    pub fn max_keys(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn max_keys(&self) -> usize {
         self.per_shard * SHARDS
     }
 }

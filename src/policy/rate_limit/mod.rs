@@ -8,8 +8,8 @@
 //! ([`local`]) or, with `rate_limit_store`, in Redis ([`redis`]) so that
 //! several porter instances share them.
 
-pub mod local;
-pub mod redis;
+pub(crate) mod local;
+pub(crate) mod redis;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,9 +20,9 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::config::{RateLimitConfig, RateLimitKey};
 use crate::upstream::ResponseBody;
-pub use local::Decision;
+pub(crate) use local::Decision;
 use local::{LocalLimiter, DEFAULT_MAX_KEYS};
-pub use redis::RedisStore;
+pub(crate) use redis::RedisStore;
 
 /// One route's compiled `rate_limit`.
 #[derive(Debug)]
@@ -147,12 +147,12 @@ fn ip_bytes<'h>(client: IpAddr) -> KeyBytes<'h> {
 
 /// Whole seconds until a token is back, rounded up (never 0: "retry now" would be
 /// refused again).
-pub fn retry_after_secs(wait: Duration) -> u64 {
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_nanos().div_ceil(1_000_000_000).max(1) as u64
 }
 
 /// The 429 answer: `Retry-After` in whole seconds.
-pub fn too_many_requests(wait: Duration) -> Response<ResponseBody> {
+pub(crate) fn too_many_requests(wait: Duration) -> Response<ResponseBody> {
     let mut response =
         Response::new(ResponseBody::full(Bytes::from_static(b"429 Too Many Requests: rate limit exceeded\n")));
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;

@@ -30,14 +30,14 @@ pub(super) const POINTS_PER_WEIGHT: u64 = 160;
 const MAX_POINTS: u64 = 160_000;
 
 #[derive(Debug)]
-pub struct ConsistentHash {
+pub(crate) struct ConsistentHash {
     pub hash_on: HashOn,
     /// (point, server index), sorted by point.
     ring: Box<[(u64, u32)]>,
 }
 
 impl ConsistentHash {
-    pub fn new(hash_on: HashOn, servers: &[Arc<Server>]) -> ConsistentHash {
+    pub(crate) fn new(hash_on: HashOn, servers: &[Arc<Server>]) -> ConsistentHash {
         let total_weight: u64 = servers.iter().map(|s| u64::from(s.weight)).sum();
         let per_weight = if total_weight * POINTS_PER_WEIGHT > MAX_POINTS {
             (MAX_POINTS / total_weight.max(1)).max(1)
@@ -59,7 +59,7 @@ impl ConsistentHash {
         ConsistentHash { hash_on, ring: ring.into_boxed_slice() }
     }
 
-    pub fn pick(&self, servers: &[Arc<Server>], tried: Tried, key: u64) -> Option<usize> {
+    pub(crate) fn pick(&self, servers: &[Arc<Server>], tried: Tried, key: u64) -> Option<usize> {
         let len = self.ring.len();
         if len == 0 {
             return None;

@@ -16,10 +16,10 @@ use super::Tried;
 use crate::upstream::server::Server;
 
 #[derive(Debug, Default)]
-pub struct LeastConnections;
+pub(crate) struct LeastConnections;
 
 impl LeastConnections {
-    pub fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
+    pub(crate) fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
         let mut best: Option<(usize, u64, u64)> = None; // (index, in flight, weight)
         let mut tied_weight = 0u64;
         for (i, server) in servers.iter().enumerate() {

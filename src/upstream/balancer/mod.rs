@@ -13,23 +13,22 @@
 //! keeps its hot path free of locks and allocation.
 
 mod consistent_hash;
-pub mod key;
+pub(crate) mod key;
 mod least_connections;
 mod power_of_two;
 mod smooth_wrr;
 
-pub use consistent_hash::ConsistentHash;
-pub use least_connections::LeastConnections;
-pub use power_of_two::PowerOfTwo;
-pub use smooth_wrr::SmoothWeightedRoundRobin;
+pub(crate) use consistent_hash::ConsistentHash;
+pub(crate) use least_connections::LeastConnections;
+pub(crate) use power_of_two::PowerOfTwo;
+pub(crate) use smooth_wrr::SmoothWeightedRoundRobin;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 use super::server::Server;
 use crate::config::{Balance, HashOn};
+use crate::http1::view::RequestFields;
 
 /// Servers already tried for this request, so a retry never returns to one.
 /// Indices into the upstream's server list; upstreams of more than 64 servers
@@ -52,7 +51,7 @@ impl Tried {
 }
 
 #[derive(Debug)]
-pub enum Balancer {
+pub(crate) enum Balancer {
     WeightedRoundRobin(SmoothWeightedRoundRobin),
     LeastConnections(LeastConnections),
     PowerOfTwo(PowerOfTwo),
@@ -60,7 +59,7 @@ pub enum Balancer {
 }
 
 impl Balancer {
-    pub fn new(kind: Balance, hash_on: Option<&HashOn>, servers: &[Arc<Server>]) -> Balancer {
+    pub(crate) fn new(kind: Balance, hash_on: Option<&HashOn>, servers: &[Arc<Server>]) -> Balancer {
         match kind {
             Balance::WeightedRoundRobin => Balancer::WeightedRoundRobin(SmoothWeightedRoundRobin::new(servers)),
             Balance::LeastConnections => Balancer::LeastConnections(LeastConnections),
@@ -75,7 +74,7 @@ impl Balancer {
     /// The request's hash key for balancers that use one (0 for the others,
     /// which then skip looking at the request).
     #[inline]
-    pub fn key(&self, headers: &HeaderMap, client: IpAddr) -> u64 {
+    pub(crate) fn key(&self, headers: RequestFields<'_>, client: IpAddr) -> u64 {
         match self {
             Balancer::ConsistentHash(ch) => key::request_key(&ch.hash_on, headers, client),
             _ => 0,
@@ -84,7 +83,7 @@ impl Balancer {
 
     /// An index into `servers` of an available server not yet tried, or None.
     #[inline]
-    pub fn pick(&self, servers: &[Arc<Server>], tried: Tried, key: u64) -> Option<usize> {
+    pub(crate) fn pick(&self, servers: &[Arc<Server>], tried: Tried, key: u64) -> Option<usize> {
         match self {
             Balancer::WeightedRoundRobin(b) => b.pick(servers, tried),
             Balancer::LeastConnections(b) => b.pick(servers, tried),
@@ -93,7 +92,7 @@ impl Balancer {
         }
     }
 
-    pub fn kind(&self) -> Balance {
+    pub(crate) fn kind(&self) -> Balance {
         match self {
             Balancer::WeightedRoundRobin(_) => Balance::WeightedRoundRobin,
             Balancer::LeastConnections(_) => Balance::LeastConnections,

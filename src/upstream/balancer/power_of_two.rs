@@ -24,13 +24,13 @@ use crate::upstream::server::Server;
 const DRAWS: usize = 8;
 
 #[derive(Debug)]
-pub struct PowerOfTwo {
+pub(crate) struct PowerOfTwo {
     /// `cumulative[i]` = sum of the weights of servers 0..=i.
     cumulative: Box<[u64]>,
 }
 
 impl PowerOfTwo {
-    pub fn new(servers: &[Arc<Server>]) -> PowerOfTwo {
+    pub(crate) fn new(servers: &[Arc<Server>]) -> PowerOfTwo {
         let mut sum = 0u64;
         let cumulative = servers
             .iter()
@@ -42,7 +42,7 @@ impl PowerOfTwo {
         PowerOfTwo { cumulative }
     }
 
-    pub fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
+    pub(crate) fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
         let first = self.draw(servers, tried, None)?;
         let Some(second) = self.draw(servers, tried, Some(first)) else { return Some(first) };
         let load = |i: usize| u64::from(servers[i].live.in_flight.load(Ordering::Relaxed));

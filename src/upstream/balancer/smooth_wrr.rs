@@ -16,19 +16,19 @@ use super::Tried;
 use crate::upstream::server::Server;
 
 #[derive(Debug)]
-pub struct SmoothWeightedRoundRobin {
+pub(crate) struct SmoothWeightedRoundRobin {
     /// One full period of the smooth sequence (length = sum of weights).
     schedule: Box<[u32]>,
     cursor: AtomicUsize,
 }
 
 impl SmoothWeightedRoundRobin {
-    pub fn new(servers: &[Arc<Server>]) -> Self {
+    pub(crate) fn new(servers: &[Arc<Server>]) -> Self {
         let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
         SmoothWeightedRoundRobin { schedule: smooth_sequence(&weights).into_boxed_slice(), cursor: AtomicUsize::new(0) }
     }
 
-    pub fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
+    pub(crate) fn pick(&self, servers: &[Arc<Server>], tried: Tried) -> Option<usize> {
         let len = self.schedule.len();
         if len == 0 {
             return None;
