@@ -10,6 +10,7 @@
 mod harness;
 
 mod access_log;
+mod access_log_binary;
 mod acme;
 mod acme_client;
 mod admin;
