@@ -12,8 +12,7 @@
 //! cgroup; the old one tells systemd `MAINPID=` the new one before it drains.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -111,8 +110,8 @@ struct Successor {
 fn spawn(program: &std::ffi::OsStr, listeners: &[(&'static str, BorrowedFd<'_>)]) -> io::Result<Successor> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let names: Vec<String> = listeners.iter().map(|(name, fd)| format!("{name}:{}", fd.as_raw_fd())).collect();
-    let mut keep: Vec<RawFd> = listeners.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
-    keep.push(theirs.as_raw_fd());
+    let mut keep: Vec<BorrowedFd<'_>> = listeners.iter().map(|(_, fd)| *fd).collect();
+    keep.push(theirs.as_fd());
     let mut command = Command::new(program);
     command
         .args(std::env::args_os().skip(1))
@@ -125,21 +124,8 @@ fn spawn(program: &std::ffi::OsStr, listeners: &[(&'static str, BorrowedFd<'_>)]
         .env(UPGRADE_READY, theirs.as_raw_fd().to_string())
         .env(UPGRADE_PARENT, std::process::id().to_string())
         .stdin(Stdio::null());
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl,
-    // which is async-signal-safe, on descriptors this process holds open (`listeners`
-    // borrow them for this call; `theirs` lives until after spawn). It allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            for &fd in &keep {
-                // Clear close-on-exec: these descriptors, and no others, cross the exec.
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let child = command.spawn()?;
+    // The listening sockets and the child's end of the channel cross the exec; nothing else does.
+    let child = crate::sys::spawn_keeping(command, &keep)?;
     drop(theirs);
     ours.set_nonblocking(true)?;
     Ok(Successor { child, channel: tokio::net::UnixStream::from_std(ours)? })

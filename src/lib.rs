@@ -12,6 +12,7 @@
 //! its own line, never both ways); `tests/layering.rs` reads every `crate::`
 //! path in `src/` and fails otherwise.
 //!
+//! - `sys`: the file-descriptor calls no safe API covers (inherited sockets, a successor's exec); imports nothing of porter
 //! - `http1`: HTTP/1.1 parse and serialise, requests and responses; imports nothing of porter
 //! - `config`: what the user wrote (raw) checked into what porter runs (schema)
 //! - `stats`, `shutdown`, `probe`: counters, the drain, the container health probe
@@ -32,8 +33,8 @@
 //! - `fuzzing`: entry points for the fuzz targets (test and fuzz builds only)
 
 // `forbid(unsafe_code)` wherever no unsafe is needed: the unsafe left is in
-// http1 and net (buffers filled by a read, spans already validated), upstream's
-// client (the same), handover and listener (file descriptors).
+// `sys` (file descriptors), http1 (spans already validated) and upstream's client
+// (the same).
 #[forbid(unsafe_code)]
 pub(crate) mod access_log;
 #[forbid(unsafe_code)]
@@ -47,10 +48,14 @@ pub(crate) mod config;
 // Also under test: its unit test replays the fuzzers' saved crash inputs (fuzz/regressions/).
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
+#[forbid(unsafe_code)]
 pub mod fuzzing;
+#[forbid(unsafe_code)]
 pub(crate) mod handover;
 pub(crate) mod http1;
+#[forbid(unsafe_code)]
 pub(crate) mod listener;
+#[forbid(unsafe_code)]
 pub(crate) mod net;
 #[forbid(unsafe_code)]
 pub(crate) mod policy;
@@ -68,6 +73,7 @@ pub(crate) mod runtime;
 pub(crate) mod shutdown;
 #[forbid(unsafe_code)]
 pub(crate) mod stats;
+pub(crate) mod sys;
 #[forbid(unsafe_code)]
 pub(crate) mod tls;
 pub(crate) mod upstream;

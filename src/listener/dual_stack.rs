@@ -6,7 +6,6 @@
 //! socket cannot be made, and porter listens on `0.0.0.0` instead, saying so.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -44,21 +43,7 @@ fn bind_v6_any(address: SocketAddr) -> std::io::Result<TcpListener> {
 fn v6_socket() -> std::io::Result<TcpSocket> {
     let socket = TcpSocket::new_v6()?;
     socket.set_reuseaddr(true)?;
-    let off: libc::c_int = 0;
-    // SAFETY: setsockopt on a socket this function owns, with a pointer to a c_int that
-    // lives across the call and its exact size.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&raw const off).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    socket2::SockRef::from(&socket).set_only_v6(false)?;
     Ok(socket)
 }
 
@@ -70,30 +55,13 @@ pub(super) fn no_ipv6(e: &std::io::Error) -> bool {
 mod tests {
     use super::*;
 
-    fn v6only(socket: &TcpSocket) -> libc::c_int {
-        let mut value: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt into a c_int of the size given, on a socket the test owns.
-        let got = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_V6ONLY,
-                (&raw mut value).cast(),
-                &raw mut len,
-            )
-        };
-        assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
-        value
-    }
-
     // The wildcard itself is not bound in tests (they bind loopback only, and binding a
     // specific IPv6 address makes the kernel set V6ONLY anyway): the socket `[::]` is
     // bound with is checked before its bind.
     #[tokio::test]
     async fn v6_sockets_are_made_with_v6only_off() {
         match v6_socket() {
-            Ok(socket) => assert_eq!(v6only(&socket), 0),
+            Ok(socket) => assert!(!socket2::SockRef::from(&socket).only_v6().unwrap()),
             Err(e) if no_ipv6(&e) => eprintln!("SKIPPED: no IPv6 on this host ({e})"),
             Err(e) => panic!("{e}"),
         }

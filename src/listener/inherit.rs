@@ -17,7 +17,7 @@
 //! same way, from the UDP sockets only.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// The environment variables of a hand-over (set by `src/handover.rs`).
 pub(crate) const UPGRADE_FDS: &str = "PORTER_UPGRADE_FDS";
@@ -82,16 +82,13 @@ impl Inherited {
             }
             tracing::debug!("{UPGRADE_FDS} set by a process other than our parent: ignored");
         }
-        let fds = sd_notify::listen_fds_with_names().map_err(|e| format!("systemd socket activation: {e}"))?;
-        let fds: Vec<(RawFd, String)> = fds.collect();
+        let fds = systemd_fds().map_err(|e| format!("systemd socket activation: {e}"))?;
         if fds.is_empty() {
             return Ok(Inherited::none());
         }
         let mut inherited = Inherited { source: Some(Source::Systemd), ..Inherited::default() };
         for (fd, name) in fds {
-            // SAFETY: systemd passed fds 3..3+LISTEN_FDS to this process (LISTEN_PID is
-            // ours, checked by sd_notify) and nothing else in porter has touched them yet.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let fd = crate::sys::take_inherited(fd).map_err(|e| format!("systemd socket activation: {e}"))?;
             inherited.add(name, fd).map_err(|e| format!("systemd socket activation: {e}"))?;
         }
         Ok(inherited)
@@ -100,14 +97,13 @@ impl Inherited {
     /// `https:7,http:8,admin:9` from the old process, and the readiness descriptor.
     fn from_upgrade(fds: &str) -> Result<Inherited, String> {
         let mut inherited = Inherited { source: Some(Source::Upgrade), ..Inherited::default() };
-        let mut seen = Vec::new();
         for entry in fds.split(',').filter(|e| !e.is_empty()) {
             let (name, fd) = entry.split_once(':').ok_or(format!("{UPGRADE_FDS}: {entry:?} is not NAME:FD"))?;
-            let fd = open_fd(fd, &mut seen).map_err(|e| format!("{UPGRADE_FDS}: {entry:?}: {e}"))?;
+            let fd = open_fd(fd).map_err(|e| format!("{UPGRADE_FDS}: {entry:?}: {e}"))?;
             inherited.add(name.to_string(), fd).map_err(|e| format!("{UPGRADE_FDS}: {entry:?}: {e}"))?;
         }
         let ready = std::env::var(UPGRADE_READY).map_err(|_| format!("{UPGRADE_FDS} without {UPGRADE_READY}"))?;
-        let ready = open_fd(&ready, &mut seen).map_err(|e| format!("{UPGRADE_READY}: {e}"))?;
+        let ready = open_fd(&ready).map_err(|e| format!("{UPGRADE_READY}: {e}"))?;
         inherited.ready = Some(std::os::unix::net::UnixStream::from(ready));
         Ok(inherited)
     }
@@ -230,56 +226,50 @@ fn same_port_one_wildcard(configured: SocketAddr, actual: SocketAddr) -> bool {
     configured.port() == actual.port() && (configured.ip().is_unspecified() || actual.ip().is_unspecified())
 }
 
+/// The descriptors systemd passed (`LISTEN_FDS` from fd 3, for `LISTEN_PID` this
+/// process) with their `LISTEN_FDNAMES`, as sd_listen_fds_with_names(3) reads them;
+/// none when the variables are absent or name another process.
+fn systemd_fds() -> Result<Vec<(RawFd, String)>, String> {
+    let var = |name| std::env::var(name).ok();
+    let (Some(pid), Some(count)) = (var("LISTEN_PID"), var("LISTEN_FDS")) else { return Ok(Vec::new()) };
+    if pid.trim().parse::<u32>().map_err(|_| format!("LISTEN_PID {pid:?} is not a process id"))? != std::process::id() {
+        return Ok(Vec::new());
+    }
+    let count = count.trim().parse::<RawFd>().ok().filter(|n| (0..=1024).contains(n));
+    let count = count.ok_or("LISTEN_FDS is not a count of descriptors")?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = match var("LISTEN_FDNAMES") {
+        Some(names) => names.split(':').map(String::from).collect(),
+        None => vec!["unknown".to_string(); count as usize],
+    };
+    if names.len() != count as usize {
+        return Err(format!("LISTEN_FDNAMES names {} descriptors, LISTEN_FDS {count}", names.len()));
+    }
+    Ok((3..3 + count).zip(names).collect())
+}
+
 /// Takes ownership of the descriptor a hand-over variable names, once.
-fn open_fd(text: &str, seen: &mut Vec<RawFd>) -> Result<OwnedFd, String> {
+fn open_fd(text: &str) -> Result<OwnedFd, String> {
     let fd: RawFd = text.trim().parse().map_err(|_| format!("{text:?} is not a descriptor number"))?;
-    if fd < 3 || seen.contains(&fd) {
-        return Err(format!("descriptor {fd} cannot be inherited"));
-    }
-    // SAFETY: F_GETFD only reads the descriptor's flags; it fails on a closed descriptor.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(format!("descriptor {fd}: {}", std::io::Error::last_os_error()));
-    }
-    seen.push(fd);
-    // SAFETY: the old porter left this descriptor open for us (it is open, checked
-    // above), it is named once (`seen`), and nothing else in this process owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Close it in any process this one starts (the next upgrade passes it explicitly).
-    // SAFETY: F_SETFD on a descriptor we own.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    Ok(fd)
+    crate::sys::take_inherited(fd).map_err(|e| e.to_string())
 }
 
 /// A UDP socket of an inet family (HTTP/3's).
 fn is_inet_udp(fd: &OwnedFd) -> bool {
-    let get = |option| sock_opt(fd, option);
-    get(libc::SO_TYPE) == Some(libc::SOCK_DGRAM) && matches!(get(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
+    let socket = socket2::SockRef::from(fd);
+    socket.r#type().is_ok_and(|t| t == socket2::Type::DGRAM) && inet(&socket)
 }
 
-fn sock_opt(fd: &OwnedFd, option: libc::c_int) -> Option<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `value`, which is that large.
-    let r =
-        unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, option, (&raw mut value).cast(), &raw mut len) };
-    (r == 0).then_some(value)
-}
-
-/// A TCP socket in the listening state (SO_TYPE stream, SO_ACCEPTCONN set, an inet family).
+/// A TCP socket in the listening state (stream type, listening, an inet family).
 fn is_listening_tcp(fd: &OwnedFd) -> bool {
-    let get = |option| {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `value`, which is that large.
-        let r = unsafe {
-            libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, option, (&raw mut value).cast(), &raw mut len)
-        };
-        (r == 0).then_some(value)
-    };
-    let family = get(libc::SO_DOMAIN);
-    get(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
-        && get(libc::SO_ACCEPTCONN) == Some(1)
-        && matches!(family, Some(libc::AF_INET | libc::AF_INET6))
+    let socket = socket2::SockRef::from(fd);
+    socket.r#type().is_ok_and(|t| t == socket2::Type::STREAM) && socket.is_listener().unwrap_or(false) && inet(&socket)
+}
+
+fn inet(socket: &socket2::SockRef<'_>) -> bool {
+    socket.domain().is_ok_and(|d| d == socket2::Domain::IPV4 || d == socket2::Domain::IPV6)
 }
 
 #[cfg(test)]

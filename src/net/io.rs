@@ -122,19 +122,9 @@ impl ReadSide {
         if buf.capacity() - buf.len() < MIN_READ {
             buf.reserve(BUFFER_SIZE);
         }
-        let spare = buf.spare_capacity_mut();
-        let mut read = ReadBuf::uninit(spare);
         let mut io = lock(&self.0);
-        match Pin::new(&mut *io).poll_read(cx, &mut read) {
-            Poll::Ready(Ok(())) => {
-                let n = read.filled().len();
-                // SAFETY: poll_read initialised and filled the first n spare bytes.
-                unsafe { buf.set_len(buf.len() + n) };
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        // The reserve above leaves room, so this reads straight into the spare capacity.
+        tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)
     }
 
     pub async fn read_into(&self, buf: &mut BytesMut) -> io::Result<usize> {

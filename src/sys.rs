@@ -1,0 +1,123 @@
+//! The file-descriptor calls no safe API covers, each with its SAFETY reasoning
+//! once: taking ownership of a descriptor inherited across exec (systemd socket
+//! activation, a binary upgrade: `listener::inherit`), and starting a successor
+//! with chosen descriptors kept open across its exec (`handover`). Socket
+//! options go through socket2's safe `SockRef` instead. Imports nothing of porter.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+
+/// Held across the check and the take, so two threads cannot both take one number.
+static TAKING: Mutex<()> = Mutex::new(());
+
+/// Takes ownership of descriptor `fd`, which this process inherited across its exec.
+///
+/// Refused unless `fd` is above stdio, open, and not close-on-exec. Everything
+/// this process opens itself (std, tokio, socket2) is close-on-exec from the
+/// start, so an open descriptor without the flag crossed the exec and nothing
+/// here owns it yet. Taking it sets the flag: the same number cannot be taken
+/// twice, and the next exec passes it only when asked ([`spawn_keeping`]).
+pub(crate) fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    let refuse = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} {why}")));
+    if fd < 3 {
+        return refuse("is standard input, output or error");
+    }
+    let _taking = TAKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // SAFETY: F_GETFD only reads the flags of a descriptor number; a closed one fails (EBADF).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::FD_CLOEXEC != 0 {
+        return refuse("is close-on-exec: opened by this process, or taken already");
+    }
+    // SAFETY: the descriptor is open and not close-on-exec (checked above, under
+    // TAKING), so it crossed the exec and no owner in this process holds it; the
+    // flag set next makes this the only take.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: F_SETFD sets the flags of the descriptor just taken, which `owned` keeps open.
+    if unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
+/// Starts `command` with the descriptors `keep` open across its exec (porter's
+/// others are close-on-exec and stay behind). The borrows keep them open until
+/// the child has exec'd: `spawn` returns only after that.
+pub(crate) fn spawn_keeping(mut command: Command, keep: &[BorrowedFd<'_>]) -> io::Result<Child> {
+    let keep: Vec<RawFd> = keep.iter().map(|fd| fd.as_raw_fd()).collect();
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl,
+    // which is async-signal-safe, on descriptors this process holds open (borrowed
+    // for this call). It allocates nothing: `keep` was built before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &keep {
+                // Clear close-on-exec: these descriptors, and no others, cross the exec.
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn what_this_process_opened_itself_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let error = take_inherited(listener.as_raw_fd()).unwrap_err();
+        assert!(error.to_string().contains("close-on-exec"), "{error}");
+        for stdio in 0..3 {
+            assert!(take_inherited(stdio).is_err());
+        }
+        // Still ours: the refused take closed nothing.
+        assert!(listener.local_addr().is_ok());
+    }
+
+    /// A descriptor that crossed an exec is taken once: the child, started with
+    /// [`spawn_keeping`], finds it open and not close-on-exec, and writes through it.
+    #[test]
+    fn a_descriptor_kept_across_exec_arrives_open_and_not_close_on_exec() {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let fd = theirs.as_raw_fd();
+        let mut command = Command::new("sh");
+        // sh can write to the number only if the descriptor is open in it.
+        command.arg("-c").arg(format!("echo crossed >&{fd}"));
+        let mut child = spawn_keeping(command, &[theirs.as_fd()]).unwrap();
+        drop(theirs);
+        assert!(child.wait().unwrap().success());
+        let mut got = String::new();
+        ours.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "crossed\n");
+    }
+
+    /// The take itself, in this process: a descriptor left as an exec leaves it
+    /// (close-on-exec cleared, no owner) is owned once, and close-on-exec afterwards.
+    #[test]
+    fn an_inherited_descriptor_is_taken_once() {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        socket2::SockRef::from(&theirs).set_cloexec(false).unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(theirs);
+        let taken = take_inherited(fd).unwrap();
+        let again = take_inherited(fd).unwrap_err();
+        assert!(again.to_string().contains("taken already"), "{again}");
+        let mut theirs = UnixStream::from(taken);
+        theirs.write_all(b"taken").unwrap();
+        // read_exact, not to the end: a child another test forks meanwhile may hold a copy.
+        let mut got = [0; 5];
+        ours.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"taken");
+    }
+}
