@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{header, HeaderValue, Method, Request, Uri, Version};
 
 use crate::config::AccessLogFormat;
+use crate::http1::view::RequestFields;
 
 pub(crate) use sink::{dropped_lines, Sink};
 
@@ -71,14 +72,14 @@ pub struct AccessRecord {
 impl AccessRecord {
     /// A record of `request`, to be completed as the request goes on. `host` is the
     /// request's host as the pipeline read it (`:authority` or Host).
-    pub fn new<B>(
+    pub(crate) fn new<B>(
         log: &Arc<Log>,
         start: Instant,
         client: SocketAddr,
         request: &Request<B>,
+        fields: RequestFields<'_>,
         host: Option<HeaderValue>,
     ) -> AccessRecord {
-        let headers = request.headers();
         AccessRecord {
             log: log.clone(),
             start,
@@ -88,8 +89,8 @@ impl AccessRecord {
             uri: request.uri().clone(),
             version: request.version(),
             tls_version: None,
-            referer: headers.get(header::REFERER).cloned(),
-            user_agent: headers.get(header::USER_AGENT).cloned(),
+            referer: fields.value(&header::REFERER),
+            user_agent: fields.value(&header::USER_AGENT),
             request_id: None,
             status: 0,
             upstream: None,

@@ -8,6 +8,7 @@
 //! - `request`: a head parsed with httparse, framed by the rules of docs/security.md, Request framing;
 //! - `chunked`: the chunked request body decoder;
 //! - `fields`: a server's response fields kept as bytes, written back without a map;
+//! - `view`: a client's request fields kept as bytes, read by every phase through one interface;
 //! - `response`: a response head and its framing;
 //!
 //! The request body streamed from a client connection is `body::http1`; the
@@ -19,3 +20,4 @@ pub(crate) mod differential;
 pub(crate) mod fields;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod view;

@@ -17,13 +17,15 @@
 //! - a head over `max_header_bytes` or over 100 fields: 431; a target over
 //!   65,534 bytes: 414.
 //!
-//! The header values share the head's buffer (no copy per header).
+//! The fields are kept as the head's bytes (`view::RawRequest`): no map is made,
+//! and no value or name copied.
 
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::BytesMut;
 use http::{Method, Request, Uri, Version};
+
+use super::view::{Name, RawRequest};
 
 /// Fields per head, as in hyper.
 pub(crate) const MAX_FIELDS: usize = 100;
@@ -40,7 +42,9 @@ pub enum BodyKind {
 /// A parsed request head and what the connection needs to know about it.
 #[derive(Debug)]
 pub(crate) struct Head {
+    /// Method, target and version; its header map stays empty: the fields are `fields`.
     pub request: Request<()>,
+    pub fields: RawRequest,
     pub body: BodyKind,
     /// The connection may carry another request after this one.
     pub keep_alive: bool,
@@ -108,9 +112,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool)
     };
     let drop_underscores = !keep_underscores && head[fields_start..].contains(&b'_');
 
-    // Room for what the pipeline adds (X-Forwarded-*, X-Real-IP, Via, X-Request-Id)
-    // without growing the map.
-    let mut headers = HeaderMap::with_capacity(count + 7);
+    let mut fields = RawRequest::new(head.clone(), count);
     let mut keep_alive = http11;
     let mut saw_close = false;
     let mut expect_continue = false;
@@ -123,37 +125,42 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool)
         if drop_underscores && head[span.name()].contains(&b'_') {
             continue;
         }
-        let name = HeaderName::from_bytes(&head[span.name()]).map_err(|_| HeadError::Malformed)?;
-        let value = shared_value(&head, span.value());
-        match name {
-            header::TRANSFER_ENCODING => {
+        let name = &head[span.name()];
+        // The longest name `http` takes (a map is made of these fields for some routes).
+        if name.len() > usize::from(u16::MAX) - 1 {
+            return Err(HeadError::Malformed);
+        }
+        let class = Name::of(name);
+        let value = &head[span.value()];
+        match class {
+            Name::TransferEncoding => {
                 if !http11 {
                     return Err(HeadError::Malformed);
                 }
                 // Every line counts: `TE: gzip` then `TE: chunked` is `gzip, chunked`.
-                codings = codings.then(value.as_bytes());
+                codings = codings.then(value);
             }
-            header::CONTENT_LENGTH => {
-                let n = digits(value.as_bytes()).ok_or(HeadError::Malformed)?;
+            Name::ContentLength => {
+                let n = digits(value).ok_or(HeadError::Malformed)?;
                 match length {
                     Some(prev) if prev != n => return Err(HeadError::Malformed),
                     Some(_) => continue,
                     None => length = Some(n),
                 }
             }
-            header::CONNECTION => {
-                if saw_close || has_token(value.as_bytes(), b"close") {
+            Name::Connection => {
+                if saw_close || has_token(value, b"close") {
                     saw_close = true;
                     keep_alive = false;
                 } else if !http11 {
-                    keep_alive = has_token(value.as_bytes(), b"keep-alive");
+                    keep_alive = has_token(value, b"keep-alive");
                 }
             }
-            header::EXPECT => expect_continue = http11 && value.as_bytes().eq_ignore_ascii_case(b"100-continue"),
-            header::TE => te_trailers |= has_token(value.as_bytes(), b"trailers"),
+            Name::Expect => expect_continue = http11 && value.eq_ignore_ascii_case(b"100-continue"),
+            Name::Te => te_trailers |= has_token(value, b"trailers"),
             _ => {}
         }
-        headers.append(name, value);
+        fields.push(*span, class);
     }
     let body = match (codings, length) {
         (Codings { count: 0, .. }, Some(0) | None) => BodyKind::Empty,
@@ -169,8 +176,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool)
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
-    *request.headers_mut() = headers;
-    Ok(Some(Head { request, body, keep_alive, expect_continue, te_trailers }))
+    Ok(Some(Head { request, fields, body, keep_alive, expect_continue, te_trailers }))
 }
 
 /// Where a field's name and value lie in a head (a head is far below 4 GiB).
@@ -202,12 +208,6 @@ fn version_error(buf: &[u8]) -> HeadError {
         }
         _ => HeadError::Malformed,
     }
-}
-
-fn shared_value(head: &Bytes, range: std::ops::Range<usize>) -> HeaderValue {
-    // SAFETY: httparse accepted these bytes as a field value: visible ASCII,
-    // obs-text, space and tab only, which is what HeaderValue allows.
-    unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(range)) }
 }
 
 /// A Content-Length value: digits only (no sign, no list), as hyper reads it.
@@ -260,8 +260,9 @@ mod tests {
         let mut buf = BytesMut::from(&b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Two: 2\r\n\r\nNEXT"[..]);
         let head = parse(&mut buf, 8192, false).unwrap().unwrap();
         assert_eq!(head.request.uri(), "/a?b=1");
-        assert_eq!(head.request.headers()["host"], "x");
-        assert_eq!(head.request.headers()["x-two"], "2");
+        let map = head.fields.to_header_map();
+        assert_eq!(map["host"], "x");
+        assert_eq!(map["x-two"], "2");
         assert_eq!(head.body, BodyKind::Empty);
         assert!(head.keep_alive);
         assert_eq!(&buf[..], b"NEXT");
@@ -337,11 +338,11 @@ mod tests {
         let raw =
             b"GET /a_b HTTP/1.1\r\nHost: x\r\nX_Real_IP: 1.2.3.4\r\nX-Ok: a_b\r\nX_Forwarded_For: 5.6.7.8\r\n\r\n";
         let head = parse(&mut BytesMut::from(&raw[..]), 8192, false).unwrap().unwrap();
-        let names: Vec<_> = head.request.headers().keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["host", "x-ok"]);
+        let names: Vec<_> = head.fields.fields().map(|(_, n, _)| n).collect();
+        assert_eq!(names, [&b"Host"[..], b"X-Ok"]);
         let head = parse(&mut BytesMut::from(&raw[..]), 8192, true).unwrap().unwrap();
-        assert_eq!(head.request.headers()["x_real_ip"], "1.2.3.4");
-        assert_eq!(head.request.headers().len(), 4);
+        assert_eq!(head.fields.to_header_map()["x_real_ip"], "1.2.3.4");
+        assert_eq!(head.fields.fields().count(), 4);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 use crate::access_log::AccessRecord;
+use crate::http1::view::{RawRequest, RequestFields};
 use crate::proxy::{self, headers::ClientHeaders, ConnContext};
 use crate::runtime::Shared;
 
@@ -29,35 +30,41 @@ pub(crate) async fn serve(
         tls_version: None,
     });
     drop(runtime);
-    Box::pin(super::serve_connection(crate::net::io::ClientIo::Plain(stream), server, drain, move |request| {
-        let conn = conn.clone();
-        let runtime = shared.runtime.load_full();
-        async move {
-            // Before the redirect too: it is built from the Host.
-            let verdict = proxy::strict::check(&request);
-            if let Err(e) = verdict {
-                return proxy::handle_checked(request, &conn, runtime, Err(e)).await;
+    Box::pin(super::serve_connection(
+        crate::net::io::ClientIo::Plain(stream),
+        server,
+        drain,
+        move |request, raw: Option<RawRequest>| {
+            let conn = conn.clone();
+            let runtime = shared.runtime.load_full();
+            async move {
+                // Before the redirect too: it is built from the Host.
+                let fields = RequestFields::of(request.headers(), raw.as_ref());
+                let verdict = proxy::strict::check(&request, fields);
+                if let Err(e) = verdict {
+                    return proxy::handle_checked(request, raw, &conn, runtime, Err(e)).await;
+                }
+                let challenge = request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
+                // Answers of porter's own ACME orders first (memory), then the webroot (certbot, lego).
+                let own = if challenge { super::acme::respond_own(&runtime, request.uri().path()) } else { None };
+                let local = match &runtime.acme_webroot {
+                    _ if own.is_some() => own,
+                    Some(webroot) if challenge => Some(super::acme::respond(webroot, request.uri().path()).await),
+                    _ if runtime.redirect => Some(super::redirect::respond(&request, fields, &runtime)),
+                    _ => None,
+                };
+                let Some(mut response) = local else {
+                    return proxy::handle_checked(request, raw, &conn, runtime, verdict).await;
+                };
+                runtime.unrouted.record(response.status().as_u16());
+                let Some(log) = &runtime.access_log else { return response };
+                let fields = RequestFields::of(request.headers(), raw.as_ref());
+                let mut record = AccessRecord::new(log, Instant::now(), client, &request, fields, fields.host());
+                record.status = response.status().as_u16();
+                response.body_mut().set_record(record);
+                response
             }
-            let challenge = request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
-            // Answers of porter's own ACME orders first (memory), then the webroot (certbot, lego).
-            let own = if challenge { super::acme::respond_own(&runtime, request.uri().path()) } else { None };
-            let local = match &runtime.acme_webroot {
-                _ if own.is_some() => own,
-                Some(webroot) if challenge => Some(super::acme::respond(webroot, request.uri().path()).await),
-                _ if runtime.redirect => Some(super::redirect::respond(&request, &runtime)),
-                _ => None,
-            };
-            let Some(mut response) = local else {
-                return proxy::handle_checked(request, &conn, runtime, verdict).await;
-            };
-            runtime.unrouted.record(response.status().as_u16());
-            let Some(log) = &runtime.access_log else { return response };
-            let host = request.headers().get(http::header::HOST).cloned();
-            let mut record = AccessRecord::new(log, Instant::now(), client, &request, host);
-            record.status = response.status().as_u16();
-            response.body_mut().set_record(record);
-            response
-        }
-    }))
+        },
+    ))
     .await;
 }

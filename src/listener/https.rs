@@ -97,10 +97,10 @@ async fn serve_tls(
     };
     let server = super::ConnectionServer::new(protocol, &runtime.limits, runtime.hsts.as_ref());
     drop(runtime);
-    super::serve_connection(crate::net::io::ClientIo::Tls(tls), server, drain, move |request| {
+    super::serve_connection(crate::net::io::ClientIo::Tls(tls), server, drain, move |request, raw| {
         let conn = conn.clone();
         let runtime = shared.runtime.load_full();
-        async move { proxy::handle(request, &conn, runtime).await }
+        async move { proxy::handle(request, raw, &conn, runtime).await }
     })
     .await;
 }

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::body::ClientBody;
 use crate::config::Limits;
+use crate::http1::view::RawRequest;
 use crate::net::io::ClientIo;
 use crate::proxy::{headers::ClientHeaders, ConnContext};
 use crate::runtime::Runtime;
@@ -144,7 +145,7 @@ pub(crate) async fn accept_client(
 /// porter's own layer (`listener::http1`), HTTP/2 by hyper.
 pub(crate) async fn serve_connection<F, Fut>(io: ClientIo, server: ConnectionServer, drain: DrainWatch, handler: F)
 where
-    F: Fn(hyper::Request<ClientBody>) -> Fut + Send + Sync + 'static,
+    F: Fn(hyper::Request<ClientBody>, Option<RawRequest>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
     let (builder, idle_timeout) = match server {
@@ -154,7 +155,7 @@ where
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
     let service = service_fn(move |request: hyper::Request<Incoming>| {
-        let response = Box::pin(handler(request.map(ClientBody::Hyper)));
+        let response = Box::pin(handler(request.map(ClientBody::Hyper), None));
         async move { Ok::<_, Infallible>(response.await) }
     });
     let activity = idle::Activity::new();

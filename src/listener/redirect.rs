@@ -4,16 +4,17 @@
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::http1::view::RequestFields;
 use crate::proxy::error::ProxyError;
 use crate::router::normalize_host;
 use crate::runtime::Runtime;
 use crate::upstream::ResponseBody;
 
-pub(crate) fn respond<B>(request: &Request<B>, runtime: &Runtime) -> Response<ResponseBody> {
+pub(crate) fn respond<B>(request: &Request<B>, fields: RequestFields<'_>, runtime: &Runtime) -> Response<ResponseBody> {
     let raw_host = match request.uri().authority() {
         Some(authority) => authority.as_str().as_bytes(),
-        None => match request.headers().get(header::HOST) {
-            Some(host) => host.as_bytes(),
+        None => match fields.get(&header::HOST) {
+            Some(host) => host,
             None => return ProxyError::MissingHost.to_response(),
         },
     };

@@ -34,9 +34,11 @@ use http_body::Body;
 
 use super::error::ProxyError;
 use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody};
+use crate::http1::view::RequestFields;
 use crate::net::clock::now_ms;
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError};
+use crate::upstream::http1::Framing;
 use crate::upstream::server::{InFlight, Server};
 use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
@@ -54,6 +56,16 @@ pub(crate) struct Forwarded {
     pub repin: Option<usize>,
 }
 
+/// A request head already written from the client's bytes (`proxy::head`), for
+/// porter's own HTTP/1.1 client: sent as is to each server tried. The request
+/// it goes with has an empty map; `fields` are the client's, for the balancer.
+#[derive(Clone, Copy)]
+pub(crate) struct OwnHead<'a> {
+    pub head: &'a [u8],
+    pub framing: Framing,
+    pub fields: RequestFields<'a>,
+}
+
 pub(crate) struct ForwardError {
     pub error: ProxyError,
     pub server: Option<Arc<Server>>,
@@ -64,15 +76,17 @@ pub(crate) struct ForwardError {
 pub(crate) async fn forward(
     upstream: &Upstream,
     request: Request<RequestBody>,
+    own: Option<OwnHead<'_>>,
     client: IpAddr,
 ) -> Result<Forwarded, ForwardError> {
     if upstream.drained {
         return Err(ForwardError { error: ProxyError::Drained, server: None });
     }
     upstream.budget.note_request();
-    let key = upstream.key(request.headers(), client);
+    let fields = own.map_or(RequestFields::Map(request.headers()), |own| own.fields);
+    let key = upstream.key(fields, client);
     // A pinned client goes to its server first; the balancer picks for the others and for retries.
-    let mut pinned = upstream.sticky.as_ref().and_then(|s| s.pinned(request.headers(), &upstream.servers));
+    let mut pinned = upstream.sticky.as_ref().and_then(|s| s.pinned(fields, &upstream.servers));
     let sticky_cookie = pinned;
     // The head is copied (an allocation) only when a replay could go somewhere.
     let can_retry = upstream.retries > 0 && upstream.servers.len() > 1;
@@ -114,7 +128,7 @@ pub(crate) async fn forward(
             },
         };
         let attempt = Instant::now();
-        match send(upstream, &server, request, replay.as_ref()).await {
+        match send(upstream, &server, request, own, replay.as_ref()).await {
             Ok(mut forwarded) => {
                 forwarded.first_byte = attempt.elapsed();
                 if upstream.sticky.is_some() && sticky_cookie != Some(index) {
@@ -173,8 +187,13 @@ async fn send(
     upstream: &Upstream,
     server: &Arc<Server>,
     request: Request<RequestBody>,
+    own: Option<OwnHead<'_>>,
     replay: Option<&Request<RequestBody>>,
 ) -> Result<Forwarded, Failure> {
+    // Made only for a server on porter's own HTTP/1.1 client (`proxy::proxy` decides).
+    if let Some(own) = own {
+        return super::forward_own::send_own(upstream, server, request, Some(own)).await;
+    }
     // Upgrades (WebSocket) are HTTP/1.1 on any upstream.
     if server.speaks_http2() && !request.headers().contains_key(header::UPGRADE) {
         return super::forward_h2::send(upstream, server, request, replay).await;
@@ -189,85 +208,9 @@ pub(super) async fn send_http1(
 ) -> Result<Forwarded, Failure> {
     let request = super::forward_h2::to_http1(request);
     if crate::upstream::http1::takes(&request) {
-        return send_own(upstream, server, request).await;
+        return super::forward_own::send_own(upstream, server, request, None).await;
     }
     send_hyper(upstream, server, request).await
-}
-
-/// HTTP/1.1 on porter's own client: the head is written once into a buffer and
-/// sent as is, also again on a fresh connection when a pooled one turns out closed.
-async fn send_own(
-    upstream: &Upstream,
-    server: &Arc<Server>,
-    request: Request<RequestBody>,
-) -> Result<Forwarded, Failure> {
-    use crate::upstream::http1::SendError;
-    let in_flight = InFlight::new(server.clone());
-    let (parts, mut body) = request.into_parts();
-    let mut head = crate::net::io::take_buffer();
-    let framing = crate::upstream::http1::write_request_head(&mut head, &parts, &body);
-    let unsent = |parts, body| Some(Request::from_parts(parts, body));
-    // A pooled connection the server closed as the request went out: once more on a fresh
-    // one, when nothing of a body was taken and the method may be repeated.
-    let mut fresh_only = false;
-    loop {
-        let began = Instant::now();
-        let (conn, reused) = match checkout(server, fresh_only) {
-            Some(conn) => (conn, true),
-            None => match Box::pin(connect::connect_own(server, upstream.connect_timeout)).await {
-                Ok(conn) => (conn, false),
-                Err(e) => {
-                    tracing::debug!(server = %server.label, error = %e, "upstream connect failed");
-                    let error = match e {
-                        ConnectError::Timeout => ProxyError::ConnectTimeout,
-                        _ => ProxyError::ConnectFailed,
-                    };
-                    crate::net::io::give_back(head);
-                    return Err(Failure::server(error, unsent(parts, body), None));
-                }
-            },
-        };
-        let connect = began.elapsed();
-        let error = match conn.send(&head, &mut body, framing, &parts.method, upstream.timeouts()).await {
-            Ok((response, stream)) => {
-                crate::net::io::give_back(head);
-                let response = Response::from_parts(response, ServerBody::Http1(stream));
-                let lease = Lease::own(in_flight);
-                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None });
-            }
-            Err(SendError::TimedOut) => {
-                let sent = sent_back(parts, body);
-                return Err(Failure::server(ProxyError::ResponseTimeout, None, sent));
-            }
-            Err(SendError::SendTimedOut) => return Err(Failure::server(ProxyError::SendTimeout, None, None)),
-            Err(e) => e,
-        };
-        match error {
-            SendError::Closed { body_started: false, .. } if reused && !fresh_only && is_idempotent(&parts.method) => {
-                fresh_only = true;
-            }
-            SendError::BodyTooLarge => return Err(Failure::local(ProxyError::BodyTooLarge)),
-            SendError::Client(fault) => return Err(Failure::local(fault.into())),
-            SendError::BadResponse => {
-                tracing::debug!(server = %server.label, "upstream response cannot be framed: 502");
-                let sent = sent_back(parts, body);
-                return Err(Failure::server(ProxyError::BadResponse, None, sent));
-            }
-            error => {
-                tracing::debug!(server = %server.label, ?error, "upstream request failed");
-                // Not processed only if the head could not be written whole (nothing of the body
-                // went either): that much may go to another server, whatever the method. A head
-                // that went out may have been acted on: only an idempotent request goes again.
-                let untouched = matches!(error, SendError::Closed { body_started: false, head_sent: false });
-                if untouched && http_body::Body::is_end_stream(&body) {
-                    let unsent = unsent(parts, body);
-                    return Err(Failure::server(ProxyError::UpstreamFailed, unsent, None));
-                }
-                let sent = sent_back(parts, body);
-                return Err(Failure::server(ProxyError::UpstreamFailed, None, sent));
-            }
-        }
-    }
 }
 
 /// HTTP/1.1 on hyper's client: requests with large or unsized bodies (hyper reads
@@ -346,14 +289,6 @@ async fn checkout_hyper(server: &Server, fresh_only: bool) -> Option<crate::upst
     None
 }
 
-fn checkout(server: &Server, fresh_only: bool) -> Option<crate::upstream::http1::Conn> {
-    if fresh_only {
-        return None;
-    }
-    // DNS no longer lists an address: its connections are let go (drain).
-    std::iter::from_fn(|| server.pool.checkout()).find(|conn| server.is_current(conn.addr))
-}
-
 /// A send that failed because of the client's body (or porter's limit on it),
 /// not the server: what the client is answered, and never counted against the server.
 pub(super) fn client_side(error: &hyper::Error) -> Option<ProxyError> {
@@ -419,11 +354,11 @@ fn millis(duration: std::time::Duration) -> u64 {
 }
 
 /// A request that went out, back for a replay if it had no body.
-fn sent_back(parts: http::request::Parts, body: RequestBody) -> Option<Request<RequestBody>> {
+pub(super) fn sent_back(parts: http::request::Parts, body: RequestBody) -> Option<Request<RequestBody>> {
     http_body::Body::is_end_stream(&body).then(|| Request::from_parts(parts, body))
 }
 
-fn is_idempotent(method: &Method) -> bool {
+pub(super) fn is_idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 

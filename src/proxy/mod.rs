@@ -7,7 +7,10 @@
 pub(crate) mod error;
 pub(crate) mod forward;
 mod forward_h2;
+mod forward_own;
+mod head;
 pub(crate) mod headers;
+mod incoming;
 pub(crate) mod request_id;
 pub(crate) mod strict;
 pub(crate) mod upgrade;
@@ -22,13 +25,15 @@ use http::{Request, Response, StatusCode, Version};
 
 use crate::access_log::AccessRecord;
 use crate::body::{ClientBody, RequestBody};
-use crate::policy::{self, Answer, Vars};
+use crate::http1::view::{Name, RawRequest, RequestFields};
+use crate::policy::{Answer, Vars};
 use crate::router::{self, normalize_host, Action};
 use crate::runtime::Runtime;
 use crate::tls::LoadedCert;
 use crate::upstream::ResponseBody;
 use error::ProxyError;
 use headers::ClientHeaders;
+use incoming::{content_length, request_host, request_vars, upstream_uri, Incoming};
 
 /// What the pipeline knows about the connection a request came on.
 #[derive(Debug)]
@@ -42,18 +47,23 @@ pub(crate) struct ConnContext {
     pub tls_version: Option<&'static str>,
 }
 
+/// Answers a request. `raw`: its fields as the client sent them, when porter's
+/// HTTP/1.1 server read it (`request`'s map is then empty); HTTP/2 and HTTP/3
+/// requests come with a map.
 pub(crate) async fn handle(
     request: Request<ClientBody>,
+    raw: Option<RawRequest>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,
 ) -> Response<ResponseBody> {
-    let verdict = strict::check(&request);
-    handle_checked(request, conn, runtime, verdict).await
+    let verdict = strict::check(&request, RequestFields::of(request.headers(), raw.as_ref()));
+    handle_checked(request, raw, conn, runtime, verdict).await
 }
 
 /// [`handle`] for a request that already went through [`strict::check`].
 pub(crate) async fn handle_checked(
-    mut request: Request<ClientBody>,
+    request: Request<ClientBody>,
+    raw: Option<RawRequest>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,
     verdict: Result<(), ProxyError>,
@@ -61,21 +71,30 @@ pub(crate) async fn handle_checked(
     let start = Instant::now();
     let over_quic = request.version() == Version::HTTP_3;
     runtime.by_protocol.record(request.version());
-    let host = request_host(&request);
-    let request_id = request_id::ensure(request.headers_mut(), conn.client_headers.trusted);
+    let mut incoming = Incoming { request, raw, made_id: None };
+    let fields = incoming.fields();
+    let host = request_host(&incoming.request, fields);
+    // A trusted client's id, else a new one, which replaces any the client sent.
+    let kept_id = request_id::kept(fields, conn.client_headers.trusted);
     // The record costs an allocation and a few clones: only when the access log is on.
     let mut record = runtime.access_log.as_ref().map(|log| {
-        let mut record = AccessRecord::new(log, start, conn.client, &request, host.clone());
+        let mut record = AccessRecord::new(log, start, conn.client, &incoming.request, fields, host.clone());
         record.tls_version = conn.tls_version;
-        record.request_id = Some(request_id);
         record
     });
+    let request_id = match kept_id {
+        Some(id) => id,
+        None => incoming.set_id(request_id::generate()),
+    };
+    if let Some(record) = &mut record {
+        record.request_id = Some(request_id);
+    }
     let mut pending = Abandoned { route: None, record: record.take(), unrouted: &runtime.unrouted, start, armed: true };
     // Boxed: only routes with policy or a local action fill it, and a plain route's
     // future stays as small as it was.
     let mut vars: Option<Box<Vars>> = None;
     let result = match verdict {
-        Ok(()) => proxy(request, host, conn, &runtime, &mut pending.route, &mut pending.record, &mut vars).await,
+        Ok(()) => proxy(incoming, host, conn, &runtime, &mut pending.route, &mut pending.record, &mut vars).await,
         Err(e) => Err(e),
     };
     let (route, record) = pending.answered();
@@ -147,7 +166,7 @@ impl Drop for Abandoned<'_> {
 }
 
 async fn proxy<'r>(
-    request: Request<ClientBody>,
+    mut incoming: Incoming,
     host: Option<HeaderValue>,
     conn: &ConnContext,
     runtime: &'r Runtime,
@@ -167,8 +186,7 @@ async fn proxy<'r>(
         }
     }
 
-    let mut request = request;
-    let route = runtime.router.find(host_name, request.uri().path()).ok_or(ProxyError::NoRoute)?;
+    let route = runtime.router.find(host_name, incoming.request.uri().path()).ok_or(ProxyError::NoRoute)?;
     *matched = Some(route.as_ref());
     if let Some(record) = record {
         record.route = Some(route.label.clone());
@@ -178,14 +196,16 @@ async fn proxy<'r>(
     let upstream = match (&route.action, &route.policy) {
         (Action::Upstream(upstream), None) => upstream,
         (action, policy) => {
-            let vars = &mut **vars_out.insert(Box::new(request_vars(&request, &host, host_name, conn, runtime)));
+            // The policy phases work on a map (a plain route's request never needs one).
+            let request = incoming.mapped();
+            let vars = &mut **vars_out.insert(Box::new(request_vars(request, &host, host_name, conn, runtime)));
             // `compress` reads the request before it is gone: method, Range, Accept-Encoding.
             if let Some(compress) = policy.as_ref().and_then(|p| p.compress.as_ref()) {
                 vars.compress = compress.negotiate(request.method(), request.headers());
             }
             let vars = &*vars;
             if let Some(policy) = policy {
-                if let Some(answer) = policy.check(&mut request, vars).await {
+                if let Some(answer) = policy.check(request, vars).await {
                     return Ok(answered(route, answer, record));
                 }
             }
@@ -198,20 +218,49 @@ async fn proxy<'r>(
     };
 
     let limit = runtime.limits.max_body_bytes;
-    if let Some(length) = content_length(request.headers()) {
+    let fields = incoming.fields();
+    if let Some(length) = content_length(fields) {
         if length > limit {
             return Err(ProxyError::BodyTooLarge);
         }
     }
 
     // Bodies of requests read by porter's own HTTP/1.1 server (HTTP/2's are `Hyper`).
-    let http1_client = matches!(request.body(), ClientBody::Empty | ClientBody::Http1(_));
+    let http1_client = matches!(incoming.request.body(), ClientBody::Empty | ClientBody::Http1(_));
 
     // The protocol asked for; the HTTP/1.1 server takes the tunnel from the 101 (`PendingTunnel`).
-    let upgrade = (request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(request.headers()))
-        .then(|| request.headers().get(header::UPGRADE).cloned());
+    let upgrade = (incoming.request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(fields))
+        .then(|| fields.value(&header::UPGRADE));
 
+    let Incoming { request, raw, made_id } = incoming;
     let (mut parts, body) = request.into_parts();
+    let mut body = RequestBody::new(body, limit, runtime.limits.body_timeout);
+    if let Some(record) = record.as_mut().filter(|_| !http_body::Body::is_end_stream(&body)) {
+        body = body.counting(record.count_request_body());
+    }
+    // The client's bytes go to the server as they came, rewritten (`head`), when the
+    // server is on porter's own HTTP/1.1 client; hyper's clients (HTTP/2, upgrades,
+    // large bodies) take a map.
+    // A `consistent_hash` on a field porter rewrites hashes the value sent on, in a map.
+    let hashes_rewritten = upstream.hash_header().is_some_and(|name| Name::of(name.as_str().as_bytes()).is_rewritten());
+    let raw = match raw {
+        Some(raw)
+            if !upstream.http2
+                && upgrade.is_none()
+                && !hashes_rewritten
+                && crate::upstream::http1::takes_body(&body) =>
+        {
+            Some(raw)
+        }
+        Some(raw) => {
+            parts.headers = raw.to_header_map();
+            if let Some(id) = &made_id {
+                parts.headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+            }
+            None
+        }
+        None => None,
+    };
     // HTTP/1.1 heads were filtered by the parser; HTTP/2 heads are filtered here.
     if !http1_client && !runtime.limits.underscores_in_headers {
         headers::drop_underscored(&mut parts.headers);
@@ -225,40 +274,56 @@ async fn proxy<'r>(
         }
     }
     parts.version = Version::HTTP_11;
-    let te_trailers = upstream.http2 && headers::asks_for_trailers(&parts.headers);
-    headers::strip_hop_by_hop(&mut parts.headers);
-    if te_trailers {
-        // gRPC needs it, and on HTTP/2 `TE: trailers` is the one TE allowed (RFC 9113 §8.2.2).
-        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    let multiplexed = downstream_version >= Version::HTTP_2;
-    if multiplexed || !parts.headers.contains_key(header::HOST) {
-        parts.headers.insert(header::HOST, host.clone());
-    }
     let via = match downstream_version {
         Version::HTTP_2 => &headers::VIA_HTTP2,
         Version::HTTP_3 => &headers::VIA_HTTP3,
         _ => &headers::VIA_HTTP11,
     };
-    headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
-    if let (Some(rules), Some(vars)) =
-        (route.policy.as_ref().and_then(|p| p.request_headers.as_ref()), vars_out.as_deref())
-    {
-        rules.apply(&mut parts.headers, vars);
-    }
-    if let Some(Some(protocol)) = &upgrade {
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, protocol.clone());
-    }
-    let mut body = RequestBody::new(body, limit, runtime.limits.body_timeout);
-    if let Some(record) = record.as_mut().filter(|_| !http_body::Body::is_end_stream(&body)) {
-        body = body.counting(record.count_request_body());
+    // The head written once from the client's bytes, sent as is to each server tried.
+    let own_head = raw.as_ref().map(|raw| {
+        let mut head = crate::net::io::take_buffer();
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let added = head::Added { host: &host, request_id: made_id.as_ref(), client: &conn.client_headers, via };
+        let framing = head::write(&mut head, &parts.method, target, raw, &added, &body);
+        (head, framing)
+    });
+    if raw.is_none() {
+        let te_trailers = upstream.http2 && headers::asks_for_trailers(&parts.headers);
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if te_trailers {
+            // gRPC needs it, and on HTTP/2 `TE: trailers` is the one TE allowed (RFC 9113 §8.2.2).
+            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        let multiplexed = downstream_version >= Version::HTTP_2;
+        if multiplexed || !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, host.clone());
+        }
+        headers::add_forwarding(&mut parts.headers, &conn.client_headers, &host, via);
+        if let (Some(rules), Some(vars)) =
+            (route.policy.as_ref().and_then(|p| p.request_headers.as_ref()), vars_out.as_deref())
+        {
+            rules.apply(&mut parts.headers, vars);
+        }
+        if let Some(Some(protocol)) = &upgrade {
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
     }
     let upstream_request = Request::from_parts(parts, body);
+    let own = match (&own_head, &raw) {
+        (Some((head, framing)), Some(raw)) => {
+            Some(forward::OwnHead { head, framing: *framing, fields: RequestFields::Raw(raw) })
+        }
+        _ => None,
+    };
 
     // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
     // future by value, so keeping this out of line saves more than the allocation costs.
-    let forwarded = match Box::pin(forward::forward(upstream, upstream_request, conn.client.ip())).await {
+    let forwarded = Box::pin(forward::forward(upstream, upstream_request, own, conn.client.ip())).await;
+    if let Some((head, _)) = own_head {
+        crate::net::io::give_back(head);
+    }
+    let forwarded = match forwarded {
         Ok(forwarded) => forwarded,
         Err(e) => {
             if let Some(record) = record {
@@ -317,63 +382,4 @@ fn answered(route: &router::Route, answer: Answer, record: &mut Option<AccessRec
         record.policy = Some(answer.rule.as_str());
     }
     answer.response
-}
-
-/// What the route's policy and templates read, taken once (cheap clones).
-fn request_vars(
-    request: &Request<ClientBody>,
-    host: &HeaderValue,
-    host_name: &str,
-    conn: &ConnContext,
-    runtime: &Runtime,
-) -> Vars {
-    let peer = policy::client::Peer {
-        ip: conn.client.ip(),
-        value: &conn.client_headers.ip,
-        trusted: conn.client_headers.trusted,
-    };
-    let (client_ip, client_ip_value) = policy::client::client_ip(peer, request.headers(), &runtime.trusted_proxies);
-    Vars {
-        client_ip,
-        client_ip_value,
-        // `{host}` is the name without a port, as nginx's $host and Caddy's {host}: a copy
-        // only when the client wrote a port or capitals.
-        host: if host.as_bytes() == host_name.as_bytes() {
-            host.clone()
-        } else {
-            HeaderValue::from_str(host_name).unwrap_or_else(|_| host.clone())
-        },
-        uri: request.uri().clone(),
-        https: conn.client_headers.https,
-        request_id: request.headers().get(&request_id::X_REQUEST_ID).cloned().unwrap_or(HeaderValue::from_static("")),
-        compress: policy::compress::Negotiated::Untouched,
-    }
-}
-
-/// Host from `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target), else the Host header.
-fn request_host<B>(request: &Request<B>) -> Option<HeaderValue> {
-    if let Some(authority) = request.uri().authority() {
-        return HeaderValue::from_str(authority.as_str()).ok();
-    }
-    request.headers().get(header::HOST).cloned()
-}
-
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// The origin-form target sent upstream, with the route's prefix stripped if asked.
-fn upstream_uri(uri: &Uri, route: &router::Route) -> Result<Uri, ProxyError> {
-    let path_and_query = uri.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
-    if route.strip_prefix {
-        let stripped = router::strip(&route.prefix, path_and_query);
-        return Uri::try_from(stripped).map_err(|_| ProxyError::InvalidHost);
-    }
-    if uri.scheme().is_none() && uri.authority().is_none() {
-        return Ok(uri.clone());
-    }
-    match uri.path_and_query() {
-        Some(pq) => Ok(Uri::from(pq.clone())),
-        None => Ok(Uri::from_static("/")),
-    }
 }

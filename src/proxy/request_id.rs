@@ -11,7 +11,9 @@
 use std::cell::Cell;
 use std::hash::BuildHasher;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
+
+use crate::http1::view::RequestFields;
 
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -29,17 +31,14 @@ fn wyrand(state: &Cell<u64>) -> u64 {
     (t as u64) ^ ((t >> 64) as u64)
 }
 
-/// The request's id: the incoming one from a trusted client, else a new one, which is
-/// set on `headers` (replacing any the client sent).
-pub(crate) fn ensure(headers: &mut HeaderMap, trusted: bool) -> HeaderValue {
+/// The client's X-Request-Id when it is kept (from a trusted proxy); `None`:
+/// porter makes one ([`generate`]) and it replaces any the client sent.
+pub(crate) fn kept(fields: RequestFields<'_>, trusted: bool) -> Option<HeaderValue> {
     if trusted {
-        if let Some(id) = headers.get(&X_REQUEST_ID) {
-            return id.clone();
-        }
+        fields.value(&X_REQUEST_ID)
+    } else {
+        None
     }
-    let id = generate();
-    headers.insert(X_REQUEST_ID.clone(), id.clone());
-    id
 }
 
 pub(crate) fn generate() -> HeaderValue {
@@ -61,6 +60,7 @@ fn hex(mut value: u64, out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     #[test]
     fn ids_are_distinct_and_untrusted_ones_replaced() {
@@ -70,10 +70,8 @@ mod tests {
         assert_eq!(a.len(), 32);
         let mut headers = HeaderMap::new();
         headers.insert(&X_REQUEST_ID, HeaderValue::from_static("from-client"));
-        assert_eq!(ensure(&mut headers.clone(), true), "from-client");
-        let made = ensure(&mut headers, false);
-        assert_ne!(made, "from-client");
-        assert_eq!(headers.get(&X_REQUEST_ID), Some(&made));
+        assert_eq!(kept(RequestFields::Map(&headers), true).unwrap(), "from-client");
+        assert_eq!(kept(RequestFields::Map(&headers), false), None, "an untrusted client's id is replaced");
     }
 
     /// No half of an id repeats or counts: a thread's ids share nothing visible.

@@ -15,29 +15,30 @@
 //! and `*` on anything but OPTIONS are 400, and an absolute-form target needs a
 //! Host header beside it, as every HTTP/1.1 request does (400).
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Method, Request, Version};
 
 use super::error::ProxyError;
+use crate::http1::view::RequestFields;
 use crate::router::normalize_host;
 
 /// Checks one request: its method, its target's form, then the Host rules.
-pub(crate) fn check<B>(request: &Request<B>) -> Result<(), ProxyError> {
+pub(crate) fn check<B>(request: &Request<B>, fields: RequestFields<'_>) -> Result<(), ProxyError> {
     if request.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
     if request.version() <= Version::HTTP_11 {
-        check_target(request)?;
+        check_target(request, fields)?;
     }
-    check_hosts(request)
+    check_hosts(request, fields)
 }
 
 /// The HTTP/1.x target forms each method may use (CONNECT is refused before).
-fn check_target<B>(request: &Request<B>) -> Result<(), ProxyError> {
+fn check_target<B>(request: &Request<B>, fields: RequestFields<'_>) -> Result<(), ProxyError> {
     let uri = request.uri();
     if uri.scheme().is_some() {
         // Absolute-form: the Host header must be there too (and agree, `check_hosts`).
-        return match request.headers().contains_key(header::HOST) {
+        return match fields.contains(&header::HOST) {
             true => Ok(()),
             false => Err(ProxyError::MissingHost),
         };
@@ -53,8 +54,8 @@ fn check_target<B>(request: &Request<B>) -> Result<(), ProxyError> {
 }
 
 /// The Host rules: one Host at most, and equal to the target's authority.
-fn check_hosts<B>(request: &Request<B>) -> Result<(), ProxyError> {
-    let mut hosts = request.headers().get_all(header::HOST).iter();
+fn check_hosts<B>(request: &Request<B>, fields: RequestFields<'_>) -> Result<(), ProxyError> {
+    let mut hosts = fields.get_all(&header::HOST);
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(ProxyError::ConflictingHost);
@@ -72,10 +73,10 @@ fn check_hosts<B>(request: &Request<B>) -> Result<(), ProxyError> {
 
 /// Whether an authority and a Host value name the same host and port
 /// (case-insensitively; a missing port is the scheme's default).
-pub(crate) fn same_host(authority: &[u8], host: &HeaderValue, default_port: u16) -> bool {
+pub(crate) fn same_host(authority: &[u8], host: &[u8], default_port: u16) -> bool {
     let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
-    match (normalize_host(authority, &mut a), normalize_host(host.as_bytes(), &mut b)) {
-        (Some(x), Some(y)) if x == y => port_of(authority, default_port) == port_of(host.as_bytes(), default_port),
+    match (normalize_host(authority, &mut a), normalize_host(host, &mut b)) {
+        (Some(x), Some(y)) if x == y => port_of(authority, default_port) == port_of(host, default_port),
         _ => false,
     }
 }
@@ -97,14 +98,14 @@ mod tests {
 
     #[test]
     fn host_comparison() {
-        let h = HeaderValue::from_static;
-        assert!(same_host(b"Example.COM", &h("example.com"), 80));
-        assert!(same_host(b"example.com:80", &h("example.com"), 80));
-        assert!(same_host(b"example.com", &h("example.com:443"), 443));
-        assert!(same_host(b"[::1]:8080", &h("[::1]:8080"), 80));
-        assert!(!same_host(b"example.com", &h("example.com:8080"), 80));
-        assert!(!same_host(b"a.example.com", &h("b.example.com"), 80));
-        assert!(!same_host(b"example.com:", &h("example.com"), 80));
-        assert!(!same_host(b"example.com", &h("exa mple.com"), 80));
+        let h = |s: &'static str| s.as_bytes();
+        assert!(same_host(b"Example.COM", h("example.com"), 80));
+        assert!(same_host(b"example.com:80", h("example.com"), 80));
+        assert!(same_host(b"example.com", h("example.com:443"), 443));
+        assert!(same_host(b"[::1]:8080", h("[::1]:8080"), 80));
+        assert!(!same_host(b"example.com", h("example.com:8080"), 80));
+        assert!(!same_host(b"a.example.com", h("b.example.com"), 80));
+        assert!(!same_host(b"example.com:", h("example.com"), 80));
+        assert!(!same_host(b"example.com", h("exa mple.com"), 80));
     }
 }

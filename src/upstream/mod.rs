@@ -30,11 +30,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Balance, UpstreamConfig};
+use crate::http1::view::RequestFields;
 use crate::stats::Latency;
 
 use balancer::{Balancer, Tried};
@@ -149,8 +149,19 @@ impl Upstream {
 
     /// The balancing key of a request (see [`Balancer::key`]); computed once per request.
     #[inline]
-    pub fn key(&self, headers: &HeaderMap, client: IpAddr) -> u64 {
+    pub(crate) fn key(&self, headers: RequestFields<'_>, client: IpAddr) -> u64 {
         self.balancer.key(headers, client)
+    }
+
+    /// The header `consistent_hash` hashes, if it hashes one.
+    pub(crate) fn hash_header(&self) -> Option<&http::HeaderName> {
+        match &self.balancer {
+            Balancer::ConsistentHash(ch) => match &ch.hash_on {
+                crate::config::HashOn::Header(name) => Some(name),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     pub fn pick(&self, tried: Tried, key: u64) -> Option<(usize, &Arc<Server>)> {

@@ -16,11 +16,11 @@
 
 use aws_lc_rs::hmac;
 use http::header::HeaderValue;
-use http::HeaderMap;
 
 use super::balancer::key;
 use super::server::Server;
 use crate::config::StickyConfig;
+use crate::http1::view::RequestFields;
 
 /// The HMAC key. Fixed, not secret: the value only has to hide the address and
 /// stay the same across reloads, restarts and instances. A client that forges a
@@ -70,7 +70,7 @@ impl Sticky {
     /// The server the request's cookie names, when that server may take it
     /// (healthy and not ejected; weight 0 still serves its pinned clients).
     #[inline]
-    pub fn pinned(&self, headers: &HeaderMap, servers: &[std::sync::Arc<Server>]) -> Option<usize> {
+    pub(crate) fn pinned(&self, headers: RequestFields<'_>, servers: &[std::sync::Arc<Server>]) -> Option<usize> {
         let value = key::cookie(headers, self.cookie.as_bytes())?;
         let index = self.values.iter().position(|v| **v == *value)?;
         let server = &servers[index];
@@ -99,6 +99,7 @@ mod tests {
     use super::*;
     use crate::config::{PassiveConfig, SameSite};
     use crate::upstream::server::test_server;
+    use http::HeaderMap;
 
     #[test]
     fn values_are_opaque_stable_and_distinct() {
@@ -132,8 +133,8 @@ mod tests {
 
         let mut headers = HeaderMap::new();
         headers.insert(http::header::COOKIE, HeaderValue::try_from(format!("a=1; srv={value}")).unwrap());
-        assert_eq!(sticky.pinned(&headers, &servers), Some(0));
+        assert_eq!(sticky.pinned(RequestFields::Map(&headers), &servers), Some(0));
         headers.insert(http::header::COOKIE, HeaderValue::from_static("srv=0123"));
-        assert_eq!(sticky.pinned(&headers, &servers), None);
+        assert_eq!(sticky.pinned(RequestFields::Map(&headers), &servers), None);
     }
 }

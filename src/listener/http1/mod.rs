@@ -30,6 +30,7 @@ use crate::body::ClientBody;
 use crate::http1::chunked::Chunked;
 use crate::http1::request::{BodyKind, Head, HeadError};
 use crate::http1::response::{self, Answering};
+use crate::http1::view::RawRequest;
 use crate::net::io::{give_back, split, take_buffer, unsplit, ClientIo, WriteSide};
 use crate::proxy::upgrade::PendingTunnel;
 use crate::shutdown::DrainWatch;
@@ -71,7 +72,7 @@ enum NextHead {
 
 pub(crate) async fn serve<F, Fut>(io: ClientIo, settings: Settings, mut drain: DrainWatch, handler: F)
 where
-    F: Fn(Request<ClientBody>) -> Fut,
+    F: Fn(Request<ClientBody>, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,
 {
     let started = Instant::now();
@@ -85,25 +86,34 @@ where
     // The task holds this loop's state for the connection's life, idle or not:
     // everything a request needs lives in `exchange`'s boxed future instead.
     while let Some(home) = reader.as_mut() {
-        let head = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await {
-            NextHead::Head(head) => head,
-            NextHead::Closed => break,
-            NextHead::TimedOut => {
-                tracing::debug!("request head not complete within header_read_timeout: 408");
-                let message = "408 Request Timeout: request headers took too long\n";
-                let hsts = settings.hsts.as_ref();
-                Box::pin(refuse(&mut write, reader.take(), StatusCode::REQUEST_TIMEOUT, message, hsts)).await;
-                return;
-            }
-            NextHead::Refused(error) => {
-                let (status, message) = refusal(error);
-                Box::pin(refuse(&mut write, reader.take(), status, message, settings.hsts.as_ref())).await;
-                return;
+        let hsts = settings.hsts.as_ref();
+        // The head goes straight into the boxed exchange, in this one statement: a head
+        // held in a local across a later await would sit in the task's state for good.
+        let exchanging = {
+            let next = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await {
+                NextHead::Head(head) => {
+                    Ok(Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)))
+                }
+                NextHead::Closed => break,
+                NextHead::TimedOut => {
+                    tracing::debug!("request head not complete within header_read_timeout: 408");
+                    Err((StatusCode::REQUEST_TIMEOUT, "408 Request Timeout: request headers took too long\n"))
+                }
+                NextHead::Refused(error) => Err(refusal(error)),
+            };
+            match next {
+                Ok(exchanging) => exchanging,
+                Err((status, message)) => {
+                    // Holds no exchange (that borrows the connection), but its type does.
+                    drop(next);
+                    Box::pin(refuse(&mut write, reader.take(), status, message, hsts)).await;
+                    return;
+                }
             }
         };
         first = false;
-        let hsts = settings.hsts.as_ref();
-        match Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)).await {
+        let after = exchanging.await;
+        match after {
             After::KeepAlive => {}
             After::Close => break,
             After::Gone => return,
@@ -141,10 +151,10 @@ async fn exchange<F, Fut>(
     hsts: Option<&http::HeaderValue>,
 ) -> After
 where
-    F: Fn(Request<ClientBody>) -> Fut,
+    F: Fn(Request<ClientBody>, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,
 {
-    let Head { request, body: kind, keep_alive, expect_continue, te_trailers } = head;
+    let Head { request, fields, body: kind, keep_alive, expect_continue, te_trailers } = head;
     let buffered = reader.as_ref().and_then(|r| r.buf.as_ref()).expect("a head was read into it");
     if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
         let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
@@ -171,9 +181,9 @@ where
         }
     };
     let response = match wants_body {
-        None => handler(request.map(|()| body)).await,
+        None => handler(request.map(|()| body), Some(fields)).await,
         Some(mut wanted) => {
-            let mut handling = std::pin::pin!(handler(request.map(|()| body)));
+            let mut handling = std::pin::pin!(handler(request.map(|()| body), Some(fields)));
             tokio::select! {
                 biased;
                 response = handling.as_mut() => response,
@@ -254,7 +264,7 @@ mod tests {
             keep_underscores: false,
             hsts: None,
         };
-        let serve = super::serve(io, settings, drain.watch(), |_request| async {
+        let serve = super::serve(io, settings, drain.watch(), |_request, _fields| async {
             http::Response::new(crate::upstream::ResponseBody::empty())
         });
         let size = std::mem::size_of_val(&serve);

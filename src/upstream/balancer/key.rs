@@ -10,9 +10,10 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, COOKIE};
+use http::header::COOKIE;
 
 use crate::config::HashOn;
+use crate::http1::view::RequestFields;
 
 /// 64-bit hash of `bytes`: FNV-1a, then fmix64 for avalanche.
 #[inline]
@@ -44,10 +45,10 @@ pub(crate) fn hash_ip(ip: IpAddr) -> u64 {
 
 /// The hash of what `hash_on` names in this request. A request without the
 /// header or cookie (or with an empty one) falls back to the client's IP.
-pub(crate) fn request_key(hash_on: &HashOn, headers: &HeaderMap, client: IpAddr) -> u64 {
+pub(crate) fn request_key(hash_on: &HashOn, headers: RequestFields<'_>, client: IpAddr) -> u64 {
     let value = match hash_on {
         HashOn::ClientIp => None,
-        HashOn::Header(name) => headers.get(name).map(|v| v.as_bytes()),
+        HashOn::Header(name) => headers.get(name),
         HashOn::Cookie(name) => cookie(headers, name.as_bytes()),
     };
     match value {
@@ -59,9 +60,9 @@ pub(crate) fn request_key(hash_on: &HashOn, headers: &HeaderMap, client: IpAddr)
 /// The value of cookie `name` in the request's `Cookie` header(s), if any
 /// (RFC 6265 §5.4: `name=value` pairs separated by `;`; HTTP/2 clients may
 /// send several `cookie` fields).
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &[u8]) -> Option<&'a [u8]> {
-    for field in headers.get_all(COOKIE) {
-        for pair in field.as_bytes().split(|&b| b == b';') {
+pub(crate) fn cookie<'a>(headers: RequestFields<'a>, name: &[u8]) -> Option<&'a [u8]> {
+    for field in headers.get_all(&COOKIE) {
+        for pair in field.split(|&b| b == b';') {
             let pair = pair.trim_ascii();
             if let Some(rest) = pair.strip_prefix(name) {
                 if let Some(value) = rest.strip_prefix(b"=") {
@@ -79,16 +80,17 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &[u8]) -> Option<&'a [u8]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use http::HeaderValue;
 
     #[test]
     fn cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("theme=dark; session=abc123; sessionx=no"));
-        assert_eq!(cookie(&h, b"session"), Some(&b"abc123"[..]));
-        assert_eq!(cookie(&h, b"theme"), Some(&b"dark"[..]));
-        assert_eq!(cookie(&h, b"sess"), None);
-        assert_eq!(cookie(&h, b"missing"), None);
+        assert_eq!(cookie(RequestFields::Map(&h), b"session"), Some(&b"abc123"[..]));
+        assert_eq!(cookie(RequestFields::Map(&h), b"theme"), Some(&b"dark"[..]));
+        assert_eq!(cookie(RequestFields::Map(&h), b"sess"), None);
+        assert_eq!(cookie(RequestFields::Map(&h), b"missing"), None);
     }
 
     #[test]
@@ -96,19 +98,22 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1"));
         h.append(COOKIE, HeaderValue::from_static("sid=\"q\""));
-        assert_eq!(cookie(&h, b"sid"), Some(&b"q"[..]));
+        assert_eq!(cookie(RequestFields::Map(&h), b"sid"), Some(&b"q"[..]));
     }
 
     #[test]
     fn missing_header_or_cookie_falls_back_to_the_client_ip() {
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         let empty = HeaderMap::new();
-        let by_ip = request_key(&HashOn::ClientIp, &empty, ip);
-        assert_eq!(request_key(&HashOn::Header("x-user".parse().unwrap()), &empty, ip), by_ip);
-        assert_eq!(request_key(&HashOn::Cookie("sid".into()), &empty, ip), by_ip);
+        let by_ip = request_key(&HashOn::ClientIp, RequestFields::Map(&empty), ip);
+        assert_eq!(request_key(&HashOn::Header("x-user".parse().unwrap()), RequestFields::Map(&empty), ip), by_ip);
+        assert_eq!(request_key(&HashOn::Cookie("sid".into()), RequestFields::Map(&empty), ip), by_ip);
         let mut h = HeaderMap::new();
         h.insert("x-user", HeaderValue::from_static("alice"));
-        assert_eq!(request_key(&HashOn::Header("x-user".parse().unwrap()), &h, ip), hash_bytes(b"alice"));
+        assert_eq!(
+            request_key(&HashOn::Header("x-user".parse().unwrap()), RequestFields::Map(&h), ip),
+            hash_bytes(b"alice")
+        );
     }
 
     #[test]

@@ -26,10 +26,9 @@ pub(crate) use smooth_wrr::SmoothWeightedRoundRobin;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 use super::server::Server;
 use crate::config::{Balance, HashOn};
+use crate::http1::view::RequestFields;
 
 /// Servers already tried for this request, so a retry never returns to one.
 /// Indices into the upstream's server list; upstreams of more than 64 servers
@@ -75,7 +74,7 @@ impl Balancer {
     /// The request's hash key for balancers that use one (0 for the others,
     /// which then skip looking at the request).
     #[inline]
-    pub(crate) fn key(&self, headers: &HeaderMap, client: IpAddr) -> u64 {
+    pub(crate) fn key(&self, headers: RequestFields<'_>, client: IpAddr) -> u64 {
         match self {
             Balancer::ConsistentHash(ch) => key::request_key(&ch.hash_on, headers, client),
             _ => 0,

@@ -24,23 +24,38 @@ pub enum Framing {
 /// Writes the request head for `parts` into `dst`, adding the framing header
 /// the body needs; returns that framing.
 pub(crate) fn write_request_head(dst: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Framing {
-    dst.extend_from_slice(parts.method.as_str().as_bytes());
-    dst.extend_from_slice(b" ");
-    dst.extend_from_slice(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes());
-    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    write_request_line(dst, &parts.method, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let mut has_length = false;
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             has_length = true;
         }
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
+        write_field(dst, name.as_str().as_bytes(), value.as_bytes());
     }
+    end_head(dst, &parts.method, has_length, body)
+}
+
+/// `METHOD target HTTP/1.1`: every request goes upstream as HTTP/1.1.
+pub(crate) fn write_request_line(dst: &mut BytesMut, method: &Method, target: &str) {
+    dst.extend_from_slice(method.as_str().as_bytes());
+    dst.extend_from_slice(b" ");
+    dst.extend_from_slice(target.as_bytes());
+    dst.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
+pub(crate) fn write_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+    dst.extend_from_slice(name);
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Adds the framing field `body` needs (`has_length`: the head has a
+/// Content-Length) and the blank line; returns that framing.
+pub(crate) fn end_head(dst: &mut BytesMut, method: &Method, has_length: bool, body: &RequestBody) -> Framing {
     let framing = if body.is_end_stream() {
         // POST and PUT say they have no body, as hyper does; GET and the like say nothing.
-        if !has_length && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+        if !has_length && matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             dst.extend_from_slice(b"content-length: 0\r\n");
         }
         Framing::None

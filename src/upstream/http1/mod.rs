@@ -16,10 +16,8 @@ mod head;
 mod send;
 mod stream;
 
-pub(crate) use head::write_request_head;
-// The response fuzz target frames requests itself.
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) use head::Framing;
+pub(crate) use head::{end_head, write_field, write_request_line};
+pub(crate) use head::{write_request_head, Framing};
 pub(crate) use stream::{ReadTimedOut, ResponseStream};
 
 use std::io;
@@ -154,9 +152,10 @@ pub(crate) const MAX_OWN_BODY: u64 = 64 * 1024;
 /// Whether a request goes over porter's own client: no upgrade, and no body or
 /// a small one of known size.
 pub(crate) fn takes(request: &Request<RequestBody>) -> bool {
-    if request.headers().contains_key(header::UPGRADE) {
-        return false;
-    }
-    let body = request.body();
+    !request.headers().contains_key(header::UPGRADE) && takes_body(request.body())
+}
+
+/// Whether porter's own client takes a request with this body (see [`takes`]).
+pub(crate) fn takes_body(body: &RequestBody) -> bool {
     body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= MAX_OWN_BODY)
 }
