@@ -94,6 +94,18 @@ pub use tls::{describe as describe_certificate, CertStore};
 /// What the integration tests (tests/porter) reach beyond that surface.
 #[doc(hidden)]
 pub mod testing {
+    use std::sync::Arc;
+
     pub use crate::tls::provider as tls_provider;
     pub use crate::upstream::server::Server as UpstreamServer;
+
+    /// Server `server` of upstream `upstream` (in configuration order), as porter sees it.
+    pub fn upstream_server(porter: &crate::Porter, upstream: usize, server: usize) -> Arc<UpstreamServer> {
+        porter.runtime().upstreams[upstream].servers[server].clone()
+    }
+
+    /// Holds the snapshot requests use now, as a slow request would, until dropped.
+    pub fn hold_snapshot(porter: &crate::Porter) -> impl Drop {
+        porter.runtime()
+    }
 }

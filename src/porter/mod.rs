@@ -87,13 +87,13 @@ impl Porter {
     }
 
     /// The snapshot requests currently use (for status and tests).
-    pub fn runtime(&self) -> Arc<Runtime> {
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
         self.shared.runtime.load_full()
     }
 
     /// The drain shared by every connection: [`shutdown::Drain::is_draining`] tells
     /// whether a stop has begun.
-    pub fn drain(&self) -> Arc<shutdown::Drain> {
+    pub(crate) fn drain(&self) -> Arc<shutdown::Drain> {
         self.drain.clone()
     }
 

@@ -45,7 +45,7 @@ async fn after_a_reload_only_the_new_health_checker_probes() {
 
     // Whatever still holds the old snapshot (a slow request, a status read; here the test)
     // must not keep its checker alive.
-    let old_snapshot = porter.runtime();
+    let old_snapshot = porter::testing::hold_snapshot(porter);
     let path = p.dir.path().join("porter.yaml");
     std::fs::write(&path, checked_yaml(&b, "/new-probe")).unwrap();
     porter.reload(&porter::Config::load(&path).unwrap()).unwrap();

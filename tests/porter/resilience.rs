@@ -13,7 +13,7 @@ use crate::harness::*;
 
 /// The `i`th server of porter's only upstream, as porter sees it.
 fn server(p: &TestPorter, i: usize) -> Arc<Server> {
-    p.porter.as_ref().unwrap().runtime().upstreams[0].servers[i].clone()
+    porter::testing::upstream_server(p.porter(), 0, i)
 }
 
 fn config(servers: &[String], extra: &str) -> String {
