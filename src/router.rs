@@ -19,7 +19,7 @@ use crate::upstream::Upstream;
 
 /// One compiled route: where its requests go, how the path is rewritten, and its policy.
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     /// The route as the user wrote it, for logs and metrics ("example.com/api/").
     pub label: Arc<str>,
     pub prefix: Box<str>,
@@ -35,7 +35,7 @@ pub struct Route {
 
 /// What a route does with a request its policy let through (docs/configuration.md, Traffic policy).
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     Upstream(Arc<Upstream>),
     Redirect(Redirect),
     Respond(Respond),
@@ -44,7 +44,7 @@ pub enum Action {
 impl Route {
     /// Counts one answered request: its status on the route, its latency on the upstream.
     #[inline]
-    pub fn record(&self, status: u16, elapsed: std::time::Duration) {
+    pub(crate) fn record(&self, status: u16, elapsed: std::time::Duration) {
         self.responses.record(status);
         if let Action::Upstream(upstream) = &self.action {
             upstream.stats.latency.record(elapsed);
@@ -53,7 +53,7 @@ impl Route {
 
     /// The upstream the route forwards to; `None` for `redirect` and `respond` routes.
     #[inline]
-    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
+    pub(crate) fn upstream(&self) -> Option<&Arc<Upstream>> {
         match &self.action {
             Action::Upstream(upstream) => Some(upstream),
             Action::Redirect(_) | Action::Respond(_) => None,
@@ -61,7 +61,7 @@ impl Route {
     }
 
     /// The upstream's name for labels, "none" for a local action.
-    pub fn upstream_name(&self) -> &str {
+    pub(crate) fn upstream_name(&self) -> &str {
         self.upstream().map_or("none", |u| &u.name)
     }
 }
@@ -96,7 +96,7 @@ pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 #[derive(Debug, Default)]
-pub struct Router {
+pub(crate) struct Router {
     exact: HashMap<Box<str>, PathTable>,
     /// Wildcard suffixes (".example.com" for "*.example.com"), longest first.
     wildcard: Vec<(Box<str>, PathTable)>,
@@ -105,7 +105,7 @@ pub struct Router {
 
 impl Router {
     /// `previous` is the router being replaced on reload, whose counters carry over.
-    pub fn new(
+    pub(crate) fn new(
         routes: &[RouteConfig],
         upstream_by_name: &HashMap<String, Arc<Upstream>>,
         previous: Option<&Router>,
@@ -168,7 +168,7 @@ impl Router {
     }
 
     /// `host` must already be lower-case without a port (see [`normalize_host`]).
-    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+    pub(crate) fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         if let Some(route) = self.exact.get(host).and_then(|t| t.find(path)) {
             return Some(route);
         }
@@ -183,7 +183,7 @@ impl Router {
         self.any_host.find(path)
     }
 
-    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+    pub(crate) fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.exact
             .values()
             .chain(self.wildcard.iter().map(|(_, t)| t))

@@ -20,7 +20,7 @@ use crate::tls::CertResolver;
 use crate::upstream::Upstream;
 
 #[derive(Debug)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     pub router: Router,
     /// Answers given without a route (no match, bad Host, 421, local answers on port 80).
     pub unrouted: Arc<crate::stats::StatusCounts>,
@@ -47,9 +47,6 @@ pub struct Runtime {
     pub access_log: Option<Arc<crate::access_log::Log>>,
     /// `rate_limit_store`: the Redis connection this snapshot's rate limits share.
     pub rate_limit_store: Option<Arc<crate::policy::rate_limit::RedisStore>>,
-    /// `listen.http3` with an https listener: HTTP/3 is served (the listener builds
-    /// each snapshot's QUIC settings from `certs` and `limits`).
-    pub http3: bool,
     /// `Alt-Svc: h3=":PORT"; ma=86400` for HTTPS responses over TCP, made once here.
     pub alt_svc: Option<HeaderValue>,
     /// Cancelled when this snapshot is replaced or porter stops: ends its background tasks.
@@ -59,7 +56,7 @@ pub struct Runtime {
 impl Runtime {
     /// `previous` is the snapshot being replaced on reload: servers whose settings are
     /// unchanged carry over with their connections and health state.
-    pub fn build(
+    pub(crate) fn build(
         config: &Config,
         certs: Arc<CertResolver>,
         https_port: Option<u16>,
@@ -116,7 +113,6 @@ impl Runtime {
             trusted_proxies: config.listen.trusted_proxies.clone(),
             access_log: None,
             rate_limit_store,
-            http3,
             alt_svc,
             cancel,
         })
@@ -130,7 +126,7 @@ fn alt_svc(port: u16) -> HeaderValue {
 
 impl Runtime {
     /// Whether `client`'s forwarding headers are believed (checked once per connection).
-    pub fn trusts(&self, client: std::net::IpAddr) -> bool {
+    pub(crate) fn trusts(&self, client: std::net::IpAddr) -> bool {
         self.trusted_proxies.iter().any(|range| range.contains(client))
     }
 }

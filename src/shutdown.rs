@@ -9,37 +9,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 #[derive(Debug)]
-pub struct Drain {
+pub(crate) struct Drain {
     signal: watch::Sender<()>,
     draining: AtomicBool,
 }
 
 /// Held by a connection (or tunnel) for its life; shutdown waits until all are dropped.
 #[derive(Debug, Clone)]
-pub struct DrainWatch(watch::Receiver<()>);
+pub(crate) struct DrainWatch(watch::Receiver<()>);
 
 impl Drain {
-    pub fn new() -> Drain {
+    pub(crate) fn new() -> Drain {
         Drain { signal: watch::channel(()).0, draining: AtomicBool::new(false) }
     }
 
-    pub fn watch(&self) -> DrainWatch {
+    pub(crate) fn watch(&self) -> DrainWatch {
         DrainWatch(self.signal.subscribe())
     }
 
     /// Marks porter as stopping (health checks of porter itself fail from now on)
     /// without yet telling connections to finish: the accept loops stop first.
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
     /// True once a stop has begun.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     /// Signals every watch to finish, then waits until all of them are dropped.
-    pub async fn drain(&self) {
+    pub(crate) async fn drain(&self) {
         self.begin();
         let _ = self.signal.send(());
         self.signal.closed().await;
@@ -54,12 +54,12 @@ impl Default for Drain {
 
 impl DrainWatch {
     /// Resolves when the drain is signalled.
-    pub async fn signalled(&mut self) {
+    pub(crate) async fn signalled(&mut self) {
         let _ = self.0.changed().await;
     }
 
     /// Whether the drain has been signalled (and not yet awaited through `signalled`).
-    pub fn is_signalled(&self) -> bool {
+    pub(crate) fn is_signalled(&self) -> bool {
         self.0.has_changed().unwrap_or(true)
     }
 }

@@ -14,43 +14,43 @@ use std::time::{Duration, SystemTime};
 
 /// Responses counted by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
 #[derive(Debug, Default)]
-pub struct StatusCounts([AtomicU64; 5]);
+pub(crate) struct StatusCounts([AtomicU64; 5]);
 
 /// The label values of [`StatusCounts`], in order.
 pub(crate) const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl StatusCounts {
     #[inline]
-    pub fn record(&self, status: u16) {
+    pub(crate) fn record(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.0[class].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts per class, in the order of [`STATUS_CLASSES`].
-    pub fn get(&self) -> [u64; 5] {
+    pub(crate) fn get(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.get().iter().sum()
     }
 
     /// 5xx answers: what an error rate counts.
-    pub fn server_errors(&self) -> u64 {
+    pub(crate) fn server_errors(&self) -> u64 {
         self.0[4].load(Ordering::Relaxed)
     }
 }
 
 /// Requests by the HTTP version the client spoke: HTTP/1.x, HTTP/2, HTTP/3.
 #[derive(Debug, Default)]
-pub struct ProtocolCounts([AtomicU64; 3]);
+pub(crate) struct ProtocolCounts([AtomicU64; 3]);
 
 /// The label values of [`ProtocolCounts`], in order.
 pub(crate) const PROTOCOLS: [&str; 3] = ["http1", "h2", "h3"];
 
 impl ProtocolCounts {
     #[inline]
-    pub fn record(&self, version: http::Version) {
+    pub(crate) fn record(&self, version: http::Version) {
         let slot = match version {
             http::Version::HTTP_2 => 1,
             http::Version::HTTP_3 => 2,
@@ -60,7 +60,7 @@ impl ProtocolCounts {
     }
 
     /// Counts in the order of [`PROTOCOLS`].
-    pub fn get(&self) -> [u64; 3] {
+    pub(crate) fn get(&self) -> [u64; 3] {
         std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
     }
 }
@@ -72,7 +72,7 @@ pub(crate) const LATENCY_BOUNDS_US: [u64; 13] = [
 
 /// A latency histogram with the fixed buckets of [`LATENCY_BOUNDS_US`].
 #[derive(Debug, Default)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Non-cumulative counts; the last slot is everything above the largest bound.
     buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
     sum_us: AtomicU64,
@@ -80,7 +80,7 @@ pub struct Latency {
 
 /// A consistent-enough copy of a [`Latency`] for one scrape.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LatencySnapshot {
+pub(crate) struct LatencySnapshot {
     /// (upper bound in seconds, count in this bucket alone), +Inf last.
     pub buckets: Vec<(f64, u64)>,
     pub count: u64,
@@ -89,14 +89,14 @@ pub struct LatencySnapshot {
 
 impl Latency {
     #[inline]
-    pub fn record(&self, elapsed: Duration) {
+    pub(crate) fn record(&self, elapsed: Duration) {
         let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
         let slot = LATENCY_BOUNDS_US.iter().position(|&bound| us <= bound).unwrap_or(LATENCY_BOUNDS_US.len());
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> LatencySnapshot {
+    pub(crate) fn snapshot(&self) -> LatencySnapshot {
         let bounds = LATENCY_BOUNDS_US.iter().map(|&us| us as f64 / 1e6).chain([f64::INFINITY]);
         let buckets: Vec<(f64, u64)> = bounds.zip(&self.buckets).map(|(b, n)| (b, n.load(Ordering::Relaxed))).collect();
         LatencySnapshot {

@@ -26,19 +26,13 @@ pub(crate) use sink::{dropped_lines, Sink};
 
 /// What a configuration snapshot gives each record: the format, and the queue to the writer.
 #[derive(Debug)]
-pub struct Log {
+pub(crate) struct Log {
     format: AccessLogFormat,
     queue: sink::Queue,
 }
 
-impl Log {
-    pub fn format(&self) -> AccessLogFormat {
-        self.format
-    }
-}
-
 #[derive(Debug)]
-pub struct AccessRecord {
+pub(crate) struct AccessRecord {
     pub log: Arc<Log>,
     pub start: Instant,
     pub client: SocketAddr,
@@ -104,12 +98,12 @@ impl AccessRecord {
     }
 
     /// A counter the request body adds to as it is read (shared with the body).
-    pub fn count_request_body(&mut self) -> Arc<AtomicU64> {
+    pub(crate) fn count_request_body(&mut self) -> Arc<AtomicU64> {
         self.request_bytes.get_or_insert_with(|| Arc::new(AtomicU64::new(0))).clone()
     }
 
     /// Formats the line (`bytes`: response body bytes sent) and queues it for the writer.
-    pub fn write(&self, bytes: u64) {
+    pub(crate) fn write(&self, bytes: u64) {
         let mut line = Vec::with_capacity(320);
         format::line(self.log.format, self, bytes, SystemTime::now(), &mut line);
         self.log.queue.push(line);

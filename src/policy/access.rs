@@ -12,17 +12,17 @@ use crate::config::Cidr;
 use crate::upstream::ResponseBody;
 
 #[derive(Debug)]
-pub struct Access {
+pub(crate) struct Access {
     allow: Box<[Cidr]>,
     deny: Box<[Cidr]>,
 }
 
 impl Access {
-    pub fn compile(allow: &[Cidr], deny: &[Cidr]) -> Option<Access> {
+    pub(crate) fn compile(allow: &[Cidr], deny: &[Cidr]) -> Option<Access> {
         (!allow.is_empty() || !deny.is_empty()).then(|| Access { allow: allow.into(), deny: deny.into() })
     }
 
-    pub fn allows(&self, client: IpAddr) -> bool {
+    pub(crate) fn allows(&self, client: IpAddr) -> bool {
         if self.deny.iter().any(|range| range.contains(client)) {
             return false;
         }
@@ -30,7 +30,7 @@ impl Access {
     }
 
     /// `Some`: the 403 for a client the lists refuse.
-    pub fn check(&self, client: IpAddr) -> Option<Answer> {
+    pub(crate) fn check(&self, client: IpAddr) -> Option<Answer> {
         if self.allows(client) {
             return None;
         }

@@ -11,20 +11,20 @@ use crate::config::{RedirectConfig, RespondConfig};
 use crate::upstream::ResponseBody;
 
 #[derive(Debug)]
-pub struct Redirect {
+pub(crate) struct Redirect {
     to: Template,
     status: StatusCode,
 }
 
 impl Redirect {
-    pub fn compile(config: &RedirectConfig) -> Redirect {
+    pub(crate) fn compile(config: &RedirectConfig) -> Redirect {
         Redirect {
             to: Template::compile(&config.to),
             status: StatusCode::from_u16(config.status).expect("validated at load"),
         }
     }
 
-    pub fn answer(&self, vars: &Vars) -> Answer {
+    pub(crate) fn answer(&self, vars: &Vars) -> Answer {
         let mut response = Response::new(ResponseBody::empty());
         *response.status_mut() = self.status;
         response.headers_mut().insert(header::LOCATION, self.to.render(vars));
@@ -33,14 +33,14 @@ impl Redirect {
 }
 
 #[derive(Debug)]
-pub struct Respond {
+pub(crate) struct Respond {
     status: StatusCode,
     body: Bytes,
     headers: HeaderMap,
 }
 
 impl Respond {
-    pub fn compile(config: &RespondConfig) -> Respond {
+    pub(crate) fn compile(config: &RespondConfig) -> Respond {
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).expect("validated at load");
@@ -56,7 +56,7 @@ impl Respond {
         }
     }
 
-    pub fn answer(&self) -> Answer {
+    pub(crate) fn answer(&self) -> Answer {
         let body = if self.body.is_empty() { ResponseBody::empty() } else { ResponseBody::full(self.body.clone()) };
         let mut response = Response::new(body);
         *response.status_mut() = self.status;

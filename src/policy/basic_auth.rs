@@ -35,7 +35,7 @@ const MAX_QUEUED: usize = 64;
 /// Longer `Authorization` tokens are refused unread (no user needs them).
 const MAX_TOKEN: usize = 1024;
 
-pub struct BasicAuth {
+pub(crate) struct BasicAuth {
     challenge: HeaderValue,
     users: HashMap<Box<[u8]>, Arc<PasswordHash>>,
     /// Verified against when the user is unknown, so that an unknown name
@@ -55,7 +55,7 @@ impl std::fmt::Debug for BasicAuth {
 }
 
 impl BasicAuth {
-    pub fn new(cfg: &BasicAuthConfig) -> BasicAuth {
+    pub(crate) fn new(cfg: &BasicAuthConfig) -> BasicAuth {
         let challenge = HeaderValue::try_from(format!("Basic realm=\"{}\", charset=\"UTF-8\"", cfg.realm))
             .expect("the realm was checked to be a valid quoted-string");
         let users: HashMap<Box<[u8]>, Arc<PasswordHash>> =
@@ -78,7 +78,7 @@ impl BasicAuth {
 
     /// Lets the request on (its `Authorization` removed unless `forward_credentials`),
     /// or answers it: 401 with the challenge, or 429 when too many verifications wait.
-    pub async fn check(&self, headers: &mut HeaderMap) -> Result<(), Response<ResponseBody>> {
+    pub(crate) async fn check(&self, headers: &mut HeaderMap) -> Result<(), Response<ResponseBody>> {
         let Some(token) = headers.get(header::AUTHORIZATION).and_then(basic_token) else {
             return Err(self.unauthorized());
         };

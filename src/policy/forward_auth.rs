@@ -45,7 +45,7 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const DRAIN_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug)]
-pub struct ForwardAuth {
+pub(crate) struct ForwardAuth {
     /// Owns the server and its DNS task (a host name is re-resolved like any server's).
     upstream: Upstream,
     target: Uri,
@@ -56,7 +56,7 @@ pub struct ForwardAuth {
 
 impl ForwardAuth {
     /// Needs a tokio runtime (a host name is resolved by a task that `cancel` ends).
-    pub fn new(cfg: &ForwardAuthConfig, cancel: &CancellationToken) -> ForwardAuth {
+    pub(crate) fn new(cfg: &ForwardAuthConfig, cancel: &CancellationToken) -> ForwardAuth {
         let upstream_cfg = UpstreamConfig {
             balance: Default::default(),
             hash_on: None,
@@ -91,7 +91,7 @@ impl ForwardAuth {
 
     /// Asks the auth server about `request` (its head as the client sent it).
     /// `Ok`: it goes on, with `copy_headers` set from the answer. `Err`: the answer.
-    pub async fn check<B>(&self, request: &mut Request<B>, vars: &Vars) -> Result<(), Response<ResponseBody>> {
+    pub(crate) async fn check<B>(&self, request: &mut Request<B>, vars: &Vars) -> Result<(), Response<ResponseBody>> {
         let auth_request = self.auth_request(request, vars);
         let answer = match tokio::time::timeout(self.timeout, self.send(auth_request)).await {
             Ok(Ok(answer)) => answer,

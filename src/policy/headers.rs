@@ -14,14 +14,14 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 #[derive(Debug)]
-pub struct HeaderRules {
+pub(crate) struct HeaderRules {
     remove: Box<[HeaderName]>,
     set: Box<[(HeaderName, Template)]>,
     add: Box<[(HeaderName, Template)]>,
 }
 
 impl HeaderRules {
-    pub fn compile(config: &HeaderRulesConfig) -> Option<HeaderRules> {
+    pub(crate) fn compile(config: &HeaderRulesConfig) -> Option<HeaderRules> {
         if config.is_empty() {
             return None;
         }
@@ -36,7 +36,7 @@ impl HeaderRules {
         })
     }
 
-    pub fn apply(&self, headers: &mut HeaderMap, vars: &Vars) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap, vars: &Vars) {
         for name in &*self.remove {
             headers.remove(name);
         }

@@ -6,13 +6,13 @@ use std::borrow::Cow;
 use crate::config::RewriteConfig;
 
 #[derive(Debug)]
-pub struct Rewrite {
+pub(crate) struct Rewrite {
     regex: regex::Regex,
     replace: Box<str>,
 }
 
 impl Rewrite {
-    pub fn compile(config: &RewriteConfig) -> Rewrite {
+    pub(crate) fn compile(config: &RewriteConfig) -> Rewrite {
         Rewrite {
             regex: regex::Regex::new(&config.regex).expect("compiled once at load"),
             replace: config.replace.as_str().into(),
@@ -20,7 +20,7 @@ impl Rewrite {
     }
 
     /// `path_and_query` with its path rewritten; borrowed (no allocation) when the regex does not match.
-    pub fn apply<'a>(&self, path_and_query: &'a str) -> Cow<'a, str> {
+    pub(crate) fn apply<'a>(&self, path_and_query: &'a str) -> Cow<'a, str> {
         let (path, query) = match path_and_query.find('?') {
             Some(i) => path_and_query.split_at(i),
             None => (path_and_query, ""),

@@ -91,12 +91,6 @@ impl Porter {
         self.shared.runtime.load_full()
     }
 
-    /// The drain shared by every connection: [`shutdown::Drain::is_draining`] tells
-    /// whether a stop has begun.
-    pub(crate) fn drain(&self) -> Arc<shutdown::Drain> {
-        self.drain.clone()
-    }
-
     /// The listening sockets by listener name (`https`, `http`, `admin`), for a new
     /// process to take over ([`crate::handover`]).
     pub fn listening_fds(&self) -> Vec<(&'static str, std::os::fd::BorrowedFd<'_>)> {

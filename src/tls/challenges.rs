@@ -15,7 +15,7 @@ use rustls::sign::CertifiedKey;
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 #[derive(Default)]
-pub struct Challenges {
+pub(crate) struct Challenges {
     http01: Mutex<HashMap<String, String>>,
     tls_alpn01: Mutex<HashMap<String, Arc<CertifiedKey>>>,
 }
@@ -28,12 +28,12 @@ impl std::fmt::Debug for Challenges {
 
 impl Challenges {
     /// The key authorization to answer at `/.well-known/acme-challenge/TOKEN`.
-    pub fn http01(&self, token: &str) -> Option<String> {
+    pub(crate) fn http01(&self, token: &str) -> Option<String> {
         self.http01.lock().unwrap_or_else(PoisonError::into_inner).get(token).cloned()
     }
 
     /// The validation certificate for `domain` (lower-case SNI).
-    pub fn tls_alpn01(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn tls_alpn01(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
         self.tls_alpn01.lock().unwrap_or_else(PoisonError::into_inner).get(domain).cloned()
     }
 

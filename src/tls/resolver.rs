@@ -13,13 +13,13 @@ use rustls::SupportedProtocolVersion;
 
 use super::challenges::{Challenges, ACME_TLS_ALPN};
 use super::watch::ReloadState;
-use super::{CertStore, LoadedCert};
+use super::CertStore;
 use crate::config::TlsVersion;
 
 /// Serves certificates from the current `CertStore`. A reload swaps the
 /// whole store; handshakes in flight keep the store they loaded, open
 /// connections keep the certificate they were given.
-pub struct CertResolver {
+pub(crate) struct CertResolver {
     store: ArcSwap<CertStore>,
     /// Serialises rescans (watcher vs SIGHUP) and remembers what was logged.
     pub(crate) reload: Mutex<ReloadState>,
@@ -28,7 +28,7 @@ pub struct CertResolver {
 }
 
 impl CertResolver {
-    pub fn new(store: CertStore) -> Arc<Self> {
+    pub(crate) fn new(store: CertStore) -> Arc<Self> {
         Arc::new(CertResolver {
             store: ArcSwap::from_pointee(store),
             reload: Mutex::new(ReloadState::default()),
@@ -37,23 +37,23 @@ impl CertResolver {
     }
 
     /// The current store (one atomic load).
-    pub fn store(&self) -> Arc<CertStore> {
+    pub(crate) fn store(&self) -> Arc<CertStore> {
         self.store.load_full()
     }
 
-    pub fn replace(&self, store: CertStore) {
+    pub(crate) fn replace(&self, store: CertStore) {
         self.store.store(Arc::new(store));
     }
 
     /// The answers of open ACME orders: the resolver serves the TLS-ALPN-01 ones,
     /// the http listener the HTTP-01 ones.
-    pub fn challenges(&self) -> &Arc<Challenges> {
+    pub(crate) fn challenges(&self) -> &Arc<Challenges> {
         &self.challenges
     }
 
-    /// The certificate a handshake with this SNI gets now; for the 421
-    /// check (`LoadedCert::covers`) and for logs.
-    pub fn chosen(&self, sni: Option<&str>) -> Option<Arc<LoadedCert>> {
+    /// The certificate a handshake with this SNI gets now (the tests' view of a swap).
+    #[cfg(test)]
+    pub(crate) fn chosen(&self, sni: Option<&str>) -> Option<Arc<super::LoadedCert>> {
         self.store.load().choose(sni).cloned()
     }
 }

@@ -35,7 +35,7 @@ struct Bucket {
 }
 
 #[derive(Debug, Default)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     buckets: [Bucket; WINDOW_SECS as usize],
     /// Retries refused because the budget was spent, ever (for metrics).
     pub refused_total: AtomicU64,
@@ -50,12 +50,12 @@ fn now_second() -> u64 {
 impl RetryBudget {
     /// Counts a request (a first attempt) to the upstream.
     #[inline]
-    pub fn note_request(&self) {
+    pub(crate) fn note_request(&self) {
         self.note_request_at(now_second());
     }
 
     /// Asks to make one retry; true (and counted) if the budget allows it.
-    pub fn try_retry(&self) -> bool {
+    pub(crate) fn try_retry(&self) -> bool {
         self.try_retry_at(now_second())
     }
 

@@ -80,13 +80,13 @@ pub struct H2Pool {
 
 /// One request's stream on a shared connection; dropping it frees the slot.
 #[derive(Debug)]
-pub struct Stream {
+pub(crate) struct Stream {
     conn: Arc<Conn>,
 }
 
 impl Stream {
     /// A handle to send this stream's request on (a cheap clone of the connection's sender).
-    pub fn sender(&self) -> http2::SendRequest<RequestBody> {
+    pub(crate) fn sender(&self) -> http2::SendRequest<RequestBody> {
         self.conn.sender.sender.clone()
     }
 }

@@ -27,7 +27,7 @@ enum Held {
 }
 
 #[derive(Debug)]
-pub struct Lease {
+pub(crate) struct Lease {
     /// Held for what its drop does (frees an HTTP/2 stream, closes an upgrade's sender).
     #[allow(dead_code)]
     held: Held,
@@ -38,42 +38,42 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn own(in_flight: InFlight) -> Lease {
+    pub(crate) fn own(in_flight: InFlight) -> Lease {
         Lease { held: Held::Own, in_flight, request_body: None }
     }
 
-    pub fn http1(sender: UpstreamSender, in_flight: InFlight, request_body: Option<Arc<BodyProgress>>) -> Lease {
+    pub(crate) fn http1(sender: UpstreamSender, in_flight: InFlight, request_body: Option<Arc<BodyProgress>>) -> Lease {
         Lease { held: Held::Http1(sender), in_flight, request_body }
     }
 
-    pub fn http2(stream: Stream, in_flight: InFlight, request_body: Option<Arc<BodyProgress>>) -> Lease {
+    pub(crate) fn http2(stream: Stream, in_flight: InFlight, request_body: Option<Arc<BodyProgress>>) -> Lease {
         Lease { held: Held::Http2(stream), in_flight, request_body }
     }
 
     /// The client's request body failed (or passed porter's limit) while this
     /// response was coming: whatever broke the response is not the server's doing.
-    pub fn request_body_failed(&self) -> bool {
+    pub(crate) fn request_body_failed(&self) -> bool {
         self.request_body.as_ref().is_some_and(|body| body.failed())
     }
 
-    pub fn server(&self) -> &Arc<Server> {
+    pub(crate) fn server(&self) -> &Arc<Server> {
         self.in_flight.server()
     }
 
     /// The response was read whole and its connection can carry the next request.
-    pub fn release_conn(self, conn: Conn) {
+    pub(crate) fn release_conn(self, conn: Conn) {
         self.in_flight.server().pool.checkin(conn);
     }
 
     /// The response (hyper's client) was read whole: its connection can carry the next request.
-    pub fn release(self) {
+    pub(crate) fn release(self) {
         if let Held::Http1(sender) = self.held {
             self.in_flight.server().pool.checkin_hyper(sender);
         }
     }
 
     /// Keeps the request counted (an upgraded tunnel) and lets the HTTP sender go.
-    pub fn into_in_flight(self) -> InFlight {
+    pub(crate) fn into_in_flight(self) -> InFlight {
         self.in_flight
     }
 }

@@ -42,7 +42,7 @@ use budget::RetryBudget;
 use server::{Server, Transport};
 
 #[derive(Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub name: Box<str>,
     pub servers: Vec<Arc<Server>>,
     balancer: Balancer,
@@ -67,7 +67,7 @@ pub struct Upstream {
 
 /// What an upstream's requests record (docs/configuration.md, Metrics); read by the admin listener.
 #[derive(Debug, Default)]
-pub struct UpstreamStats {
+pub(crate) struct UpstreamStats {
     /// Time from the request's arrival to the response head (or error) sent back.
     pub latency: Latency,
     /// Requests sent to another server after a failure.
@@ -80,7 +80,12 @@ impl Upstream {
     /// Servers of `previous` (the same upstream before a reload) whose address did not
     /// change keep their live state (health, ejection, in flight, counters), and their
     /// pooled connections while the pool and transport settings stay.
-    pub fn new(name: &str, cfg: &UpstreamConfig, previous: Option<&Upstream>, cancel: &CancellationToken) -> Upstream {
+    pub(crate) fn new(
+        name: &str,
+        cfg: &UpstreamConfig,
+        previous: Option<&Upstream>,
+        cancel: &CancellationToken,
+    ) -> Upstream {
         let any_https = cfg.servers.iter().any(|s| s.url.scheme == crate::config::Scheme::Https);
         let transport = Transport::new(cfg.http2, &cfg.tls, any_https);
         // A server whose address stays keeps its live state (see `server::Live`); each old
@@ -135,7 +140,7 @@ impl Upstream {
     }
 
     /// The time limits of one exchange with a server of this upstream.
-    pub fn timeouts(&self) -> http1::Timeouts {
+    pub(crate) fn timeouts(&self) -> http1::Timeouts {
         http1::Timeouts {
             response_header: self.response_header_timeout,
             send: self.send_timeout,
@@ -143,7 +148,7 @@ impl Upstream {
         }
     }
 
-    pub fn balance(&self) -> Balance {
+    pub(crate) fn balance(&self) -> Balance {
         self.balancer.kind()
     }
 
@@ -164,7 +169,7 @@ impl Upstream {
         }
     }
 
-    pub fn pick(&self, tried: Tried, key: u64) -> Option<(usize, &Arc<Server>)> {
+    pub(crate) fn pick(&self, tried: Tried, key: u64) -> Option<(usize, &Arc<Server>)> {
         let index = self.balancer.pick(&self.servers, tried, key)?;
         Some((index, &self.servers[index]))
     }

@@ -22,14 +22,14 @@ use crate::body::BoxError;
 
 /// A response body as a server sends it: read by hyper's client (HTTP/2,
 /// upgrades) or by porter's own HTTP/1.1 client.
-pub enum ServerBody {
+pub(crate) enum ServerBody {
     Hyper(Incoming),
     Http1(super::http1::ResponseStream),
 }
 
 impl ServerBody {
     /// A server's response fields kept as bytes (porter's own HTTP/1.1 client).
-    pub fn take_raw_fields(&mut self) -> Option<Box<crate::http1::fields::RawFields>> {
+    pub(crate) fn take_raw_fields(&mut self) -> Option<Box<crate::http1::fields::RawFields>> {
         match self {
             ServerBody::Http1(stream) => stream.take_raw_fields(),
             ServerBody::Hyper(_) => None,
@@ -53,7 +53,7 @@ enum Inner {
 }
 
 #[derive(Debug)]
-pub struct ResponseBody {
+pub(crate) struct ResponseBody {
     inner: Inner,
     finished: bool,
     bytes: u64,
@@ -82,15 +82,15 @@ struct Compressing {
 }
 
 impl ResponseBody {
-    pub fn full(bytes: Bytes) -> ResponseBody {
+    pub(crate) fn full(bytes: Bytes) -> ResponseBody {
         ResponseBody::new(Inner::Local(Some(bytes)))
     }
 
-    pub fn empty() -> ResponseBody {
+    pub(crate) fn empty() -> ResponseBody {
         ResponseBody::new(Inner::Local(None))
     }
 
-    pub fn upstream(body: ServerBody, lease: Lease, read_timeout: Duration) -> ResponseBody {
+    pub(crate) fn upstream(body: ServerBody, lease: Lease, read_timeout: Duration) -> ResponseBody {
         let mut response = ResponseBody::new(Inner::Upstream(body));
         response.lease = Some(lease);
         response.read_timeout = read_timeout;
@@ -115,7 +115,7 @@ impl ResponseBody {
     /// response's fields: Content-Encoding, no Content-Length). `length`: the body's
     /// length when known, for a smaller window. An encoder that cannot be made
     /// (zstd out of memory) leaves the body as it is and says so.
-    pub fn compress(&mut self, encoding: encode::Encoding, level: u32, length: Option<u64>) -> bool {
+    pub(crate) fn compress(&mut self, encoding: encode::Encoding, level: u32, length: Option<u64>) -> bool {
         match encode::Encoder::new(encoding, level, length) {
             Ok(encoder) => {
                 self.encoder = Some(Box::new(Compressing { encoder, encoding, done: false, trailers: None }));
@@ -183,14 +183,14 @@ impl ResponseBody {
 
     /// A server's response fields kept as bytes (porter's own HTTP/1.1 client),
     /// for a writer that passes them on without a map.
-    pub fn take_raw_fields(&mut self) -> Option<Box<crate::http1::fields::RawFields>> {
+    pub(crate) fn take_raw_fields(&mut self) -> Option<Box<crate::http1::fields::RawFields>> {
         match &mut self.inner {
             Inner::Upstream(body) => body.take_raw_fields(),
             Inner::Local(_) => None,
         }
     }
 
-    pub fn set_record(&mut self, record: AccessRecord) {
+    pub(crate) fn set_record(&mut self, record: AccessRecord) {
         self.record = Some(Box::new(record));
     }
 }

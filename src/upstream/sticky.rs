@@ -29,7 +29,7 @@ use crate::http1::view::RequestFields;
 const KEY: &[u8] = b"porter sticky session server v1";
 
 #[derive(Debug)]
-pub struct Sticky {
+pub(crate) struct Sticky {
     cookie: Box<str>,
     /// Per server (same index as the upstream's servers): the cookie's value.
     values: Vec<Box<[u8]>>,
@@ -39,7 +39,7 @@ pub struct Sticky {
 }
 
 impl Sticky {
-    pub fn new(cfg: &StickyConfig, servers: &[std::sync::Arc<Server>]) -> Sticky {
+    pub(crate) fn new(cfg: &StickyConfig, servers: &[std::sync::Arc<Server>]) -> Sticky {
         let mut attributes = String::from("; Path=/");
         if let Some(max_age) = cfg.max_age {
             attributes.push_str(&format!("; Max-Age={}", max_age.as_secs().max(1)));
@@ -78,7 +78,7 @@ impl Sticky {
     }
 
     /// The `Set-Cookie` that pins a client to server `index`.
-    pub fn set_cookie(&self, index: usize, https: bool) -> &HeaderValue {
+    pub(crate) fn set_cookie(&self, index: usize, https: bool) -> &HeaderValue {
         if https {
             &self.set_secure[index]
         } else {

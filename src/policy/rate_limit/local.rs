@@ -30,7 +30,7 @@ pub(crate) const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// The answer for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Allow,
     /// Over the limit: one token is back after this long.
     Limited(Duration),

@@ -26,7 +26,7 @@ pub(crate) use redis::RedisStore;
 
 /// One route's compiled `rate_limit`.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     key: RateLimitKey,
     interval: Duration,
     burst: u32,
@@ -46,7 +46,7 @@ impl RateLimit {
     /// `route` is the route's label (`example.com/api/`): instances with the same
     /// configuration name the same Redis keys. `previous` is the same route's limit in
     /// the configuration being replaced: its buckets go on when nothing about them changed.
-    pub fn new(
+    pub(crate) fn new(
         config: &RateLimitConfig,
         route: &str,
         store: Option<&Arc<RedisStore>>,
@@ -74,7 +74,7 @@ impl RateLimit {
 
     /// Takes a token for this request. `client` is the client address after
     /// `trusted_proxies` and the PROXY protocol.
-    pub async fn check(&self, client: IpAddr, headers: &HeaderMap) -> Decision {
+    pub(crate) async fn check(&self, client: IpAddr, headers: &HeaderMap) -> Decision {
         match &self.buckets {
             Buckets::Local(local) => self.check_local(local, client, headers),
             Buckets::Shared { store, prefix } => {

@@ -57,7 +57,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The shared Redis connection of one configuration.
 #[derive(Debug)]
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     client: redis::Client,
     /// `None` while disconnected: requests then go to `on_error` at once.
     conn: ArcSwapOption<MultiplexedConnection>,
@@ -81,7 +81,7 @@ struct LogState {
 impl RedisStore {
     /// Starts the connection task, which ends with `cancel` (the configuration's).
     /// `previous` is the store of the configuration being replaced: its error count goes on.
-    pub fn start(
+    pub(crate) fn start(
         config: &RateLimitStoreConfig,
         previous: Option<&RedisStore>,
         cancel: &CancellationToken,
@@ -111,17 +111,17 @@ impl RedisStore {
     }
 
     /// Requests whose rate limit Redis did not decide (`on_error` answered them).
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
 
     /// Whether a connection is up (tests wait for it before counting).
-    pub fn connected(&self) -> bool {
+    pub(crate) fn connected(&self) -> bool {
         self.conn.load().is_some()
     }
 
     /// Takes a token from the bucket `key` (a full Redis key), or lets `on_error` answer.
-    pub async fn check(&self, key: &[u8], interval: Duration, burst: u32) -> Decision {
+    pub(crate) async fn check(&self, key: &[u8], interval: Duration, burst: u32) -> Decision {
         let Some(conn) = self.conn.load_full() else {
             return self.failed("not connected");
         };

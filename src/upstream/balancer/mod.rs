@@ -34,19 +34,16 @@ use crate::http1::view::RequestFields;
 /// Indices into the upstream's server list; upstreams of more than 64 servers
 /// stop excluding past the 64th, which only weakens the no-repeat rule there.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Tried(u64);
+pub(crate) struct Tried(u64);
 
 impl Tried {
-    pub fn contains(&self, index: usize) -> bool {
+    pub(crate) fn contains(&self, index: usize) -> bool {
         index < 64 && self.0 & (1 << index) != 0
     }
-    pub fn insert(&mut self, index: usize) {
+    pub(crate) fn insert(&mut self, index: usize) {
         if index < 64 {
             self.0 |= 1 << index;
         }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0 == 0
     }
 }
 

@@ -338,15 +338,15 @@ fn duration_ms(d: Duration) -> u64 {
 
 /// Counts a request in flight on a server for as long as it lives.
 #[derive(Debug)]
-pub struct InFlight(Arc<Server>);
+pub(crate) struct InFlight(Arc<Server>);
 
 impl InFlight {
-    pub fn new(server: Arc<Server>) -> InFlight {
+    pub(crate) fn new(server: Arc<Server>) -> InFlight {
         server.live.in_flight.fetch_add(1, Ordering::Relaxed);
         server.live.requests_total.fetch_add(1, Ordering::Relaxed);
         InFlight(server)
     }
-    pub fn server(&self) -> &Arc<Server> {
+    pub(crate) fn server(&self) -> &Arc<Server> {
         &self.0
     }
 }
