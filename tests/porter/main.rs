@@ -22,6 +22,7 @@ mod balancing;
 mod blame;
 mod cli;
 mod compress;
+mod compress_streaming;
 mod config;
 mod deploy_files;
 mod deploy_image;
