@@ -20,6 +20,7 @@ mod auth_forward;
 mod balancers;
 mod balancing;
 mod blame;
+mod blame_server;
 mod cli;
 mod compress;
 mod compress_streaming;
