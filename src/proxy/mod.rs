@@ -205,7 +205,10 @@ async fn proxy<'r>(
             }
             let vars = &*vars;
             if let Some(policy) = policy {
-                if let Some(answer) = policy.check(request, vars).await {
+                // Boxed: rate limits, auth and forward auth make a future of several KiB,
+                // which inline would be part of (and copied with) every request's future,
+                // plain routes' too.
+                if let Some(answer) = Box::pin(policy.check(request, vars)).await {
                     return Ok(answered(route, answer, record));
                 }
             }
