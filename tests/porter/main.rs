@@ -48,6 +48,7 @@ mod proxy_protocol;
 mod rate_limit;
 mod redirect;
 mod reload;
+mod request_head;
 mod resilience;
 mod response_fields;
 mod routing;
