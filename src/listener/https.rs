@@ -5,7 +5,9 @@
 //! pointers: each phase (handshake, ACME answer, serving) runs in its own boxed
 //! future and only the live one exists, never a TLS session inline.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -33,7 +35,7 @@ pub(crate) async fn serve(
         close.await;
         return;
     }
-    let serving = Box::pin(serve_tls(tls, client, shared, drain));
+    let serving = serve_tls(tls, client, shared, drain);
     serving.await;
 }
 
@@ -77,12 +79,13 @@ async fn close(mut tls: Box<TlsStream>) {
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
 }
 
-async fn serve_tls(
+/// The connection's context, and its serving future (boxed by `serve_connection`).
+fn serve_tls(
     mut tls: Box<TlsStream>,
     client: SocketAddr,
     shared: Arc<Shared>,
     drain: crate::shutdown::DrainWatch,
-) {
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let runtime = shared.runtime.load_full();
     let sni_cert = tls.take_sni_cert();
     let tls_version = tls.protocol_version().map(|v| match v {
@@ -102,7 +105,6 @@ async fn serve_tls(
         let runtime = shared.runtime.load_full();
         async move { proxy::handle(request, raw, &conn, runtime).await }
     })
-    .await;
 }
 
 #[cfg(test)]

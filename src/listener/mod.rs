@@ -19,6 +19,7 @@ pub(crate) use slots::Slots;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,18 +141,41 @@ pub(crate) async fn accept_client(
     }
 }
 
-/// Runs a client connection with `handler` as its service until it ends or, after a
-/// drain signal, until its requests in flight have finished. HTTP/1.1 is served by
-/// porter's own layer (`listener::http1`), HTTP/2 by hyper.
-pub(crate) async fn serve_connection<F, Fut>(io: ClientIo, server: ConnectionServer, drain: DrainWatch, handler: F)
+/// The future that serves a client connection with `handler` as its service until it
+/// ends or, after a drain signal, until its requests in flight have finished. HTTP/1.1
+/// is served by porter's own layer (`listener::http1`), HTTP/2 by hyper.
+///
+/// Boxed here, one box per protocol: the connection's task holds it for the
+/// connection's life, idle or not, so it is exactly the one protocol's loop, with no
+/// slot for the other's state or a second copy of the arguments.
+pub(crate) fn serve_connection<F, Fut>(
+    io: ClientIo,
+    server: ConnectionServer,
+    drain: DrainWatch,
+    handler: F,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
     F: Fn(hyper::Request<ClientBody>, Option<RawRequest>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
-    let (builder, idle_timeout) = match server {
-        ConnectionServer::Http1(settings) => return http1::serve(io, settings, drain, handler).await,
-        ConnectionServer::Http2 { builder, idle_timeout } => (builder, idle_timeout),
-    };
+    match server {
+        ConnectionServer::Http1(settings) => Box::pin(http1::serve(io, settings, drain, handler)),
+        ConnectionServer::Http2 { builder, idle_timeout } => {
+            Box::pin(serve_http2(io, builder, idle_timeout, drain, handler))
+        }
+    }
+}
+
+async fn serve_http2<F, Fut>(
+    io: ClientIo,
+    builder: hyper::server::conn::http2::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+    drain: DrainWatch,
+    handler: F,
+) where
+    F: Fn(hyper::Request<ClientBody>, Option<RawRequest>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
+{
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
     let service = service_fn(move |request: hyper::Request<Incoming>| {
@@ -161,7 +185,8 @@ where
     let activity = idle::Activity::new();
     let io = TokioIo::new(idle::IdleIo::new(io, activity.clone()));
     let idle = Idle { activity, timeout: idle_timeout };
-    // Boxed so the task holds the HTTP/2 state only on connections that speak it.
+    // Boxed: hyper's HTTP/2 connection state is large, and inline it would sit beside
+    // this future's own arguments.
     let conn = builder.serve_connection(io, service);
     if let Err(e) = Box::pin(until_drained(conn, drain, idle, |c| c.graceful_shutdown())).await {
         tracing::debug!(error = %e, "client connection ended with an error");
@@ -222,14 +247,8 @@ pub(crate) async fn accept_loop<F, Fut>(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                // Boxed: a future awaited from an async block is held twice in the
-                // task (as captured and as awaited), for the connection's life.
-                let task = Box::pin(on_connection(stream, peer));
                 let open = OpenConnection::new(stats.clone());
-                tokio::spawn(async move {
-                    task.await;
-                    drop((permit, open));
-                });
+                tokio::spawn(Connection { serving: on_connection(stream, peer), _held: (permit, open) });
             }
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
@@ -237,5 +256,24 @@ pub(crate) async fn accept_loop<F, Fut>(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task: its future in place, and what the connection holds until
+    /// it ends (its slot, its count). Not an async block around the future, which would
+    /// hold the future twice (as captured and as awaited) for the connection's life.
+    struct Connection<F> {
+        #[pin]
+        serving: F,
+        _held: (tokio::sync::OwnedSemaphorePermit, OpenConnection),
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Connection<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.project().serving.poll(cx)
     }
 }

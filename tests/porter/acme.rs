@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 use crate::pebble::{free_tcp_port, tools_or_skip, Pebble, PebbleOptions};
-use crate::tls_edge::{first_cert_der, served_leaf, wait_for_leaf};
+use crate::tls_client::{first_cert_der, served_leaf, wait_for_leaf};
 
 const DOMAIN: &str = "porter-test.example";
 

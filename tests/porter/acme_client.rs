@@ -20,7 +20,7 @@ use porter::{AcmeStatus, NameState};
 
 use crate::harness::*;
 use crate::pebble::{free_tcp_port, tools_or_skip, Pebble, PebbleOptions};
-use crate::tls_edge::{first_cert_der, peer_leaf, served_leaf, tls_config, tls_connect, wait_for_leaf, TLS12_AND_13};
+use crate::tls_client::{first_cert_der, peer_leaf, served_leaf, tls_config, tls_connect, wait_for_leaf, TLS12_AND_13};
 
 const TOOLS: [&str; 2] = ["pebble", "pebble-challtestsrv"];
 

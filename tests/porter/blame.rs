@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::admin::parse_prometheus;
 use crate::harness::*;
-use crate::tls_edge::{tls_config, tls_connect, TLS12_AND_13};
+use crate::tls_client::{tls_config, tls_connect, TLS12_AND_13};
 
 async fn porter_for(server: &str, limits: &str, timeouts: &str) -> TestPorter {
     let default_answer = if timeouts.contains("response_header") { "" } else { "      response_header: 30s\n" };

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use crate::harness::*;
-use crate::tls_edge::{tls_config, tls_connect, TLS12_AND_13};
+use crate::tls_client::{tls_config, tls_connect, TLS12_AND_13};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HelloRequest {

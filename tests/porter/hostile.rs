@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::*;
-use crate::tls_edge::{tls_config, tls_connect, TLS12_AND_13};
+use crate::raw_http::{status_line, to_close};
+use crate::tls_client::{tls_config, tls_connect, TLS12_AND_13};
 
 async fn porter(b: &Backend, limits: &str) -> TestPorter {
     let yaml = format!(

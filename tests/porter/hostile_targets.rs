@@ -19,7 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::*;
-use crate::tls_edge::{tls_config, tls_connect, TLS12_AND_13};
+use crate::raw_http::{status_line, to_close};
+use crate::tls_client::{tls_config, tls_connect, TLS12_AND_13};
 
 /// porter on plaintext (routes served, no redirect) and TLS, one catch-all
 /// route to `b`, with `limits` (indented YAML lines) and `routes` given.

@@ -26,7 +26,7 @@ pub(crate) struct H3Client {
 
 /// A client endpoint on 127.0.0.1 trusting any certificate, offering ALPN `h3`.
 pub(crate) fn client_endpoint() -> quinn::Endpoint {
-    let tls = crate::tls_edge::tls_config(&[&rustls::version::TLS13], &[b"h3"]);
+    let tls = crate::tls_client::tls_config(&[&rustls::version::TLS13], &[b"h3"]);
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from((*tls).clone()).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));

@@ -62,8 +62,8 @@ async fn an_idle_http1_connection_is_closed_a_busy_one_is_not() {
 async fn an_idle_http2_connection_gets_goaway() {
     let b = Backend::start("a").await;
     let p = idle_porter(&b).await;
-    let config = crate::tls_edge::tls_config(&crate::tls_edge::TLS12_AND_13, &[b"h2"]);
-    let tls = crate::tls_edge::tls_connect(p.https.unwrap(), "localhost", config).await.unwrap();
+    let config = crate::tls_client::tls_config(&crate::tls_client::TLS12_AND_13, &[b"h2"]);
+    let tls = crate::tls_client::tls_connect(p.https.unwrap(), "localhost", config).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
             .await

@@ -10,6 +10,7 @@
 mod harness;
 
 mod access_log;
+mod access_log_binary;
 mod acme;
 mod acme_client;
 mod admin;
@@ -46,6 +47,7 @@ mod pooling;
 mod post_quantum;
 mod proxy_protocol;
 mod rate_limit;
+mod raw_http;
 mod redirect;
 mod reload;
 mod request_head;
@@ -54,7 +56,9 @@ mod response_fields;
 mod routing;
 mod sticky;
 mod tls;
+mod tls_client;
 mod tls_edge;
+mod tls_reload;
 mod tls_stream;
 mod upgrade;
 mod upstream_h2;

@@ -328,8 +328,8 @@ async fn porter_refusing_a_head_with_431_on_https_sends_hsts() {
         async move {
             let mut text = Vec::new();
             if tls {
-                let config = crate::tls_edge::tls_config(&crate::tls_edge::TLS12_AND_13, &[b"http/1.1"]);
-                let mut stream = crate::tls_edge::tls_connect(https, "localhost", config).await.unwrap();
+                let config = crate::tls_client::tls_config(&crate::tls_client::TLS12_AND_13, &[b"http/1.1"]);
+                let mut stream = crate::tls_client::tls_connect(https, "localhost", config).await.unwrap();
                 stream.write_all(request.as_bytes()).await.unwrap();
                 let _ = stream.read_to_end(&mut text).await;
             } else {

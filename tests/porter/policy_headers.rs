@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::harness::*;
+use crate::raw_http::canned_server;
 
 fn head(admin: bool) -> String {
     let admin = if admin { "  admin: \"127.0.0.1:0\"\n" } else { "" };

@@ -11,7 +11,7 @@ use rustls::{ClientConfig, NamedGroup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
-use crate::tls_edge::{tls_connect, AcceptAny};
+use crate::tls_client::{tls_connect, AcceptAny};
 
 /// A TLS 1.3 client config (no resumption: every handshake is full) that
 /// offers exactly `groups`, in that order.

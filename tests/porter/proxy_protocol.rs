@@ -80,7 +80,7 @@ async fn proxy_v1_and_v2_source_becomes_the_client() {
     // On the TLS listener the header comes before the handshake.
     let mut tcp = TcpStream::connect(p.https.unwrap()).await.unwrap();
     tcp.write_all(&v2_header([192, 0, 2, 200], 1234, [10, 0, 0, 1], 443)).await.unwrap();
-    let config = crate::tls_edge::tls_config(&crate::tls_edge::TLS12_AND_13, &[b"http/1.1"]);
+    let config = crate::tls_client::tls_config(&crate::tls_client::TLS12_AND_13, &[b"http/1.1"]);
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.unwrap();
     let body = echo_over(&mut tls, "").await;

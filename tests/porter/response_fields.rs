@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::*;
+use crate::raw_http::canned_server;
 
 /// Every field the rules touch, in mixed case, with a Date and an HSTS of the server's own.
 const EVERYTHING: &[u8] = b"HTTP/1.1 200 OK\r\nServer: Raw\r\nX-Mixed-Case: Yes\r\nContent-Length: 5\r\n\

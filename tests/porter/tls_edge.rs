@@ -1,185 +1,32 @@
 //! docs/configuration.md, Certificates and Routing (421), at the edge, end to end through a real
-//! porter: live certificate reload under load (in-place rewrite, certbot's symlink swap, added,
-//! removed), protocol versions (TLS 1.0/1.1 refused with a real OpenSSL client; `min_version:
+//! porter: protocol versions (TLS 1.0/1.1 refused with a real OpenSSL client; `min_version:
 //! "1.3"`), HSTS, the 421 rule with HTTP/2 connection coalescing, and the certs folder as users
 //! fill it (certbot, lego, PKCS#1 and SEC1 keys from OpenSSL, broken files) including `porter
-//! check`.
-//!
-//! The TLS helpers at the top are shared with `acme.rs`.
+//! check`. Live reload under load is in `tls_reload.rs`, the TLS clients in `tls_client.rs`.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme, SupportedProtocolVersion};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 use crate::harness::*;
-
-// ---------------------------------------------------------------------------
-// TLS client helpers
-// ---------------------------------------------------------------------------
-
-/// Accepts any server certificate (test certificates are self-signed or from
-/// a throwaway CA): these tests check *which* certificate porter serves. The
-/// handshake signature is still verified, so the key really matches.
-#[derive(Debug)]
-pub(crate) struct AcceptAny;
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &signature_algorithms())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &signature_algorithms())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signature_algorithms().supported_schemes()
-    }
-}
-
-/// The handshake signatures aws-lc-rs (porter's provider) verifies.
-fn signature_algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
-    rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms
-}
-
-pub(crate) static TLS12_AND_13: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
-
-/// A rustls client config with the given versions and ALPN, trusting anything,
-/// and with session resumption off: every handshake is a full one, so it shows
-/// the certificate porter chooses *now* (a resumed session would not).
-pub(crate) fn tls_config(versions: &[&'static SupportedProtocolVersion], alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny))
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
-
-/// TCP + TLS handshake to `addr` with SNI `sni`.
-pub(crate) async fn tls_connect(
-    addr: SocketAddr,
-    sni: &str,
-    config: Arc<ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(sni.to_string()).unwrap();
-    tokio_rustls::TlsConnector::from(config).connect(name, tcp).await
-}
-
-/// The leaf certificate (DER) of an established TLS connection.
-pub(crate) fn peer_leaf(tls: &TlsStream<TcpStream>) -> Vec<u8> {
-    tls.get_ref().1.peer_certificates().expect("server sent certificates")[0].to_vec()
-}
-
-/// The leaf certificate porter serves for `sni` right now (a fresh full handshake).
-pub(crate) async fn served_leaf(addr: SocketAddr, sni: &str) -> Vec<u8> {
-    let tls = tls_connect(addr, sni, tls_config(&TLS12_AND_13, &[b"http/1.1"]))
-        .await
-        .unwrap_or_else(|e| panic!("TLS handshake for {sni}: {e}"));
-    peer_leaf(&tls)
-}
-
-/// Polls (fresh handshakes every 50 ms) until porter serves `want` for `sni`,
-/// or panics after `within`. Returns how long it took.
-pub(crate) async fn wait_for_leaf(addr: SocketAddr, sni: &str, want: &[u8], within: Duration, what: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        if served_leaf(addr, sni).await == want {
-            let took = start.elapsed();
-            eprintln!("timing: {what}: served after {took:?}");
-            return took;
-        }
-        assert!(start.elapsed() < within, "{what}: not served for SNI {sni} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The DER of the first certificate in a PEM file.
-pub(crate) fn first_cert_der(path: &Path) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_file_iter(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .next()
-        .unwrap_or_else(|| panic!("no certificate in {}", path.display()))
-        .unwrap()
-        .to_vec()
-}
-
-/// An HTTP/1.1 keep-alive connection to porter over TLS, held open across changes.
-struct KeepAlive {
-    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
-    leaf: Vec<u8>,
-    host: String,
-}
-
-impl KeepAlive {
-    async fn open(addr: SocketAddr, sni: &str) -> KeepAlive {
-        let tls = tls_connect(addr, sni, tls_config(&TLS12_AND_13, &[b"http/1.1"])).await.unwrap();
-        let leaf = peer_leaf(&tls);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
-        tokio::spawn(conn);
-        KeepAlive { sender, leaf, host: format!("{sni}:{}", addr.port()) }
-    }
-
-    /// One GET on this very connection (hyper's http1 sender never reconnects).
-    async fn get(&mut self, path: &str) -> u16 {
-        self.sender.ready().await.expect("keep-alive connection still open");
-        let request = hyper::Request::get(path).header("host", &self.host).body(Empty::new()).unwrap();
-        let response = self.sender.send_request(request).await.expect("request on the kept-alive connection");
-        let status = response.status().as_u16();
-        response.into_body().collect().await.unwrap();
-        status
-    }
-}
+use crate::tls_client::*;
 
 // ---------------------------------------------------------------------------
 // Certificates
 // ---------------------------------------------------------------------------
 
 /// A throwaway CA, so chains look like real ones (leaf + intermediate).
-struct TestCa {
+pub(crate) struct TestCa {
     issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
 impl TestCa {
-    fn new(cn: &str) -> TestCa {
+    pub(crate) fn new(cn: &str) -> TestCa {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.distinguished_name.push(rcgen::DnType::CommonName, cn);
@@ -188,7 +35,7 @@ impl TestCa {
     }
 
     /// (fullchain PEM, key PEM, leaf DER) for `names`.
-    fn issue(&self, names: &[&str]) -> (String, String, Vec<u8>) {
+    pub(crate) fn issue(&self, names: &[&str]) -> (String, String, Vec<u8>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let cert = params.signed_by(&key, &*self.issuer).unwrap();
@@ -208,7 +55,7 @@ fn expiring_cert(dir: &Path, stem: &str, names: &[&str], days: u64) -> Vec<u8> {
     cert.der().to_vec()
 }
 
-fn write(path: &Path, text: impl AsRef<[u8]>) {
+pub(crate) fn write(path: &Path, text: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
@@ -253,219 +100,17 @@ fn config(extra: &str, backend: &Backend) -> String {
     )
 }
 
-async fn porter_with(dir: tempfile::TempDir, extra: &str) -> (TestPorter, Backend) {
+pub(crate) async fn porter_with(dir: tempfile::TempDir, extra: &str) -> (TestPorter, Backend) {
     let backend = Backend::start("a").await;
     let yaml = config(extra, &backend);
     (TestPorter::start_in(dir, &yaml).await, backend)
 }
 
-fn certs_tempdir() -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn certs_tempdir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     (dir, certs)
-}
-
-// ---------------------------------------------------------------------------
-// 1. Live reload under load
-// ---------------------------------------------------------------------------
-
-/// What the client loops saw.
-#[derive(Default)]
-struct Seen {
-    /// Leaf served to each fresh connection, in order, with when the request ended.
-    fresh: Vec<(Instant, Vec<u8>)>,
-    pooled: usize,
-    failures: Vec<String>,
-}
-
-/// Two client loops against porter: one opens a new connection (and full
-/// handshake) per request, one reuses a pooled HTTP/2 keep-alive connection.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, sni: &str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let url = format!("https://{sni}:{}/", addr.port());
-        let mut tasks = Vec::new();
-        {
-            let (stop, seen, url, sni) = (stop.clone(), seen.clone(), url.clone(), sni.to_string());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    // A new client: a new connection and a full handshake (own session cache).
-                    let client = client_for(addr, &[&sni]);
-                    match client.get(&url).send().await {
-                        Ok(r) if r.status() == 200 => {
-                            let tls = r.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
-                            let leaf = tls.peer_certificate().unwrap().to_vec();
-                            match r.bytes().await {
-                                Ok(_) => seen.lock().unwrap().fresh.push((Instant::now(), leaf)),
-                                Err(e) => seen.lock().unwrap().failures.push(format!("fresh body: {e:?}")),
-                            }
-                        }
-                        Ok(r) => seen.lock().unwrap().failures.push(format!("fresh: status {}", r.status())),
-                        Err(e) => seen.lock().unwrap().failures.push(format!("fresh: {e:?}")),
-                    }
-                }
-            }));
-        }
-        {
-            let (stop, seen, sni) = (stop.clone(), seen.clone(), sni.to_string());
-            tasks.push(tokio::spawn(async move {
-                let client = client_for(addr, &[&sni]);
-                while !stop.load(Ordering::SeqCst) {
-                    match client.get(&url).send().await {
-                        Ok(r) if r.status() == 200 && r.version() == reqwest::Version::HTTP_2 => {
-                            match r.bytes().await {
-                                Ok(_) => seen.lock().unwrap().pooled += 1,
-                                Err(e) => seen.lock().unwrap().failures.push(format!("pooled body: {e:?}")),
-                            }
-                        }
-                        Ok(r) => {
-                            seen.lock().unwrap().failures.push(format!("pooled: {} {:?}", r.status(), r.version()))
-                        }
-                        Err(e) => seen.lock().unwrap().failures.push(format!("pooled: {e:?}")),
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }));
-        }
-        Load { stop, seen, tasks }
-    }
-
-    /// Waits until a fresh connection was served `want`; returns the time since `since`.
-    async fn wait_for(&self, want: &[u8], since: Instant, within: Duration) -> Duration {
-        loop {
-            if let Some((at, _)) = self.seen.lock().unwrap().fresh.iter().find(|(at, leaf)| *at > since && leaf == want)
-            {
-                return *at - since;
-            }
-            assert!(since.elapsed() < within, "the new certificate was not served within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn finish(self) -> Seen {
-        self.stop.store(true, Ordering::SeqCst);
-        for task in self.tasks {
-            task.await.unwrap();
-        }
-        Arc::try_unwrap(self.seen).ok().unwrap().into_inner().unwrap()
-    }
-}
-
-/// Runs load against `sni`, applies `swap` (which returns the new leaf DER) and
-/// checks: every request succeeded, the new certificate reached new connections
-/// within 5 s and never went back, and a keep-alive connection opened before
-/// the swap still serves requests after it.
-async fn reload_under_load(p: &TestPorter, sni: &str, old: &[u8], swap: impl FnOnce() -> Vec<u8>, what: &str) {
-    let addr = p.https.unwrap();
-    assert_eq!(served_leaf(addr, sni).await, old, "the old certificate is served before the swap");
-    let mut kept = KeepAlive::open(addr, sni).await;
-    assert_eq!(kept.get("/before").await, 200);
-
-    let load = Load::start(addr, sni);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let swap_started = Instant::now();
-    let new = swap();
-    assert_ne!(new, old);
-    let took = load.wait_for(&new, swap_started, Duration::from_secs(5)).await;
-    eprintln!("timing: {what}: new certificate served to new connections {took:?} after the swap");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let seen = load.finish().await;
-
-    assert!(seen.failures.is_empty(), "requests failed during the swap: {:?}", seen.failures);
-    assert!(
-        seen.fresh.len() >= 10 && seen.pooled >= 10,
-        "too little load: {} fresh, {} pooled",
-        seen.fresh.len(),
-        seen.pooled
-    );
-    let first_new = seen.fresh.iter().position(|(_, leaf)| *leaf == new).unwrap();
-    assert!(seen.fresh[..first_new].iter().all(|(_, leaf)| leaf == old), "only the old certificate before");
-    assert!(seen.fresh[first_new..].iter().all(|(_, leaf)| *leaf == new), "the old certificate came back");
-    eprintln!("load: {} fresh connections, {} pooled HTTP/2 requests, 0 failures", seen.fresh.len(), seen.pooled);
-
-    // The connection opened before the swap carries on, with the certificate it was given.
-    assert_eq!(kept.get("/after").await, 200);
-    assert_eq!(kept.leaf, old);
-    assert_eq!(served_leaf(addr, sni).await, new);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewed_in_place_under_load() {
-    let (dir, certs) = certs_tempdir();
-    write_cert(&certs, "default", &["other.example.com"]);
-    let old = write_cert(&certs, "site.example.com", &["site.example.com"]);
-    let (p, _b) = porter_with(dir, "").await;
-    // Overwritten in place, certificate then key, like `cp` or a hand edit: the
-    // scanner may see the new certificate with the old key in between.
-    let swap = || write_cert(&certs, "site.example.com", &["site.example.com"]);
-    reload_under_load(&p, "site.example.com", &old, swap, "in-place rewrite").await;
-    p.stop().await;
-}
-
-#[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certbot_symlink_swap_under_load() {
-    use std::os::unix::fs::symlink;
-    let (dir, certs) = certs_tempdir();
-    let ca = TestCa::new("porter test certbot CA");
-    let le = certs.join("letsencrypt");
-    let (archive, live) = (le.join("archive/site.example.com"), le.join("live/site.example.com"));
-    let (chain, key, old) = ca.issue(&["site.example.com"]);
-    write(&archive.join("fullchain1.pem"), chain);
-    write(&archive.join("privkey1.pem"), key);
-    std::fs::create_dir_all(&live).unwrap();
-    for name in ["fullchain", "privkey"] {
-        symlink(format!("../../archive/site.example.com/{name}1.pem"), live.join(format!("{name}.pem"))).unwrap();
-    }
-    write(&live.join("README"), "certbot's README\n");
-    write_cert(&certs, "default", &["other.example.com"]);
-    let (p, _b) = porter_with(dir, "").await;
-
-    let swap = || {
-        // What `certbot renew` does: new files in archive/, then each live/ link
-        // replaced atomically (a new link renamed over the old one).
-        let (chain, key, new) = ca.issue(&["site.example.com"]);
-        write(&archive.join("fullchain2.pem"), chain);
-        write(&archive.join("privkey2.pem"), key);
-        for name in ["fullchain", "privkey"] {
-            let tmp = live.join(format!("{name}.pem.new"));
-            symlink(format!("../../archive/site.example.com/{name}2.pem"), &tmp).unwrap();
-            std::fs::rename(&tmp, live.join(format!("{name}.pem"))).unwrap();
-        }
-        new
-    };
-    reload_under_load(&p, "site.example.com", &old, swap, "certbot symlink swap").await;
-    p.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn added_certificate_is_served_and_removed_one_is_not() {
-    let (dir, certs) = certs_tempdir();
-    let default = write_cert(&certs, "default", &["other.example.com"]);
-    let (p, _b) = porter_with(dir, "").await;
-    let addr = p.https.unwrap();
-    assert_eq!(served_leaf(addr, "new.example.com").await, default);
-
-    let new = write_cert(&certs, "new.example.com", &["new.example.com"]);
-    wait_for_leaf(addr, "new.example.com", &new, Duration::from_secs(5), "added certificate").await;
-    let mut kept = KeepAlive::open(addr, "new.example.com").await;
-    assert_eq!(kept.leaf, new);
-    assert_eq!(kept.get("/").await, 200);
-
-    std::fs::remove_file(certs.join("new.example.com.crt")).unwrap();
-    std::fs::remove_file(certs.join("new.example.com.key")).unwrap();
-    wait_for_leaf(addr, "new.example.com", &default, Duration::from_secs(5), "removed certificate").await;
-    // Removing the files does not drop connections made with them.
-    assert_eq!(kept.get("/").await, 200);
-    p.stop().await;
 }
 
 // ---------------------------------------------------------------------------

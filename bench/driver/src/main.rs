@@ -30,17 +30,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod h3;
+mod idle;
 mod rate;
+mod tally;
+mod tls;
 
 use clap::{Parser, Subcommand};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, HandshakeKind, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::HandshakeKind;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use tally::{gather, print_tally, Tally};
+use tls::{tls_parts, NoVerify};
 
 #[derive(Parser)]
 #[command(about = "porter bench load driver")]
@@ -153,62 +156,6 @@ enum Cmd {
     },
 }
 
-/// Accepts any certificate and signature: load generator only.
-#[derive(Debug)]
-struct NoVerify(Vec<SignatureScheme>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.clone()
-    }
-}
-
-fn tls_connector(resume: bool, kx: Kx) -> io::Result<TlsConnector> {
-    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
-    let mut provider = default_provider();
-    provider.kx_groups = match kx {
-        Kx::Pq => vec![kx_group::X25519MLKEM768, kx_group::X25519],
-        Kx::X25519 => vec![kx_group::X25519],
-    };
-    let provider = Arc::new(provider);
-    let schemes = provider.signature_verification_algorithms.supported_schemes();
-    let mut config = rustls::ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoVerify(schemes)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = if resume { Resumption::in_memory_sessions(1024) } else { Resumption::disabled() };
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -251,16 +198,6 @@ fn request_bytes(target: &Target, close: bool) -> Vec<u8> {
     .into_bytes()
 }
 
-fn tls_parts(target: &Target, resume: bool) -> io::Result<Option<(TlsConnector, ServerName<'static>)>> {
-    match &target.sni {
-        None => Ok(None),
-        Some(sni) => {
-            let name = ServerName::try_from(sni.clone()).map_err(io::Error::other)?;
-            Ok(Some((tls_connector(resume, target.kx)?, name)))
-        }
-    }
-}
-
 fn is_200(head: &[u8]) -> bool {
     head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200")
 }
@@ -283,17 +220,6 @@ async fn one_closed(
         Err(e) => return Err(e),
     }
     Ok((is_200(buf), hs))
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    non200: u64,
-    errors: u64,
-    resumed: u64,
-    pq: u64,
-    lat_us: Vec<u32>,
-    first_error: Option<String>,
 }
 
 async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: bool) -> io::Result<()> {
@@ -345,72 +271,6 @@ async fn run_connect(target: Target, concurrency: usize, duration: f64, resume: 
     Ok(())
 }
 
-/// The tallies of every worker task, added up.
-async fn gather(handles: Vec<tokio::task::JoinHandle<Tally>>) -> io::Result<Tally> {
-    let mut all = Tally::default();
-    for h in handles {
-        let t = h.await.map_err(io::Error::other)?;
-        all.ok += t.ok;
-        all.non200 += t.non200;
-        all.errors += t.errors;
-        all.resumed += t.resumed;
-        all.pq += t.pq;
-        all.lat_us.extend(t.lat_us);
-        if all.first_error.is_none() {
-            all.first_error = t.first_error;
-        }
-    }
-    Ok(all)
-}
-
-/// Prints a run's figures as one JSON line (the harness reads the last line).
-fn print_tally(mut all: Tally, elapsed: f64) {
-    all.lat_us.sort_unstable();
-    let pct = |p: f64| -> u32 {
-        if all.lat_us.is_empty() {
-            return 0;
-        }
-        let i = ((all.lat_us.len() as f64 - 1.0) * p).round() as usize;
-        all.lat_us[i]
-    };
-    let mean = if all.lat_us.is_empty() {
-        0.0
-    } else {
-        all.lat_us.iter().map(|&v| v as f64).sum::<f64>() / all.lat_us.len() as f64
-    };
-    println!(
-        "{{\"requests\":{},\"non200\":{},\"errors\":{},\"resumed\":{},\"pq\":{},\"elapsed_s\":{:.3},\"rps\":{:.1},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{:.1},\"first_error\":{}}}",
-        all.ok,
-        all.non200,
-        all.errors,
-        all.resumed,
-        all.pq,
-        elapsed,
-        all.ok as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        mean,
-        json_str(all.first_error.as_deref()),
-    );
-}
-
-fn json_str(s: Option<&str>) -> String {
-    match s {
-        None => "null".into(),
-        Some(s) => {
-            let esc: String = s
-                .chars()
-                .map(|c| match c {
-                    '"' | '\\' => format!("\\{c}"),
-                    c if (c as u32) < 0x20 => " ".into(),
-                    c => c.to_string(),
-                })
-                .collect();
-            format!("\"{esc}\"")
-        }
-    }
-}
-
 /// Reads one HTTP/1.1 response (Content-Length or chunked) and leaves the
 /// connection open.
 async fn read_one_response(stream: &mut BufReader<Box<dyn Io>>) -> io::Result<bool> {
@@ -456,62 +316,6 @@ async fn read_one_response(stream: &mut BufReader<Box<dyn Io>>) -> io::Result<bo
     Ok(ok)
 }
 
-async fn run_idle(target: Target, count: usize, concurrency: usize, hold: f64) -> io::Result<()> {
-    let tls = Arc::new(tls_parts(&target, false)?);
-    let req: Arc<[u8]> = request_bytes(&target, false).into();
-    let target = Arc::new(target);
-    let timeout = Duration::from_secs_f64(target.timeout);
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let start = Instant::now();
-    let mut handles = Vec::with_capacity(count);
-    for _ in 0..count {
-        let permit = sem.clone().acquire_owned().await.map_err(io::Error::other)?;
-        let (tls, req, target) = (tls.clone(), req.clone(), target.clone());
-        handles.push(tokio::spawn(async move {
-            let r = tokio::time::timeout(timeout, async {
-                let (mut stream, _) = open(&target, tls.as_ref().as_ref()).await?;
-                stream.write_all(&req).await?;
-                let mut reader = BufReader::with_capacity(1024, stream);
-                let ok = read_one_response(&mut reader).await?;
-                Ok::<_, io::Error>((reader, ok))
-            })
-            .await;
-            drop(permit);
-            match r {
-                Ok(Ok((s, true))) => Ok(s),
-                Ok(Ok((_, false))) => Err("non-200".to_string()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("timeout".to_string()),
-            }
-        }));
-    }
-    let mut held = Vec::with_capacity(count);
-    let mut errors = 0u64;
-    let mut first_error = None;
-    for h in handles {
-        match h.await.map_err(io::Error::other)? {
-            Ok(s) => held.push(s),
-            Err(e) => {
-                errors += 1;
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    println!(
-        "READY {{\"open\":{},\"errors\":{},\"open_s\":{:.3},\"first_error\":{}}}",
-        held.len(),
-        errors,
-        start.elapsed().as_secs_f64(),
-        json_str(first_error.as_deref())
-    );
-    let mut stdin = BufReader::new(tokio::io::stdin());
-    let mut line = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs_f64(hold), stdin.read_line(&mut line)).await;
-    drop(held);
-    println!("DONE");
-    Ok(())
-}
-
 fn main() {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -527,7 +331,7 @@ fn main() {
             Cmd::H3Handshakes { target, concurrency, duration } => {
                 h3::run_handshakes(target, concurrency, duration).await
             }
-            Cmd::Idle { target, count, concurrency, hold } => run_idle(target, count, concurrency, hold).await,
+            Cmd::Idle { target, count, concurrency, hold } => idle::run(target, count, concurrency, hold).await,
         }
     });
     if let Err(e) = r {

@@ -1,6 +1,7 @@
 //! Reading a request head (within `header_read_timeout`, with no buffer held
 //! while idle) and answering one that is refused.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -18,41 +19,46 @@ use crate::shutdown::DrainWatch;
 
 /// Waits for and reads the next request head. `new_since`: the accept time,
 /// for a new connection's first head.
-pub(super) async fn next_head(
-    reader: &mut Reader,
-    settings: &Settings,
+// Not an async fn, like `serve`: its future is held while idle, and an async fn's
+// would keep its arguments twice.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn next_head<'a>(
+    reader: &'a mut Reader,
+    settings: &'a Settings,
     new_since: Option<Instant>,
-    drain: &mut DrainWatch,
-    wait_timer: &mut Option<Pin<Box<Sleep>>>,
-) -> NextHead {
-    let pipelined = reader.buf.as_ref().is_some_and(|b| !b.is_empty());
-    if !pipelined {
-        // Idle: hold no buffer while waiting.
-        if let Some(buf) = reader.buf.take() {
-            give_back(buf);
-        }
-        let wait_until = match new_since {
-            Some(since) => since + settings.header_read_timeout,
-            None => Instant::now() + settings.idle_timeout,
-        };
-        let timer = wait_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wait_until)));
-        timer.as_mut().reset(wait_until);
-        tokio::select! {
-            biased;
-            ready = reader.io.readable() => {
-                if ready.is_err() {
-                    return NextHead::Closed;
-                }
+    drain: &'a mut DrainWatch,
+    wait_timer: &'a mut Option<Pin<Box<Sleep>>>,
+) -> impl Future<Output = NextHead> + Send + 'a {
+    async move {
+        let pipelined = reader.buf.as_ref().is_some_and(|b| !b.is_empty());
+        if !pipelined {
+            // Idle: hold no buffer while waiting.
+            if let Some(buf) = reader.buf.take() {
+                give_back(buf);
             }
-            _ = timer.as_mut() => return NextHead::Closed,
-            // A new connection is owed its first answer (its request may be on the way:
-            // accepted just before an upgrade handed the listener over); an idle
-            // keep-alive one closes now, and its client retries on a new connection.
-            _ = drain.signalled(), if new_since.is_none() => return NextHead::Closed,
+            let wait_until = match new_since {
+                Some(since) => since + settings.header_read_timeout,
+                None => Instant::now() + settings.idle_timeout,
+            };
+            let timer = wait_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wait_until)));
+            timer.as_mut().reset(wait_until);
+            tokio::select! {
+                biased;
+                ready = reader.io.readable() => {
+                    if ready.is_err() {
+                        return NextHead::Closed;
+                    }
+                }
+                _ = timer.as_mut() => return NextHead::Closed,
+                // A new connection is owed its first answer (its request may be on the way:
+                // accepted just before an upgrade handed the listener over); an idle
+                // keep-alive one closes now, and its client retries on a new connection.
+                _ = drain.signalled(), if new_since.is_none() => return NextHead::Closed,
+            }
         }
+        let deadline = new_since.unwrap_or_else(Instant::now) + settings.header_read_timeout;
+        Box::pin(read_head(reader, settings, deadline)).await
     }
-    let deadline = new_since.unwrap_or_else(Instant::now) + settings.header_read_timeout;
-    Box::pin(read_head(reader, settings, deadline)).await
 }
 
 /// Reads until a whole head is in the buffer, or `deadline`.

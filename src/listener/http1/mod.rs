@@ -70,61 +70,79 @@ enum NextHead {
     Refused(HeadError),
 }
 
-pub(crate) async fn serve<F, Fut>(io: ClientIo, settings: Settings, mut drain: DrainWatch, handler: F)
+/// The connection's future. A plain fn around an async block rather than an async
+/// fn, which would keep its arguments twice for the connection's life (as passed and
+/// as moved into its body); the stream is split before, so the unsplit one is not
+/// kept either.
+pub(crate) fn serve<F, Fut>(
+    io: ClientIo,
+    settings: Settings,
+    mut drain: DrainWatch,
+    handler: F,
+) -> impl Future<Output = ()>
 where
     F: Fn(Request<ClientBody>, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,
 {
     let started = Instant::now();
     let (read, mut write) = split(io);
-    let mut reader = Some(Reader { io: read, buf: None });
-    let mut first = true;
-    // One timer for every wait between requests, moved on rather than made anew:
-    // moving a registered timer later costs an atomic store, making one a trip
-    // through the timer wheel (boxed: the task holds it idle too).
-    let mut wait_timer: Option<Pin<Box<Sleep>>> = None;
-    // The task holds this loop's state for the connection's life, idle or not:
-    // everything a request needs lives in `exchange`'s boxed future instead.
-    while let Some(home) = reader.as_mut() {
-        let hsts = settings.hsts.as_ref();
-        // The head goes straight into the boxed exchange, in this one statement: a head
-        // held in a local across a later await would sit in the task's state for good.
-        let exchanging = {
-            let next = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await {
-                NextHead::Head(head) => {
-                    Ok(Box::pin(exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)))
+    async move {
+        let mut reader = Some(Reader { io: read, buf: None });
+        let mut first = true;
+        // One timer for every wait between requests, moved on rather than made anew:
+        // moving a registered timer later costs an atomic store, making one a trip
+        // through the timer wheel (boxed: the task holds it idle too).
+        let mut wait_timer: Option<Pin<Box<Sleep>>> = None;
+        // The task holds this loop's state for the connection's life, idle or not:
+        // everything a request needs lives in `exchange`'s boxed future instead.
+        while let Some(home) = reader.as_mut() {
+            let hsts = settings.hsts.as_ref();
+            // The head goes straight into the boxed exchange, in this one statement: a head
+            // held in a local across a later await would sit in the task's state for good.
+            let exchanging = {
+                let next = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await
+                {
+                    NextHead::Head(head) => Ok(Box::pin(exchange(
+                        head,
+                        &mut reader,
+                        &mut write,
+                        &handler,
+                        &drain,
+                        settings.body_timeout,
+                        hsts,
+                    ))),
+                    NextHead::Closed => break,
+                    NextHead::TimedOut => {
+                        tracing::debug!("request head not complete within header_read_timeout: 408");
+                        Err((StatusCode::REQUEST_TIMEOUT, "408 Request Timeout: request headers took too long\n"))
+                    }
+                    NextHead::Refused(error) => Err(refusal(error)),
+                };
+                match next {
+                    Ok(exchanging) => exchanging,
+                    Err((status, message)) => {
+                        // Holds no exchange (that borrows the connection), but its type does.
+                        drop(next);
+                        Box::pin(refuse(&mut write, reader.take(), status, message, hsts)).await;
+                        return;
+                    }
                 }
-                NextHead::Closed => break,
-                NextHead::TimedOut => {
-                    tracing::debug!("request head not complete within header_read_timeout: 408");
-                    Err((StatusCode::REQUEST_TIMEOUT, "408 Request Timeout: request headers took too long\n"))
-                }
-                NextHead::Refused(error) => Err(refusal(error)),
             };
-            match next {
-                Ok(exchanging) => exchanging,
-                Err((status, message)) => {
-                    // Holds no exchange (that borrows the connection), but its type does.
-                    drop(next);
-                    Box::pin(refuse(&mut write, reader.take(), status, message, hsts)).await;
+            first = false;
+            let after = exchanging.await;
+            match after {
+                After::KeepAlive => {}
+                After::Close => break,
+                After::Gone => return,
+                After::Tunnel(tunnel, Reader { io: read, buf }) => {
+                    let Some(client) = unsplit(read, write) else { return };
+                    Box::pin(tunnel.run(client, buf.unwrap_or_default())).await;
                     return;
                 }
             }
-        };
-        first = false;
-        let after = exchanging.await;
-        match after {
-            After::KeepAlive => {}
-            After::Close => break,
-            After::Gone => return,
-            After::Tunnel(tunnel, Reader { io: read, buf }) => {
-                let Some(client) = unsplit(read, write) else { return };
-                Box::pin(tunnel.run(client, buf.unwrap_or_default())).await;
-                return;
-            }
         }
+        let _ = write.shutdown().await;
     }
-    let _ = write.shutdown().await;
 }
 
 /// What the connection does after an exchange.
@@ -249,7 +267,9 @@ async fn come_home(receive: oneshot::Receiver<Returned>) -> Option<Returned> {
 #[cfg(test)]
 mod tests {
     /// The connection's task holds this future for the connection's life, idle
-    /// or not: per-request work is boxed so it stays small (idle memory).
+    /// or not: per-request work is boxed so it stays small (idle memory, at most
+    /// 2 KiB per idle plain connection: docs/benchmarks.md). Measured in a debug
+    /// build with a handler holding two `Arc`s, as the listeners' handlers do.
     #[tokio::test]
     async fn the_connection_future_stays_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -264,10 +284,13 @@ mod tests {
             keep_underscores: false,
             hsts: None,
         };
-        let serve = super::serve(io, settings, drain.watch(), |_request, _fields| async {
-            http::Response::new(crate::upstream::ResponseBody::empty())
+        let (context, snapshot) = (std::sync::Arc::new(1u64), std::sync::Arc::new(2u64));
+        let serve = super::serve(io, settings, drain.watch(), move |_request, _raw| {
+            let _held = (context.clone(), snapshot.clone());
+            async { http::Response::new(crate::upstream::ResponseBody::empty()) }
         });
         let size = std::mem::size_of_val(&serve);
-        assert!(size < 1024, "serve future is {size} bytes");
+        eprintln!("serve future: {size} bytes");
+        assert!(size <= 576, "serve future is {size} bytes");
     }
 }
