@@ -32,9 +32,9 @@
 //! - `porter`: the life cycle: start, reload, drain, stop
 //! - `fuzzing`: entry points for the fuzz targets (test and fuzz builds only)
 
-// `forbid(unsafe_code)` wherever no unsafe is needed: the unsafe left is in
-// `sys` (file descriptors), http1 (spans already validated) and upstream's client
-// (the same).
+// `forbid(unsafe_code)` wherever no unsafe is needed: the unsafe left is in two
+// helpers, `sys` (file descriptors) and `http1::unchecked` (values and spans
+// httparse validated); `http1` forbids it in its other files.
 #[forbid(unsafe_code)]
 pub(crate) mod access_log;
 #[forbid(unsafe_code)]
@@ -76,6 +76,7 @@ pub(crate) mod stats;
 pub(crate) mod sys;
 #[forbid(unsafe_code)]
 pub(crate) mod tls;
+#[forbid(unsafe_code)]
 pub(crate) mod upstream;
 
 // The public surface, all of it: the life cycle and the configuration, and

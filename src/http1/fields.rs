@@ -10,7 +10,7 @@
 //! `proxy::headers::strip_hop_by_hop`).
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 
 use super::request::Span;
 
@@ -103,9 +103,7 @@ pub(crate) fn to_header_map(head: &Bytes, spans: &[Span], drop_length: bool) -> 
         // httparse and `http` accept the same token characters; a name one of them
         // refused could not have got here.
         let Ok(name) = HeaderName::from_bytes(name) else { continue };
-        // SAFETY: httparse accepted these bytes as a field value.
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(span.value())) };
-        map.append(name, value);
+        map.append(name, super::unchecked::parsed_value(head, span.value()));
     }
     map
 }

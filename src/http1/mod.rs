@@ -10,14 +10,22 @@
 //! - `fields`: a server's response fields kept as bytes, written back without a map;
 //! - `view`: a client's request fields kept as bytes, read by every phase through one interface;
 //! - `response`: a response head and its framing;
+//! - `unchecked`: the two unchecked steps (values and spans httparse validated), the only unsafe here;
 //!
 //! The request body streamed from a client connection is `body::http1`; the
 //! connection's stream and the read-buffer pool are `net::io`.
 
+#[forbid(unsafe_code)]
 pub(crate) mod chunked;
 #[cfg(any(test, feature = "fuzzing"))]
+#[forbid(unsafe_code)]
 pub(crate) mod differential;
+#[forbid(unsafe_code)]
 pub(crate) mod fields;
+#[forbid(unsafe_code)]
 pub(crate) mod request;
+#[forbid(unsafe_code)]
 pub(crate) mod response;
+pub(crate) mod unchecked;
+#[forbid(unsafe_code)]
 pub(crate) mod view;

@@ -25,6 +25,7 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use http::{Method, Request, Uri, Version};
 
+use super::unchecked::Filled;
 use super::view::{Name, RawRequest};
 
 /// Fields per head, as in hyper.
@@ -96,20 +97,17 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool)
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let path_range = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
     // Left uninitialised past `count`: zeroing 100 spans would cost more than the parse.
-    let mut spans: [MaybeUninit<Span>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut spans: Filled<Span, MAX_FIELDS> = Filled::new();
     let count = req.headers.len();
-    for (span, field) in spans.iter_mut().zip(req.headers.iter()) {
-        span.write(Span::of(offset(field.name.as_bytes()), field.name.len(), offset(field.value), field.value.len()));
+    for field in req.headers.iter() {
+        spans.push(Span::of(offset(field.name.as_bytes()), field.name.len(), offset(field.value), field.value.len()));
     }
+    let spans = spans.as_slice();
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| HeadError::Malformed)?;
     // One scan of the fields' bytes (memchr) decides whether any name needs a look
     // for `_`: a head without one anywhere in its fields pays nothing more.
-    let fields_start = match count {
-        0 => len,
-        // SAFETY: the first span was written above (count > 0).
-        _ => unsafe { spans[0].assume_init_ref() }.name().start,
-    };
+    let fields_start = spans.first().map_or(len, |span| span.name().start);
     let drop_underscores = !keep_underscores && head[fields_start..].contains(&b'_');
 
     let mut fields = RawRequest::new(head.clone(), count);
@@ -119,9 +117,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool)
     let mut te_trailers = false;
     let mut length: Option<u64> = None;
     let mut codings = Codings::default();
-    for span in &spans[..count] {
-        // SAFETY: the first `count` spans were written above.
-        let span = unsafe { span.assume_init_ref() };
+    for span in spans {
         if drop_underscores && head[span.name()].contains(&b'_') {
             continue;
         }

@@ -163,9 +163,8 @@ impl RawRequest {
     /// A value as a `HeaderValue` sharing the head's bytes (no copy).
     pub(crate) fn shared(&self, value: &[u8]) -> HeaderValue {
         let start = value.as_ptr() as usize - self.head.as_ptr() as usize;
-        // SAFETY: every value is a slice of `head` that httparse accepted as a field
-        // value: visible ASCII, obs-text, space and tab only, which HeaderValue allows.
-        unsafe { HeaderValue::from_maybe_shared_unchecked(self.head.slice(start..start + value.len())) }
+        // Every value is a slice of `head` that httparse accepted as a field value.
+        super::unchecked::parsed_value(&self.head, start..start + value.len())
     }
 
     /// The fields as a map, exactly as the parser made one before it kept bytes:

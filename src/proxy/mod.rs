@@ -206,7 +206,10 @@ async fn proxy<'r>(
             let vars = &**vars_out.insert(Box::new(vars));
             if let Some(policy) = policy {
                 let Incoming { request, raw, drop_authorization, .. } = &mut incoming;
-                if let Some(answer) = policy.check(request, raw.as_ref(), drop_authorization, vars).await {
+                // Boxed: rate limits, auth and forward auth make a future of several KiB,
+                // which inline would be part of (and copied with) every request's future,
+                // plain routes' too.
+                if let Some(answer) = Box::pin(policy.check(request, raw.as_ref(), drop_authorization, vars)).await {
                     return Ok(answered(route, answer, record));
                 }
             }

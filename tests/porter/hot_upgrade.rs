@@ -1,17 +1,22 @@
 //! docs/configuration.md, Command line (SIGUSR2) and docs/deploy.md, Upgrading porter: upgrading
 //! the binary refuses no connection and fails no request. The real binary takes its listening
 //! sockets from systemd socket activation (`LISTEN_FDS`), and hands them to a new process on
-//! SIGUSR2 while a load of new connections runs and a WebSocket stays open on the old process.
+//! SIGUSR2 while a load of new connections runs and a WebSocket stays open on the old process;
+//! HTTP/3's UDP socket is handed over the same way.
 
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::deploy_files::tool_or_skip;
 use crate::harness::*;
+use crate::http3::{h3_yaml, H3Client};
 use crate::lifecycle::{free_port, signal, Running};
 
 /// Collects the child's stderr lines (the old process's and, after an upgrade, the new one's: it inherits the pipe).
@@ -393,5 +398,41 @@ async fn a_failed_upgrade_leaves_the_old_process_serving() {
     assert_eq!(exit_code(old).await, Some(0));
     let r = get(format!("http://127.0.0.1:{port}/after")).await;
     assert_eq!(r.status(), 200);
+    drop(new);
+}
+
+/// docs/deploy.md, Upgrading porter: SIGUSR2 hands the UDP socket to the new binary,
+/// which serves new QUIC connections at once; the old process's QUIC connections are
+/// closed (their next packet gets the new process's stateless reset), not left hanging.
+#[tokio::test]
+async fn sigusr2_hands_the_udp_socket_to_the_new_process() {
+    let backend = Backend::start("web").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(&dir.path().join("certs"), "localhost", &["localhost"]);
+    let port = crate::lifecycle::free_port();
+    let path = dir.path().join("porter.yaml");
+    let yaml = h3_yaml(&[(&backend, 1)], "shutdown_timeout: 5s\n")
+        .replace("https: \"127.0.0.1:0\"", &format!("https: \"127.0.0.1:{port}\""))
+        .replace("certs: certs", &format!("certs: \"{}\"", dir.path().join("certs").display()));
+    std::fs::write(&path, yaml).unwrap();
+    let old = crate::lifecycle::spawn_porter(&path);
+    old.wait_for_line("listening for HTTP/3", Duration::from_secs(10)).await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let url = format!("https://localhost:{port}/");
+    let before = H3Client::connect(addr, "localhost").await;
+    assert_eq!(before.get(&url).await.status(), 200);
+
+    let new = upgrade(&old).await;
+    old.wait_for_line("HTTP/3: UDP socket from the previous porter process", Duration::from_secs(1)).await;
+
+    let after = H3Client::connect(addr, "localhost").await;
+    assert_eq!(after.get(&url).await.status(), 200, "the new process serves HTTP/3 on the same socket");
+    // The old connection does not hang: it is closed (or reset) within moments.
+    let old_request =
+        tokio::time::timeout(Duration::from_secs(10), before.request(Request::get(&url).body(Bytes::new()).unwrap()))
+            .await;
+    assert!(matches!(old_request, Ok(Err(_))), "the old process's QUIC connection was not closed");
+    assert_eq!(exit_code(old).await, Some(0));
+    assert_eq!(after.get(&url).await.status(), 200, "still served after the old process exited");
     drop(new);
 }

@@ -82,18 +82,25 @@ enum Kx {
     X25519,
 }
 
+/// A closed loop of new connections: how many in flight, for how long.
+#[derive(clap::Args)]
+struct ClosedLoop {
+    /// Concurrent connections in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// New connection per request, closed loop, for a fixed duration.
     Connect {
         #[command(flatten)]
         target: Target,
-        /// Concurrent connections in flight.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Seconds to run.
-        #[arg(long, default_value_t = 5.0)]
-        duration: f64,
+        #[command(flatten)]
+        load: ClosedLoop,
         /// Keep and offer TLS sessions (resumption); default: none.
         #[arg(long)]
         resume: bool,
@@ -133,12 +140,8 @@ enum Cmd {
     H3Handshakes {
         #[command(flatten)]
         target: Target,
-        /// Connections in flight.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Seconds to run.
-        #[arg(long, default_value_t = 5.0)]
-        duration: f64,
+        #[command(flatten)]
+        load: ClosedLoop,
     },
     /// Open N keep-alive connections, one request each, hold them idle.
     Idle {
@@ -321,16 +324,12 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let r = rt.block_on(async {
         match cli.cmd {
-            Cmd::Connect { target, concurrency, duration, resume } => {
-                run_connect(target, concurrency, duration, resume).await
-            }
+            Cmd::Connect { target, load, resume } => run_connect(target, load.concurrency, load.duration, resume).await,
             Cmd::Rate { target, rate, connections, duration } => rate::run(target, rate, connections, duration).await,
             Cmd::H3 { target, connections, streams, duration, requests } => {
                 h3::run(target, connections, streams, duration, requests).await
             }
-            Cmd::H3Handshakes { target, concurrency, duration } => {
-                h3::run_handshakes(target, concurrency, duration).await
-            }
+            Cmd::H3Handshakes { target, load } => h3::run_handshakes(target, load.concurrency, load.duration).await,
             Cmd::Idle { target, count, concurrency, hold } => idle::run(target, count, concurrency, hold).await,
         }
     });

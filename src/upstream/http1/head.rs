@@ -12,6 +12,7 @@ use super::SendError;
 use crate::body::RequestBody;
 use crate::http1::fields::{self, Kind, RawFields};
 use crate::http1::request::{has_token, Span, MAX_FIELDS};
+use crate::http1::unchecked::Filled;
 
 /// How a request's body is framed on the wire to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +107,7 @@ pub(super) fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Opti
     let http11 = res.version == Some(1);
     let base = buf.as_ptr() as usize;
     let count = res.headers.len();
-    let mut spans: [MaybeUninit<Span>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut spans: Filled<Span, MAX_FIELDS> = Filled::new();
     let mut keep_alive = http11;
     let mut closing = false;
     let mut length: Option<u64> = None;
@@ -115,10 +116,10 @@ pub(super) fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Opti
     let mut special = 0u32;
     // A Connection header naming other fields: those are stripped from a map.
     let mut names_fields = false;
-    for (i, (span, field)) in spans.iter_mut().zip(res.headers.iter()).enumerate() {
+    for (i, field) in res.headers.iter().enumerate() {
         let name = field.name.as_ptr() as usize - base;
         let value = field.value.as_ptr() as usize - base;
-        span.write(Span::of(name, field.name.len(), value, field.value.len()));
+        spans.push(Span::of(name, field.name.len(), value, field.value.len()));
         let name = field.name.as_bytes();
         let kind = fields::kind(name);
         if matches!(kind, Kind::ContentLength | Kind::HopByHop) && i < fields::MAX_RAW {
@@ -166,8 +167,7 @@ pub(super) fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Opti
             _ => {}
         }
     }
-    // SAFETY: the first `count` spans were written above.
-    let spans = unsafe { std::slice::from_raw_parts(spans.as_ptr().cast::<Span>(), count) };
+    let spans = spans.as_slice();
     let head = buf.split_to(len).freeze();
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;

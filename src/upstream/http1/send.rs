@@ -4,13 +4,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 use http_body::Body;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 
 use super::head::{parse_response, Framing, Parsed};
 use super::stream::ResponseStream;
@@ -261,10 +261,6 @@ async fn read_some(io: &mut ServerIo, buf: &mut BytesMut, want: usize) -> io::Re
 }
 
 pub(super) fn poll_read_into(io: &mut ServerIo, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-    let mut read = ReadBuf::uninit(buf.spare_capacity_mut());
-    ready!(Pin::new(io).poll_read(cx, &mut read))?;
-    let n = read.filled().len();
-    // SAFETY: poll_read initialised and filled the first n spare bytes.
-    unsafe { buf.set_len(buf.len() + n) };
-    Poll::Ready(Ok(n))
+    // Callers reserve room first, so this reads straight into the spare capacity.
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
