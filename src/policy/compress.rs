@@ -20,11 +20,12 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use crate::config::{CompressConfig, Encoding};
+use crate::http1::view::RequestFields;
 use crate::upstream::ResponseBody;
 
 /// One route's compiled `compress:`.
 #[derive(Debug)]
-pub(crate) struct Compress {
+pub struct Compress {
     algorithms: Vec<Encoding>,
     min_size: u64,
     types: Vec<TypePattern>,
@@ -33,7 +34,7 @@ pub(crate) struct Compress {
 
 /// What the request allows, decided before it is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Negotiated {
+pub enum Negotiated {
     /// HEAD or a `Range` request: the answer is left exactly as the server sent it.
     Untouched,
     /// The client accepts none of the route's algorithms: sent as is, with `Vary`.
@@ -75,7 +76,7 @@ impl TypePattern {
 }
 
 impl Compress {
-    pub(crate) fn compile(config: &CompressConfig) -> Compress {
+    pub fn compile(config: &CompressConfig) -> Compress {
         Compress {
             algorithms: config.algorithms.clone(),
             min_size: config.min_size,
@@ -85,15 +86,16 @@ impl Compress {
     }
 
     /// The request's side: the encoding its answer gets, if any. Allocates nothing.
-    pub(crate) fn negotiate(&self, method: &Method, headers: &HeaderMap) -> Negotiated {
-        if *method == Method::HEAD || headers.contains_key(header::RANGE) {
+    pub(crate) fn negotiate<'h>(&self, method: &Method, headers: impl Into<RequestFields<'h>>) -> Negotiated {
+        let headers = headers.into();
+        if *method == Method::HEAD || headers.contains(&header::RANGE) {
             return Negotiated::Untouched;
         }
         // q-values in thousandths, by `Encoding as usize`; `*` stands for any coding not named.
         let mut named: [Option<u16>; 3] = [None; 3];
         let mut star: Option<u16> = None;
-        for value in headers.get_all(header::ACCEPT_ENCODING) {
-            for item in value.as_bytes().split(|&b| b == b',') {
+        for value in headers.get_all(&header::ACCEPT_ENCODING) {
+            for item in value.split(|&b| b == b',') {
                 let mut params = item.split(|&b| b == b';');
                 let coding = params.next().unwrap_or_default().trim_ascii();
                 let mut q = Some(1000);
@@ -134,7 +136,7 @@ impl Compress {
     /// The response's side: `Vary` on answers that could be compressed, and the
     /// encoder on those the client takes compressed. `response`'s fields must be in
     /// its map (not a server's raw fields).
-    pub(crate) fn apply(&self, negotiated: Negotiated, response: &mut Response<ResponseBody>) {
+    pub fn apply(&self, negotiated: Negotiated, response: &mut Response<ResponseBody>) {
         if negotiated == Negotiated::Untouched {
             return;
         }

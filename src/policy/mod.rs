@@ -36,11 +36,12 @@ use http::{HeaderValue, Request, Response, Uri};
 
 use crate::body::ClientBody;
 use crate::config::PolicyConfig;
+use crate::http1::view::{RawRequest, RequestFields};
 use crate::upstream::ResponseBody;
 
 /// One route's compiled policy. Every phase is optional; an absent one costs nothing.
 #[derive(Debug)]
-pub(crate) struct RoutePolicy {
+pub struct RoutePolicy {
     pub access: Option<access::Access>,
     pub rate_limit: Option<rate_limit::RateLimit>,
     pub basic_auth: Option<basic_auth::BasicAuth>,
@@ -54,7 +55,7 @@ pub(crate) struct RoutePolicy {
 impl RoutePolicy {
     /// `None` for a route without policy, so it pays nothing per request.
     /// `config` has been validated: nothing here can fail.
-    pub(crate) fn compile(config: &PolicyConfig, context: &Context<'_>) -> Option<RoutePolicy> {
+    pub fn compile(config: &PolicyConfig, context: &Context<'_>) -> Option<RoutePolicy> {
         if config.is_empty() {
             return None;
         }
@@ -74,20 +75,41 @@ impl RoutePolicy {
         })
     }
 
+    /// Whether the request phases change the request's fields beyond taking
+    /// `Authorization` out (`request_headers`, `forward_auth`): then they need a map.
+    pub fn edits_fields(&self) -> bool {
+        self.request_headers.is_some() || self.forward_auth.is_some()
+    }
+
     /// The phases before the action, in order; `Some` is the answer of the rule that
-    /// stopped the request. `request` may be changed (auth headers taken out).
-    pub(crate) async fn check(&self, request: &mut Request<ClientBody>, vars: &Vars) -> Option<Answer> {
+    /// stopped the request. `request` may be changed (auth headers taken out); its
+    /// fields are `raw` when there are some (no `forward_auth` then: [`edits_fields`](Self::edits_fields)),
+    /// and `drop_authorization` is set when the raw fields' `Authorization` must not go on.
+    pub(crate) async fn check(
+        &self,
+        request: &mut Request<ClientBody>,
+        raw: Option<&RawRequest>,
+        drop_authorization: &mut bool,
+        vars: &Vars,
+    ) -> Option<Answer> {
         if let Some(answer) = self.access.as_ref().and_then(|access| access.check(vars.client_ip)) {
             return Some(answer);
         }
+        let fields = RequestFields::of(request.headers(), raw);
         if let Some(limit) = &self.rate_limit {
-            if let rate_limit::Decision::Limited(wait) = limit.check(vars.client_ip, request.headers()).await {
+            if let rate_limit::Decision::Limited(wait) = limit.check(vars.client_ip, fields).await {
                 return Some(Answer { rule: Rule::RateLimit, response: rate_limit::too_many_requests(wait) });
             }
         }
         if let Some(auth) = &self.basic_auth {
-            if let Err(response) = auth.check(request.headers_mut()).await {
+            if let Err(response) = auth.check(fields).await {
                 return Some(Answer { rule: Rule::BasicAuth, response });
+            }
+            if !auth.forwards_credentials() {
+                match raw {
+                    Some(_) => *drop_authorization = true,
+                    None => _ = request.headers_mut().remove(http::header::AUTHORIZATION),
+                }
             }
         }
         if let Some(auth) = &self.forward_auth {
@@ -100,7 +122,7 @@ impl RoutePolicy {
 
     /// The phases after the action, on every answer for the route (the server's and
     /// porter's own): `response_headers`, then `compress`.
-    pub(crate) fn respond(&self, response: &mut Response<ResponseBody>, vars: &Vars) {
+    pub fn respond(&self, response: &mut Response<ResponseBody>, vars: &Vars) {
         if let Some(rules) = &self.response_headers {
             headers::own_fields(response);
             rules.apply(response.headers_mut(), vars);
@@ -113,11 +135,16 @@ impl RoutePolicy {
             }
         }
     }
+
+    /// Whether [`RoutePolicy::respond`] has anything to do.
+    pub fn has_response_phase(&self) -> bool {
+        self.response_headers.is_some() || self.compress.is_some()
+    }
 }
 
 /// What compiling a route's policy needs besides its configuration.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Context<'a> {
+pub struct Context<'a> {
     /// The route's label (`example.com/api/`): names its buckets in Redis.
     pub label: &'a str,
     /// `rate_limit_store`: the Redis connection of this configuration.
@@ -132,7 +159,7 @@ pub(crate) struct Context<'a> {
 /// per request on routes that have policy or a local action. Cheap clones: no
 /// allocation unless a trusted proxy named the client.
 #[derive(Debug, Clone)]
-pub(crate) struct Vars {
+pub struct Vars {
     /// The client after `trusted_proxies` and the PROXY protocol (see [`client`]).
     pub client_ip: IpAddr,
     /// The same address as a header value.
@@ -150,7 +177,7 @@ pub(crate) struct Vars {
 /// The rule that answered a request instead of its upstream. A closed set, so
 /// the `rule` label of `/metrics` stays bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rule {
+pub enum Rule {
     Deny,
     RateLimit,
     BasicAuth,
@@ -160,10 +187,10 @@ pub(crate) enum Rule {
 }
 
 impl Rule {
-    pub(crate) const ALL: [Rule; 6] =
+    pub const ALL: [Rule; 6] =
         [Rule::Deny, Rule::RateLimit, Rule::BasicAuth, Rule::ForwardAuth, Rule::Redirect, Rule::Respond];
 
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Rule::Deny => "deny",
             Rule::RateLimit => "rate_limit",
@@ -177,22 +204,22 @@ impl Rule {
 
 /// A phase's answer in place of the upstream's.
 #[derive(Debug)]
-pub(crate) struct Answer {
+pub struct Answer {
     pub rule: Rule,
     pub response: Response<ResponseBody>,
 }
 
 /// Requests answered by each [`Rule`] on one route; carried over a reload with the route.
 #[derive(Debug, Default)]
-pub(crate) struct RuleCounts([AtomicU64; 6]);
+pub struct RuleCounts([AtomicU64; 6]);
 
 impl RuleCounts {
     #[inline]
-    pub(crate) fn record(&self, rule: Rule) {
+    pub fn record(&self, rule: Rule) {
         self.0[rule as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn get(&self) -> impl Iterator<Item = (Rule, u64)> + '_ {
+    pub fn get(&self) -> impl Iterator<Item = (Rule, u64)> + '_ {
         Rule::ALL.into_iter().map(|rule| (rule, self.0[rule as usize].load(Ordering::Relaxed)))
     }
 }
