@@ -36,7 +36,7 @@ const MAX_QUEUED: usize = 64;
 /// Longer `Authorization` tokens are refused unread (no user needs them).
 const MAX_TOKEN: usize = 1024;
 
-pub struct BasicAuth {
+pub(crate) struct BasicAuth {
     challenge: HeaderValue,
     users: HashMap<Box<[u8]>, Arc<PasswordHash>>,
     /// Verified against when the user is unknown, so that an unknown name
@@ -56,7 +56,7 @@ impl std::fmt::Debug for BasicAuth {
 }
 
 impl BasicAuth {
-    pub fn new(cfg: &BasicAuthConfig) -> BasicAuth {
+    pub(crate) fn new(cfg: &BasicAuthConfig) -> BasicAuth {
         let challenge = HeaderValue::try_from(format!("Basic realm=\"{}\", charset=\"UTF-8\"", cfg.realm))
             .expect("the realm was checked to be a valid quoted-string");
         let users: HashMap<Box<[u8]>, Arc<PasswordHash>> =
@@ -96,7 +96,7 @@ impl BasicAuth {
     }
 
     /// `forward_credentials`: the server gets the client's `Authorization`.
-    pub fn forwards_credentials(&self) -> bool {
+    pub(crate) fn forwards_credentials(&self) -> bool {
         self.forward_credentials
     }
 

@@ -25,7 +25,7 @@ use crate::upstream::ResponseBody;
 
 /// One route's compiled `compress:`.
 #[derive(Debug)]
-pub struct Compress {
+pub(crate) struct Compress {
     algorithms: Vec<Encoding>,
     min_size: u64,
     types: Vec<TypePattern>,
@@ -34,7 +34,7 @@ pub struct Compress {
 
 /// What the request allows, decided before it is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Negotiated {
+pub(crate) enum Negotiated {
     /// HEAD or a `Range` request: the answer is left exactly as the server sent it.
     Untouched,
     /// The client accepts none of the route's algorithms: sent as is, with `Vary`.
@@ -76,7 +76,7 @@ impl TypePattern {
 }
 
 impl Compress {
-    pub fn compile(config: &CompressConfig) -> Compress {
+    pub(crate) fn compile(config: &CompressConfig) -> Compress {
         Compress {
             algorithms: config.algorithms.clone(),
             min_size: config.min_size,
@@ -136,7 +136,7 @@ impl Compress {
     /// The response's side: `Vary` on answers that could be compressed, and the
     /// encoder on those the client takes compressed. `response`'s fields must be in
     /// its map (not a server's raw fields).
-    pub fn apply(&self, negotiated: Negotiated, response: &mut Response<ResponseBody>) {
+    pub(crate) fn apply(&self, negotiated: Negotiated, response: &mut Response<ResponseBody>) {
         if negotiated == Negotiated::Untouched {
             return;
         }

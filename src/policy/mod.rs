@@ -41,7 +41,7 @@ use crate::upstream::ResponseBody;
 
 /// One route's compiled policy. Every phase is optional; an absent one costs nothing.
 #[derive(Debug)]
-pub struct RoutePolicy {
+pub(crate) struct RoutePolicy {
     pub access: Option<access::Access>,
     pub rate_limit: Option<rate_limit::RateLimit>,
     pub basic_auth: Option<basic_auth::BasicAuth>,
@@ -55,7 +55,7 @@ pub struct RoutePolicy {
 impl RoutePolicy {
     /// `None` for a route without policy, so it pays nothing per request.
     /// `config` has been validated: nothing here can fail.
-    pub fn compile(config: &PolicyConfig, context: &Context<'_>) -> Option<RoutePolicy> {
+    pub(crate) fn compile(config: &PolicyConfig, context: &Context<'_>) -> Option<RoutePolicy> {
         if config.is_empty() {
             return None;
         }
@@ -77,7 +77,7 @@ impl RoutePolicy {
 
     /// Whether the request phases change the request's fields beyond taking
     /// `Authorization` out (`request_headers`, `forward_auth`): then they need a map.
-    pub fn edits_fields(&self) -> bool {
+    pub(crate) fn edits_fields(&self) -> bool {
         self.request_headers.is_some() || self.forward_auth.is_some()
     }
 
@@ -122,7 +122,7 @@ impl RoutePolicy {
 
     /// The phases after the action, on every answer for the route (the server's and
     /// porter's own): `response_headers`, then `compress`.
-    pub fn respond(&self, response: &mut Response<ResponseBody>, vars: &Vars) {
+    pub(crate) fn respond(&self, response: &mut Response<ResponseBody>, vars: &Vars) {
         if let Some(rules) = &self.response_headers {
             headers::own_fields(response);
             rules.apply(response.headers_mut(), vars);
@@ -135,16 +135,11 @@ impl RoutePolicy {
             }
         }
     }
-
-    /// Whether [`RoutePolicy::respond`] has anything to do.
-    pub fn has_response_phase(&self) -> bool {
-        self.response_headers.is_some() || self.compress.is_some()
-    }
 }
 
 /// What compiling a route's policy needs besides its configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The route's label (`example.com/api/`): names its buckets in Redis.
     pub label: &'a str,
     /// `rate_limit_store`: the Redis connection of this configuration.
@@ -159,7 +154,7 @@ pub struct Context<'a> {
 /// per request on routes that have policy or a local action. Cheap clones: no
 /// allocation unless a trusted proxy named the client.
 #[derive(Debug, Clone)]
-pub struct Vars {
+pub(crate) struct Vars {
     /// The client after `trusted_proxies` and the PROXY protocol (see [`client`]).
     pub client_ip: IpAddr,
     /// The same address as a header value.
@@ -177,7 +172,7 @@ pub struct Vars {
 /// The rule that answered a request instead of its upstream. A closed set, so
 /// the `rule` label of `/metrics` stays bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
+pub(crate) enum Rule {
     Deny,
     RateLimit,
     BasicAuth,
@@ -187,10 +182,10 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 6] =
+    pub(crate) const ALL: [Rule; 6] =
         [Rule::Deny, Rule::RateLimit, Rule::BasicAuth, Rule::ForwardAuth, Rule::Redirect, Rule::Respond];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Rule::Deny => "deny",
             Rule::RateLimit => "rate_limit",
@@ -204,22 +199,22 @@ impl Rule {
 
 /// A phase's answer in place of the upstream's.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub rule: Rule,
     pub response: Response<ResponseBody>,
 }
 
 /// Requests answered by each [`Rule`] on one route; carried over a reload with the route.
 #[derive(Debug, Default)]
-pub struct RuleCounts([AtomicU64; 6]);
+pub(crate) struct RuleCounts([AtomicU64; 6]);
 
 impl RuleCounts {
     #[inline]
-    pub fn record(&self, rule: Rule) {
+    pub(crate) fn record(&self, rule: Rule) {
         self.0[rule as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn get(&self) -> impl Iterator<Item = (Rule, u64)> + '_ {
+    pub(crate) fn get(&self) -> impl Iterator<Item = (Rule, u64)> + '_ {
         Rule::ALL.into_iter().map(|rule| (rule, self.0[rule as usize].load(Ordering::Relaxed)))
     }
 }

@@ -27,7 +27,7 @@ pub(crate) use redis::RedisStore;
 
 /// One route's compiled `rate_limit`.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     key: RateLimitKey,
     interval: Duration,
     burst: u32,
@@ -47,7 +47,7 @@ impl RateLimit {
     /// `route` is the route's label (`example.com/api/`): instances with the same
     /// configuration name the same Redis keys. `previous` is the same route's limit in
     /// the configuration being replaced: its buckets go on when nothing about them changed.
-    pub fn new(
+    pub(crate) fn new(
         config: &RateLimitConfig,
         route: &str,
         store: Option<&Arc<RedisStore>>,
