@@ -273,6 +273,21 @@ impl<'a> RequestFields<'a> {
     }
 }
 
+impl<'a> From<&'a HeaderMap> for RequestFields<'a> {
+    fn from(map: &'a HeaderMap) -> RequestFields<'a> {
+        RequestFields::Map(map)
+    }
+}
+
+/// A value as text, as `HeaderValue::to_str` reads it: visible ASCII, space and tab only.
+pub(crate) fn as_text(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 /// The values of one name ([`RequestFields::get_all`]).
 pub(crate) enum Values<'a, 'n> {
     Raw { raw: &'a RawRequest, class: Name, name: &'n [u8], next: usize },

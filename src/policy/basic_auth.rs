@@ -21,11 +21,12 @@ use std::sync::Arc;
 
 use aws_lc_rs::hmac;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::config::{BasicAuthConfig, PasswordHash};
+use crate::http1::view::RequestFields;
 use crate::upstream::ResponseBody;
 
 /// Remembered credentials per policy: 1024 x 32 bytes.
@@ -76,10 +77,11 @@ impl BasicAuth {
         }
     }
 
-    /// Lets the request on (its `Authorization` removed unless `forward_credentials`),
-    /// or answers it: 401 with the challenge, or 429 when too many verifications wait.
-    pub async fn check(&self, headers: &mut HeaderMap) -> Result<(), Response<ResponseBody>> {
-        let Some(token) = headers.get(header::AUTHORIZATION).and_then(basic_token) else {
+    /// Lets the request on (the caller then removes its `Authorization` unless
+    /// [`forwards_credentials`](Self::forwards_credentials)), or answers it: 401 with
+    /// the challenge, or 429 when too many verifications wait.
+    pub(crate) async fn check(&self, headers: RequestFields<'_>) -> Result<(), Response<ResponseBody>> {
+        let Some(token) = headers.get(&header::AUTHORIZATION).and_then(basic_token) else {
             return Err(self.unauthorized());
         };
         let tag = self.tag(token);
@@ -90,10 +92,12 @@ impl BasicAuth {
                 Verdict::Busy => return Err(busy()),
             }
         }
-        if !self.forward_credentials {
-            headers.remove(header::AUTHORIZATION);
-        }
         Ok(())
+    }
+
+    /// `forward_credentials`: the server gets the client's `Authorization`.
+    pub fn forwards_credentials(&self) -> bool {
+        self.forward_credentials
     }
 
     fn tag(&self, token: &[u8]) -> [u64; 4] {
@@ -175,8 +179,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
 }
 
 /// The token of `Basic <token>` (the scheme is case-insensitive, RFC 9110 §11.1).
-fn basic_token(value: &HeaderValue) -> Option<&[u8]> {
-    let value = value.as_bytes();
+fn basic_token(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
     if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
@@ -233,10 +236,9 @@ mod tests {
         assert_eq!(decode(b"YTpiYw==", &mut out), Some(&b"a:bc"[..]));
         assert_eq!(decode(b"YTpiYw", &mut out), Some(&b"a:bc"[..]));
         assert_eq!(decode(b"YT!i", &mut out), None);
-        let value = HeaderValue::from_static("bAsIc  YTpi ");
-        assert_eq!(basic_token(&value), Some(&b"YTpi"[..]));
-        assert_eq!(basic_token(&HeaderValue::from_static("Bearer x")), None);
-        assert_eq!(basic_token(&HeaderValue::from_static("Basic")), None);
+        assert_eq!(basic_token(b"bAsIc  YTpi "), Some(&b"YTpi"[..]));
+        assert_eq!(basic_token(b"Bearer x"), None);
+        assert_eq!(basic_token(b"Basic"), None);
     }
 
     #[test]

@@ -6,11 +6,12 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 
 use http::HeaderName;
 
 use crate::config::Cidr;
+use crate::http1::view::{as_text, RequestFields};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
@@ -27,7 +28,12 @@ pub(crate) struct Peer<'a> {
 
 /// The client's address and the same as a header value. Allocates only when a
 /// trusted proxy named a client.
-pub(crate) fn client_ip(peer: Peer<'_>, headers: &HeaderMap, trusted: &[Cidr]) -> (IpAddr, HeaderValue) {
+pub(crate) fn client_ip<'h>(
+    peer: Peer<'_>,
+    headers: impl Into<RequestFields<'h>>,
+    trusted: &[Cidr],
+) -> (IpAddr, HeaderValue) {
+    let headers = headers.into();
     let (trusted_peer, peer_value) = (peer.trusted, peer.value);
     let peer = peer.ip.to_canonical();
     if !trusted_peer {
@@ -36,9 +42,9 @@ pub(crate) fn client_ip(peer: Peer<'_>, headers: &HeaderMap, trusted: &[Cidr]) -
     let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
     let mut leftmost = None;
     // Header lines in order, entries right to left: the last line holds the nearest hops.
-    let lines: Vec<&HeaderValue> = headers.get_all(&X_FORWARDED_FOR).iter().collect();
+    let lines: Vec<&[u8]> = headers.get_all(&X_FORWARDED_FOR).collect();
     for line in lines.iter().rev() {
-        let Ok(text) = line.to_str() else { continue };
+        let Some(text) = as_text(line) else { continue };
         for entry in text.rsplit(',') {
             let Some(ip) = parse_entry(entry) else { continue };
             if !is_trusted(ip) {
@@ -48,7 +54,7 @@ pub(crate) fn client_ip(peer: Peer<'_>, headers: &HeaderMap, trusted: &[Cidr]) -
         }
     }
     if leftmost.is_none() {
-        if let Some(ip) = headers.get(&X_REAL_IP).and_then(|v| v.to_str().ok()).and_then(parse_entry) {
+        if let Some(ip) = headers.get(&X_REAL_IP).and_then(as_text).and_then(parse_entry) {
             return (ip, value_of(ip));
         }
     }
@@ -75,6 +81,7 @@ fn value_of(ip: IpAddr) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn conn(peer: &str, trusted: bool) -> Peer<'static> {
         let ip: IpAddr = peer.parse().unwrap();

@@ -20,6 +20,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use crate::config::{CompressConfig, Encoding};
+use crate::http1::view::RequestFields;
 use crate::upstream::ResponseBody;
 
 /// One route's compiled `compress:`.
@@ -85,15 +86,16 @@ impl Compress {
     }
 
     /// The request's side: the encoding its answer gets, if any. Allocates nothing.
-    pub fn negotiate(&self, method: &Method, headers: &HeaderMap) -> Negotiated {
-        if *method == Method::HEAD || headers.contains_key(header::RANGE) {
+    pub(crate) fn negotiate<'h>(&self, method: &Method, headers: impl Into<RequestFields<'h>>) -> Negotiated {
+        let headers = headers.into();
+        if *method == Method::HEAD || headers.contains(&header::RANGE) {
             return Negotiated::Untouched;
         }
         // q-values in thousandths, by `Encoding as usize`; `*` stands for any coding not named.
         let mut named: [Option<u16>; 3] = [None; 3];
         let mut star: Option<u16> = None;
-        for value in headers.get_all(header::ACCEPT_ENCODING) {
-            for item in value.as_bytes().split(|&b| b == b',') {
+        for value in headers.get_all(&header::ACCEPT_ENCODING) {
+            for item in value.split(|&b| b == b',') {
                 let mut params = item.split(|&b| b == b';');
                 let coding = params.next().unwrap_or_default().trim_ascii();
                 let mut q = Some(1000);

@@ -36,6 +36,7 @@ use http::{HeaderValue, Request, Response, Uri};
 
 use crate::body::ClientBody;
 use crate::config::PolicyConfig;
+use crate::http1::view::{RawRequest, RequestFields};
 use crate::upstream::ResponseBody;
 
 /// One route's compiled policy. Every phase is optional; an absent one costs nothing.
@@ -74,20 +75,41 @@ impl RoutePolicy {
         })
     }
 
+    /// Whether the request phases change the request's fields beyond taking
+    /// `Authorization` out (`request_headers`, `forward_auth`): then they need a map.
+    pub fn edits_fields(&self) -> bool {
+        self.request_headers.is_some() || self.forward_auth.is_some()
+    }
+
     /// The phases before the action, in order; `Some` is the answer of the rule that
-    /// stopped the request. `request` may be changed (auth headers taken out).
-    pub async fn check(&self, request: &mut Request<ClientBody>, vars: &Vars) -> Option<Answer> {
+    /// stopped the request. `request` may be changed (auth headers taken out); its
+    /// fields are `raw` when there are some (no `forward_auth` then: [`edits_fields`](Self::edits_fields)),
+    /// and `drop_authorization` is set when the raw fields' `Authorization` must not go on.
+    pub(crate) async fn check(
+        &self,
+        request: &mut Request<ClientBody>,
+        raw: Option<&RawRequest>,
+        drop_authorization: &mut bool,
+        vars: &Vars,
+    ) -> Option<Answer> {
         if let Some(answer) = self.access.as_ref().and_then(|access| access.check(vars.client_ip)) {
             return Some(answer);
         }
+        let fields = RequestFields::of(request.headers(), raw);
         if let Some(limit) = &self.rate_limit {
-            if let rate_limit::Decision::Limited(wait) = limit.check(vars.client_ip, request.headers()).await {
+            if let rate_limit::Decision::Limited(wait) = limit.check(vars.client_ip, fields).await {
                 return Some(Answer { rule: Rule::RateLimit, response: rate_limit::too_many_requests(wait) });
             }
         }
         if let Some(auth) = &self.basic_auth {
-            if let Err(response) = auth.check(request.headers_mut()).await {
+            if let Err(response) = auth.check(fields).await {
                 return Some(Answer { rule: Rule::BasicAuth, response });
+            }
+            if !auth.forwards_credentials() {
+                match raw {
+                    Some(_) => *drop_authorization = true,
+                    None => _ = request.headers_mut().remove(http::header::AUTHORIZATION),
+                }
             }
         }
         if let Some(auth) = &self.forward_auth {

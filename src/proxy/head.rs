@@ -20,6 +20,8 @@ pub(super) struct Added<'a> {
     pub host: &'a HeaderValue,
     /// An id porter made: it replaces any the client sent.
     pub request_id: Option<&'a HeaderValue>,
+    /// `basic_auth` took the client's `Authorization` (not `forward_credentials`).
+    pub drop_authorization: bool,
     pub client: &'a ClientHeaders,
     pub via: &'a HeaderValue,
 }
@@ -46,6 +48,7 @@ pub(super) fn write(
         }
         match class {
             Name::XRequestId if added.request_id.is_some() => continue,
+            Name::Authorization if added.drop_authorization => continue,
             // Written below: replaced, or joined with the client's address appended.
             Name::XForwardedFor => {
                 kept_for = true;
@@ -186,7 +189,7 @@ mod tests {
         let head = parse(&mut BytesMut::from(request), 8192, false).unwrap().unwrap();
         let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), true, 443, trusted);
         let host = HeaderValue::from_static("example.com");
-        let added = Added { host: &host, request_id: id, client: &client, via: &VIA_HTTP11 };
+        let added = Added { host: &host, request_id: id, drop_authorization: false, client: &client, via: &VIA_HTTP11 };
         let method = head.request.method().clone();
         let body = RequestBody::empty();
         let mut dst = BytesMut::new();
@@ -233,7 +236,8 @@ mod tests {
         .unwrap();
         let client = ClientHeaders::new("10.0.0.1".parse().unwrap(), false, 80, false);
         let host = HeaderValue::from_static("a");
-        let added = Added { host: &host, request_id: None, client: &client, via: &VIA_HTTP11 };
+        let added =
+            Added { host: &host, request_id: None, drop_authorization: false, client: &client, via: &VIA_HTTP11 };
         let mut dst = BytesMut::new();
         write(&mut dst, &Method::GET, "/", &head.fields, &added, &RequestBody::empty());
         let expected = "GET / HTTP/1.1\r\nHost: a\r\nX-B: 1\r\nX-A: 2\r\nx-b: 3\r\nx-forwarded-for: 10.0.0.1\r\n\

@@ -2,7 +2,7 @@
 //! client's bytes or in a map) and the facts the phases read from it: host,
 //! length, the policy's variables, the target sent upstream.
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::Request;
 
@@ -20,6 +20,8 @@ pub(super) struct Incoming {
     pub(super) raw: Option<RawRequest>,
     /// The request id porter made, while the fields are still the client's bytes.
     pub(super) made_id: Option<HeaderValue>,
+    /// `basic_auth` took the raw fields' `Authorization` out (it is not sent on).
+    pub(super) drop_authorization: bool,
 }
 
 impl Incoming {
@@ -42,29 +44,40 @@ impl Incoming {
     /// same map porter's HTTP/1.1 server made before it kept the bytes.
     pub(super) fn mapped(&mut self) -> &mut Request<ClientBody> {
         if let Some(raw) = self.raw.take() {
-            *self.request.headers_mut() = raw.to_header_map();
-            if let Some(id) = self.made_id.take() {
-                self.request.headers_mut().insert(request_id::X_REQUEST_ID.clone(), id);
-            }
+            *self.request.headers_mut() = self.map_of(&raw);
         }
         &mut self.request
+    }
+
+    /// `raw`'s fields as a map, with what the pipeline did to them so far.
+    pub(super) fn map_of(&mut self, raw: &RawRequest) -> HeaderMap {
+        let mut map = raw.to_header_map();
+        if let Some(id) = self.made_id.take() {
+            map.insert(request_id::X_REQUEST_ID.clone(), id);
+        }
+        if std::mem::take(&mut self.drop_authorization) {
+            map.remove(header::AUTHORIZATION);
+        }
+        map
     }
 }
 
 /// What the route's policy and templates read, taken once (cheap clones).
 pub(super) fn request_vars(
-    request: &Request<ClientBody>,
+    incoming: &Incoming,
     host: &HeaderValue,
     host_name: &str,
     conn: &ConnContext,
     runtime: &Runtime,
+    compress: Option<&policy::compress::Compress>,
 ) -> Vars {
     let peer = policy::client::Peer {
         ip: conn.client.ip(),
         value: &conn.client_headers.ip,
         trusted: conn.client_headers.trusted,
     };
-    let (client_ip, client_ip_value) = policy::client::client_ip(peer, request.headers(), &runtime.trusted_proxies);
+    let (request, fields) = (&incoming.request, incoming.fields());
+    let (client_ip, client_ip_value) = policy::client::client_ip(peer, fields, &runtime.trusted_proxies);
     Vars {
         client_ip,
         client_ip_value,
@@ -77,8 +90,15 @@ pub(super) fn request_vars(
         },
         uri: request.uri().clone(),
         https: conn.client_headers.https,
-        request_id: request.headers().get(&request_id::X_REQUEST_ID).cloned().unwrap_or(HeaderValue::from_static("")),
-        compress: policy::compress::Negotiated::Untouched,
+        // The id porter made, or the one it kept.
+        request_id: (incoming.made_id.clone())
+            .or_else(|| fields.value(&request_id::X_REQUEST_ID))
+            .unwrap_or(HeaderValue::from_static("")),
+        // From the request before it is gone: method, Range, Accept-Encoding.
+        compress: match compress {
+            Some(compress) => compress.negotiate(request.method(), fields),
+            None => policy::compress::Negotiated::Untouched,
+        },
     }
 }
 

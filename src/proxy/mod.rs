@@ -71,7 +71,7 @@ pub(crate) async fn handle_checked(
     let start = Instant::now();
     let over_quic = request.version() == Version::HTTP_3;
     runtime.by_protocol.record(request.version());
-    let mut incoming = Incoming { request, raw, made_id: None };
+    let mut incoming = Incoming { request, raw, made_id: None, drop_authorization: false };
     let fields = incoming.fields();
     let host = request_host(&incoming.request, fields);
     // A trusted client's id, else a new one, which replaces any the client sent.
@@ -196,19 +196,20 @@ async fn proxy<'r>(
     let upstream = match (&route.action, &route.policy) {
         (Action::Upstream(upstream), None) => upstream,
         (action, policy) => {
-            // The policy phases work on a map (a plain route's request never needs one).
-            let request = incoming.mapped();
-            let vars = &mut **vars_out.insert(Box::new(request_vars(request, &host, host_name, conn, runtime)));
-            // `compress` reads the request before it is gone: method, Range, Accept-Encoding.
-            if let Some(compress) = policy.as_ref().and_then(|p| p.compress.as_ref()) {
-                vars.compress = compress.negotiate(request.method(), request.headers());
+            // Rules that edit the fields (`request_headers`, `forward_auth`) work on a map;
+            // the others read the fields as they are.
+            if policy.as_ref().is_some_and(|p| p.edits_fields()) {
+                incoming.mapped();
             }
-            let vars = &*vars;
+            let compress = policy.as_ref().and_then(|p| p.compress.as_ref());
+            let vars = request_vars(&incoming, &host, host_name, conn, runtime, compress);
+            let vars = &**vars_out.insert(Box::new(vars));
             if let Some(policy) = policy {
+                let Incoming { request, raw, drop_authorization, .. } = &mut incoming;
                 // Boxed: rate limits, auth and forward auth make a future of several KiB,
                 // which inline would be part of (and copied with) every request's future,
                 // plain routes' too.
-                if let Some(answer) = Box::pin(policy.check(request, vars)).await {
+                if let Some(answer) = Box::pin(policy.check(request, raw.as_ref(), drop_authorization, vars)).await {
                     return Ok(answered(route, answer, record));
                 }
             }
@@ -235,7 +236,7 @@ async fn proxy<'r>(
     let upgrade = (incoming.request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(fields))
         .then(|| fields.value(&header::UPGRADE));
 
-    let Incoming { request, raw, made_id } = incoming;
+    let Incoming { request, raw, made_id, drop_authorization } = incoming;
     let (mut parts, body) = request.into_parts();
     let mut body = RequestBody::new(body, limit, runtime.limits.body_timeout);
     if let Some(record) = record.as_mut().filter(|_| !http_body::Body::is_end_stream(&body)) {
@@ -259,6 +260,9 @@ async fn proxy<'r>(
             parts.headers = raw.to_header_map();
             if let Some(id) = &made_id {
                 parts.headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+            }
+            if drop_authorization {
+                parts.headers.remove(header::AUTHORIZATION);
             }
             None
         }
@@ -286,7 +290,8 @@ async fn proxy<'r>(
     let own_head = raw.as_ref().map(|raw| {
         let mut head = crate::net::io::take_buffer();
         let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let added = head::Added { host: &host, request_id: made_id.as_ref(), client: &conn.client_headers, via };
+        let client = &conn.client_headers;
+        let added = head::Added { host: &host, request_id: made_id.as_ref(), drop_authorization, client, via };
         let framing = head::write(&mut head, &parts.method, target, raw, &added, &body);
         (head, framing)
     });

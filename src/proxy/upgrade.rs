@@ -7,20 +7,16 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::http1::view::RequestFields;
+use crate::http1::view::{as_text, RequestFields};
 use crate::net::io::ClientIo;
 use crate::upstream::server::InFlight;
 
 /// True when the client asks to switch protocols (`Connection: upgrade` + `Upgrade`).
 pub(crate) fn is_upgrade_request(fields: RequestFields<'_>) -> bool {
     fields.contains(&http::header::UPGRADE)
-        && fields.get_all(&http::header::CONNECTION).any(|v| {
-            std::str::from_utf8(v).is_ok_and(|s| {
-                // As `HeaderValue::to_str` reads it: visible ASCII, space and tab only.
-                s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
-                    && s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-        })
+        && fields
+            .get_all(&http::header::CONNECTION)
+            .any(|v| as_text(v).is_some_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
 }
 
 /// The server's side of an accepted upgrade, riding on the 101 response to

@@ -53,6 +53,7 @@ mod rate_limit;
 mod raw_http;
 mod redirect;
 mod reload;
+mod request_head;
 mod resilience;
 mod response_fields;
 mod routing;

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::config::{RateLimitConfig, RateLimitKey};
+use crate::http1::view::RequestFields;
 use crate::upstream::ResponseBody;
 pub(crate) use local::Decision;
 use local::{LocalLimiter, DEFAULT_MAX_KEYS};
@@ -74,7 +75,8 @@ impl RateLimit {
 
     /// Takes a token for this request. `client` is the client address after
     /// `trusted_proxies` and the PROXY protocol.
-    pub async fn check(&self, client: IpAddr, headers: &HeaderMap) -> Decision {
+    pub(crate) async fn check<'h>(&self, client: IpAddr, headers: impl Into<RequestFields<'h>>) -> Decision {
+        let headers = headers.into();
         match &self.buckets {
             Buckets::Local(local) => self.check_local(local, client, headers),
             Buckets::Shared { store, prefix } => {
@@ -98,7 +100,7 @@ impl RateLimit {
     }
 
     /// The in-process path: a hash and a short lock, no allocation.
-    fn check_local(&self, local: &LocalLimiter, client: IpAddr, headers: &HeaderMap) -> Decision {
+    fn check_local(&self, local: &LocalLimiter, client: IpAddr, headers: RequestFields<'_>) -> Decision {
         match self.key_bytes(client, headers) {
             KeyBytes::Route => local.check_single(),
             KeyBytes::Ip(ip, len) => local.check(local.hash(&ip[..len])),
@@ -107,11 +109,11 @@ impl RateLimit {
         }
     }
 
-    fn key_bytes<'h>(&self, client: IpAddr, headers: &'h HeaderMap) -> KeyBytes<'h> {
+    fn key_bytes<'h>(&self, client: IpAddr, headers: RequestFields<'h>) -> KeyBytes<'h> {
         match &self.key {
             RateLimitKey::Route => KeyBytes::Route,
             RateLimitKey::Header(name) => match headers.get(name) {
-                Some(value) => KeyBytes::Header(value.as_bytes()),
+                Some(value) => KeyBytes::Header(value),
                 // Without the header, the client's own bucket: leaving it out is no way around the limit.
                 None => ip_bytes(client),
             },
@@ -166,6 +168,7 @@ pub(crate) fn too_many_requests(wait: Duration) -> Response<ResponseBody> {
 mod tests {
     use super::*;
     use crate::config::{parse_rate, RateLimitConfig};
+    use http::HeaderMap;
 
     fn config(rate: &str, burst: u32, key: RateLimitKey) -> RateLimitConfig {
         let (_, interval) = parse_rate(rate).unwrap();
