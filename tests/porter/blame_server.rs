@@ -25,8 +25,9 @@ async fn never_reading_server() -> SocketAddr {
     addr
 }
 
-/// A server that answers a head and half its body, then goes silent.
-async fn stalling_server() -> SocketAddr {
+/// A server that reads a request, writes `answer`, then holds the connection
+/// silent for `hold`.
+async fn answer_then_silence(answer: &'static [u8], hold: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -34,12 +35,17 @@ async fn stalling_server() -> SocketAddr {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf").await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                let _ = stream.write_all(answer).await;
+                tokio::time::sleep(hold).await;
             });
         }
     });
     addr
+}
+
+/// A server that answers a head and half its body, then goes silent.
+async fn stalling_server() -> SocketAddr {
+    answer_then_silence(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf", Duration::from_secs(30)).await
 }
 
 #[tokio::test]
@@ -109,21 +115,8 @@ async fn a_client_that_stops_reading_is_cut_off_after_body_timeout() {
 
 /// A server that answers every request with a 101 nobody asked for.
 async fn switching_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
-                    .await;
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            });
-        }
-    });
-    addr
+    let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n";
+    answer_then_silence(switching, Duration::from_secs(5)).await
 }
 
 /// A 101 to a request that asked for no upgrade is a bad response (502), on every

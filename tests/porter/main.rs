@@ -13,6 +13,7 @@ mod access_log;
 mod access_log_binary;
 mod acme;
 mod acme_client;
+mod acme_renewal;
 mod admin;
 mod admin_dashboard;
 mod auth_basic;
