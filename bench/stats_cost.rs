@@ -4,7 +4,12 @@
 //! histogram — everything the request path does for /metrics. CPU time comes
 //! from /proc (not the wall clock), so a busy machine does not inflate it.
 //!
-//!     rustc -O --edition 2021 bench/stats_cost.rs -o /tmp/stats_cost && taskset -c 0 /tmp/stats_cost
+//! `src/stats.rs` uses the `http` crate, so the build passes the one cargo built:
+//!
+//!     cargo build --release
+//!     rustc -O --edition 2021 bench/stats_cost.rs -o /tmp/stats_cost -L target/release/deps \
+//!       --extern http="$(ls target/release/deps/libhttp-*.rlib | head -1)"
+//!     taskset -c 0 /tmp/stats_cost
 
 #[path = "../src/stats.rs"]
 #[allow(dead_code)]
