@@ -62,13 +62,14 @@ async fn setup(
                 // Before the redirect too: it is built from the Host.
                 let fields = RequestFields::of(request.headers(), raw.as_ref());
                 let verdict = proxy::strict::check(&request, fields);
-                if let Err(e) = verdict {
-                    return proxy::handle_checked(request, raw, &conn, runtime, Err(e)).await;
-                }
-                let challenge = request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
+                // A refused request goes to the pipeline too, through the one call below:
+                // each `handle_checked(..).await` written out is a slot of its size
+                // (kilobytes) in this future, copied whenever it is boxed.
+                let challenge = verdict.is_ok() && request.uri().path().starts_with(super::acme::CHALLENGE_PREFIX);
                 // Answers of porter's own ACME orders first (memory), then the webroot (certbot, lego).
                 let own = if challenge { super::acme::respond_own(&runtime, request.uri().path()) } else { None };
                 let local = match &runtime.acme_webroot {
+                    _ if verdict.is_err() => None,
                     _ if own.is_some() => own,
                     Some(webroot) if challenge => Some(super::acme::respond(webroot, request.uri().path()).await),
                     _ if runtime.redirect => Some(super::redirect::respond(&request, fields, &runtime)),

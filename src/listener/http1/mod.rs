@@ -198,18 +198,23 @@ where
             (ClientBody::Http1(stream), Some(receive))
         }
     };
-    let response = match wants_body {
-        None => handler(request.map(|()| body), Some(fields)).await,
-        Some(mut wanted) => {
-            let mut handling = std::pin::pin!(handler(request.map(|()| body), Some(fields)));
-            tokio::select! {
-                biased;
-                response = handling.as_mut() => response,
-                Ok(()) = &mut wanted => {
-                    if write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() || write.flush().await.is_err() {
-                        return After::Gone;
+    // One place for the pipeline's future in this future's state, polled where it lies:
+    // awaiting it by value in one arm and pinned in the other would hold two slots of its
+    // size (kilobytes), each copied when the exchange is boxed.
+    let response = {
+        let mut handling = std::pin::pin!(handler(request.map(|()| body), Some(fields)));
+        match wants_body {
+            None => handling.as_mut().await,
+            Some(mut wanted) => {
+                tokio::select! {
+                    biased;
+                    response = handling.as_mut() => response,
+                    Ok(()) = &mut wanted => {
+                        if write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() || write.flush().await.is_err() {
+                            return After::Gone;
+                        }
+                        handling.as_mut().await
                     }
-                    handling.await
                 }
             }
         }
