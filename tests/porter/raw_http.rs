@@ -7,13 +7,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A keep-alive HTTP/1.1 server speaking raw bytes: it answers each request head with
-/// what `answer` gives for the head's request target ("" when there is none).
-pub async fn canned_server(answer: fn(&str) -> &'static [u8]) -> SocketAddr {
+/// A keep-alive HTTP/1.1 server speaking raw bytes: each request head it reads (up to and
+/// including the blank line) goes to `answer`, whose bytes are written back; `None` closes
+/// the connection without an answer.
+pub async fn raw_server<F>(answer: F) -> SocketAddr
+where
+    F: Fn(&[u8]) -> Option<&'static [u8]> + Clone + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut pending = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -25,9 +30,9 @@ pub async fn canned_server(answer: fn(&str) -> &'static [u8]) -> SocketAddr {
                         }
                         continue;
                     };
-                    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                    pending.drain(..end + 4);
-                    if stream.write_all(answer(head.split(' ').nth(1).unwrap_or(""))).await.is_err() {
+                    let head: Vec<u8> = pending.drain(..end + 4).collect();
+                    let Some(bytes) = answer(&head) else { return };
+                    if stream.write_all(bytes).await.is_err() {
                         return;
                     }
                 }
@@ -35,6 +40,12 @@ pub async fn canned_server(answer: fn(&str) -> &'static [u8]) -> SocketAddr {
         }
     });
     addr
+}
+
+/// [`raw_server`] answering each request with what `answer` gives for its request target
+/// ("" when there is none).
+pub async fn canned_server(answer: fn(&str) -> &'static [u8]) -> SocketAddr {
+    raw_server(move |head| Some(answer(String::from_utf8_lossy(head).split(' ').nth(1).unwrap_or("")))).await
 }
 
 /// Sends `bytes`, reads until porter closes (5 s at most); returns everything it answered.
