@@ -155,7 +155,7 @@ pub(crate) fn serve_connection<F, Fut>(
     handler: F,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
-    F: Fn(hyper::Request<ClientBody>, Option<RawRequest>) -> Fut + Send + Sync + 'static,
+    F: Fn(crate::body::ClientRequest, Option<RawRequest>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
     match server {
@@ -173,13 +173,13 @@ async fn serve_http2<F, Fut>(
     drain: DrainWatch,
     handler: F,
 ) where
-    F: Fn(hyper::Request<ClientBody>, Option<RawRequest>) -> Fut + Send + Sync + 'static,
+    F: Fn(crate::body::ClientRequest, Option<RawRequest>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
     let service = service_fn(move |request: hyper::Request<Incoming>| {
-        let response = Box::pin(handler(request.map(ClientBody::Hyper), None));
+        let response = crate::net::boxed::pin_in_place(|| handler(Box::new(request.map(ClientBody::Hyper)), None));
         async move { Ok::<_, Infallible>(response.await) }
     });
     let activity = idle::Activity::new();

@@ -5,8 +5,10 @@
 //! - `tls_stream`: the client's TLS on rustls' unbuffered API, no buffer held while idle;
 //! - `io`: a client connection plain or TLS as one type, split in two, and the
 //!   per-thread pool of read buffers both directions share;
-//! - `clock`: the millisecond clock the atomics' timestamps count in.
+//! - `clock`: the millisecond clock the atomics' timestamps count in;
+//! - `boxed`: boxing a future without copying it.
 
+pub(crate) mod boxed;
 pub(crate) mod clock;
 pub(crate) mod io;
 pub(crate) mod proxy_protocol;

@@ -7,7 +7,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::Request;
 
 use super::{request_id, ConnContext, ProxyError};
-use crate::body::ClientBody;
+use crate::body::{ClientBody, ClientRequest};
 use crate::http1::view::{RawRequest, RequestFields};
 use crate::policy::{self, Vars};
 use crate::router;
@@ -16,7 +16,7 @@ use crate::runtime::Runtime;
 /// A request as the pipeline takes it: its fields as the client's bytes
 /// (HTTP/1.1) or in the request's map (HTTP/2, HTTP/3, or once a rule needs a map).
 pub(super) struct Incoming {
-    pub(super) request: Request<ClientBody>,
+    pub(super) request: ClientRequest,
     pub(super) raw: Option<RawRequest>,
     /// The request id porter made, while the fields are still the client's bytes.
     pub(super) made_id: Option<HeaderValue>,

@@ -24,8 +24,9 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 
 use crate::access_log::AccessRecord;
-use crate::body::{ClientBody, RequestBody};
+use crate::body::{ClientBody, ClientRequest, RequestBody};
 use crate::http1::view::{Name, RawRequest, RequestFields};
+use crate::net::boxed::pin_in_place;
 use crate::policy::{Answer, Vars};
 use crate::router::{self, normalize_host, Action};
 use crate::runtime::Runtime;
@@ -51,7 +52,7 @@ pub(crate) struct ConnContext {
 /// HTTP/1.1 server read it (`request`'s map is then empty); HTTP/2 and HTTP/3
 /// requests come with a map.
 pub(crate) async fn handle(
-    request: Request<ClientBody>,
+    request: ClientRequest,
     raw: Option<RawRequest>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,
@@ -62,7 +63,7 @@ pub(crate) async fn handle(
 
 /// [`handle`] for a request that already went through [`strict::check`].
 pub(crate) async fn handle_checked(
-    request: Request<ClientBody>,
+    request: ClientRequest,
     raw: Option<RawRequest>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,
@@ -94,7 +95,7 @@ pub(crate) async fn handle_checked(
     // future stays as small as it was.
     let mut vars: Option<Box<Vars>> = None;
     let result = match verdict {
-        Ok(()) => proxy(incoming, host, conn, &runtime, &mut pending.route, &mut pending.record, &mut vars).await,
+        Ok(()) => proxy(&mut incoming, host, conn, &runtime, &mut pending.route, &mut pending.record, &mut vars).await,
         Err(e) => Err(e),
     };
     let (route, record) = pending.answered();
@@ -134,7 +135,7 @@ pub(crate) async fn handle_checked(
 /// 499 (client closed request), apart from 5xx and never against a server.
 struct Abandoned<'r> {
     route: Option<&'r router::Route>,
-    record: Option<AccessRecord>,
+    record: Option<Box<AccessRecord>>,
     unrouted: &'r crate::stats::StatusCounts,
     start: Instant,
     armed: bool,
@@ -142,7 +143,7 @@ struct Abandoned<'r> {
 
 impl<'r> Abandoned<'r> {
     /// The request was answered: its answer is counted and logged as usual.
-    fn answered(mut self) -> (Option<&'r router::Route>, Option<AccessRecord>) {
+    fn answered(mut self) -> (Option<&'r router::Route>, Option<Box<AccessRecord>>) {
         self.armed = false;
         (self.route.take(), self.record.take())
     }
@@ -166,12 +167,12 @@ impl Drop for Abandoned<'_> {
 }
 
 async fn proxy<'r>(
-    mut incoming: Incoming,
+    incoming: &mut Incoming,
     host: Option<HeaderValue>,
     conn: &ConnContext,
     runtime: &'r Runtime,
     matched: &mut Option<&'r router::Route>,
-    record: &mut Option<AccessRecord>,
+    record: &mut Option<Box<AccessRecord>>,
     vars_out: &mut Option<Box<Vars>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let host = host.ok_or(ProxyError::MissingHost)?;
@@ -202,14 +203,16 @@ async fn proxy<'r>(
                 incoming.mapped();
             }
             let compress = policy.as_ref().and_then(|p| p.compress.as_ref());
-            let vars = request_vars(&incoming, &host, host_name, conn, runtime, compress);
+            let vars = request_vars(incoming, &host, host_name, conn, runtime, compress);
             let vars = &**vars_out.insert(Box::new(vars));
             if let Some(policy) = policy {
-                let Incoming { request, raw, drop_authorization, .. } = &mut incoming;
+                let Incoming { request, raw, drop_authorization, .. } = &mut *incoming;
                 // Boxed: rate limits, auth and forward auth make a future of several KiB,
                 // which inline would be part of (and copied with) every request's future,
                 // plain routes' too.
-                if let Some(answer) = Box::pin(policy.check(request, raw.as_ref(), drop_authorization, vars)).await {
+                if let Some(answer) =
+                    pin_in_place(|| policy.check(request, raw.as_ref(), drop_authorization, vars)).await
+                {
                     return Ok(answered(route, answer, record));
                 }
             }
@@ -236,7 +239,11 @@ async fn proxy<'r>(
     let upgrade = (incoming.request.version() == Version::HTTP_11 && upgrade::is_upgrade_request(fields))
         .then(|| fields.value(&header::UPGRADE));
 
-    let Incoming { request, raw, made_id, drop_authorization } = incoming;
+    // Taken out of `incoming`, which stays in the caller's future: moved in as an
+    // argument it would be copied, and held twice.
+    let request = std::mem::replace(&mut *incoming.request, Request::new(ClientBody::Empty));
+    let (raw, made_id, drop_authorization) =
+        (incoming.raw.take(), incoming.made_id.take(), incoming.drop_authorization);
     let (mut parts, body) = request.into_parts();
     let mut body = RequestBody::new(body, limit, runtime.limits.body_timeout);
     if let Some(record) = record.as_mut().filter(|_| !http_body::Body::is_end_stream(&body)) {
@@ -317,7 +324,7 @@ async fn proxy<'r>(
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
     }
-    let upstream_request = Request::from_parts(parts, body);
+    let upstream_request = Box::new(Request::from_parts(parts, body));
     let own = match (&own_head, &raw) {
         (Some((head, framing)), Some(raw)) => {
             Some(forward::OwnHead { head, framing: *framing, fields: RequestFields::Raw(raw) })
@@ -327,7 +334,8 @@ async fn proxy<'r>(
 
     // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
     // future by value, so keeping this out of line saves more than the allocation costs.
-    let forwarded = Box::pin(forward::forward(upstream, upstream_request, own, conn.client.ip())).await;
+    let forwarded =
+        pin_in_place(|| forward::forward(upstream, upstream_request, own, conn.client.ip(), record.is_some())).await;
     if let Some((head, _)) = own_head {
         crate::net::io::give_back(head);
     }
@@ -384,7 +392,7 @@ async fn proxy<'r>(
 }
 
 /// A policy rule or a local action answered: counted on the route and named in the access log.
-fn answered(route: &router::Route, answer: Answer, record: &mut Option<AccessRecord>) -> Response<ResponseBody> {
+fn answered(route: &router::Route, answer: Answer, record: &mut Option<Box<AccessRecord>>) -> Response<ResponseBody> {
     route.answers.record(answer.rule);
     if let Some(record) = record {
         record.policy = Some(answer.rule.as_str());

@@ -190,8 +190,8 @@ impl ResponseBody {
         }
     }
 
-    pub(crate) fn set_record(&mut self, record: AccessRecord) {
-        self.record = Some(Box::new(record));
+    pub(crate) fn set_record(&mut self, record: Box<AccessRecord>) {
+        self.record = Some(record);
     }
 }
 

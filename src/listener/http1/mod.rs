@@ -19,18 +19,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode, Version};
+use http::{Response, StatusCode, Version};
 use http_body::Body;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::http1::{Reader, RequestStream, Returned};
-use crate::body::ClientBody;
+use crate::body::{ClientBody, ClientRequest};
 use crate::http1::chunked::Chunked;
 use crate::http1::request::{BodyKind, Head, HeadError};
 use crate::http1::response::{self, Answering};
 use crate::http1::view::RawRequest;
+use crate::net::boxed::pin_in_place;
 use crate::net::io::{give_back, split, take_buffer, unsplit, ClientIo, WriteSide};
 use crate::proxy::upgrade::PendingTunnel;
 use crate::shutdown::DrainWatch;
@@ -81,7 +82,7 @@ pub(crate) fn serve<F, Fut>(
     handler: F,
 ) -> impl Future<Output = ()>
 where
-    F: Fn(Request<ClientBody>, Option<RawRequest>) -> Fut,
+    F: Fn(ClientRequest, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,
 {
     let started = Instant::now();
@@ -102,15 +103,9 @@ where
             let exchanging = {
                 let next = match next_head(home, &settings, first.then_some(started), &mut drain, &mut wait_timer).await
                 {
-                    NextHead::Head(head) => Ok(Box::pin(exchange(
-                        head,
-                        &mut reader,
-                        &mut write,
-                        &handler,
-                        &drain,
-                        settings.body_timeout,
-                        hsts,
-                    ))),
+                    NextHead::Head(head) => Ok(pin_in_place(|| {
+                        exchange(head, &mut reader, &mut write, &handler, &drain, settings.body_timeout, hsts)
+                    })),
                     NextHead::Closed => break,
                     NextHead::TimedOut => {
                         tracing::debug!("request head not complete within header_read_timeout: 408");
@@ -169,7 +164,7 @@ async fn exchange<F, Fut>(
     hsts: Option<&http::HeaderValue>,
 ) -> After
 where
-    F: Fn(Request<ClientBody>, Option<RawRequest>) -> Fut,
+    F: Fn(ClientRequest, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>> + Send,
 {
     let Head { request, fields, body: kind, keep_alive, expect_continue, te_trailers } = head;
@@ -202,7 +197,7 @@ where
     // awaiting it by value in one arm and pinned in the other would hold two slots of its
     // size (kilobytes), each copied when the exchange is boxed.
     let response = {
-        let mut handling = std::pin::pin!(handler(request.map(|()| body), Some(fields)));
+        let mut handling = std::pin::pin!(handler(Box::new(request.map(|()| body)), Some(fields)));
         match wants_body {
             None => handling.as_mut().await,
             Some(mut wanted) => {

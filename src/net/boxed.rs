@@ -1,0 +1,16 @@
+//! Boxing a future where it will live.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// `Box::pin(make())`, with the box allocated first and the future made in it.
+///
+/// `Box::pin(future)` makes the future on the stack and copies all of it into the
+/// box: its whole size, kilobytes for a request's future, though only its arguments
+/// are set at that point. With the box already there, the compiler writes the
+/// arguments straight into it (bench/instructions.sh: 9,300 fewer instructions per
+/// proxied request when the HTTP/1.1 exchange was boxed this way).
+#[inline(always)]
+pub(crate) fn pin_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
