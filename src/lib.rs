@@ -89,6 +89,7 @@ pub use handover::Upgrades;
 pub use listener::inherit::Inherited;
 pub use porter::{start, start_with, validate, BindAddress, Porter, StartError};
 pub use probe::probe;
+pub use sys::Allocator;
 pub use tls::{describe as describe_certificate, CertStore};
 
 /// What the integration tests (tests/porter) reach beyond that surface.

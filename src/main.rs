@@ -24,7 +24,7 @@ use cli::{Cli, Command};
 // mimalloc: per-thread free lists make the allocations of a request (heads, header maps,
 // futures) cost a fraction of glibc malloc's (bench/instructions.sh, bench/results/history.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: porter::Allocator = porter::Allocator;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

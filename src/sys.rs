@@ -2,14 +2,18 @@
 //! once: taking ownership of a descriptor inherited across exec (systemd socket
 //! activation, a binary upgrade: `listener::inherit`), and starting a successor
 //! with chosen descriptors kept open across its exec (`handover`). Socket
-//! options go through socket2's safe `SockRef` instead. Also the one allocator
-//! setting porter makes at start ([`return_freed_memory_promptly`]). Imports nothing of porter.
+//! options go through socket2's safe `SockRef` instead. Also the allocator: mimalloc
+//! as the binary's global allocator ([`Allocator`]) and the one setting porter makes
+//! at start ([`return_freed_memory_promptly`]). Imports nothing of porter.
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::Mutex;
+
+use libmimalloc_sys as mi;
 
 /// Held across the check and the take, so two threads cannot both take one number.
 static TAKING: Mutex<()> = Mutex::new(());
@@ -68,18 +72,80 @@ pub(crate) fn spawn_keeping(mut command: Command, keep: &[BorrowedFd<'_>]) -> io
     command.spawn()
 }
 
-/// mimalloc's `mi_option_purge_delay` (its `mi_option_e`, v3: 15).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// The global allocator (the binary's): mimalloc, asked through `mi_malloc` for the
+/// alignment every mimalloc block has (a machine word), and through `mi_malloc_aligned`
+/// only for more. The mimalloc crate's allocator asks `mi_malloc_aligned` for every
+/// block, which in mimalloc v3 takes a slower path that over-allocates each block over
+/// 1 KiB whose size is not a power of two: 3.6 of a proxied request's 10 allocations
+/// (a request's future and its buffers among them).
+pub struct Allocator;
 
-/// Memory freed is given back to the kernel 10 ms later, as mimalloc v2 did by default,
-/// instead of v3's 1 s. A purge runs only on a later allocator call, so with the longer
-/// delay the memory a burst of requests freed stays counted while the connections it
-/// leaves go idle: 1.9–2.9 KiB per idle plain connection in the bench instead of
-/// 1.8 (docs/benchmarks.md).
+/// Every mimalloc block is aligned to a word at least: block sizes are whole words.
+const WORD: usize = std::mem::size_of::<usize>();
+
+// SAFETY: each method hands the layout's size (and its alignment, when over a word) to the
+// mimalloc function for the job; mimalloc returns null when it cannot allocate, blocks
+// aligned to a word at least (to the alignment asked with the `_aligned` calls), and takes
+// back with `mi_free` any block it made, as `GlobalAlloc` requires.
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let block = if layout.align() <= WORD {
+            // SAFETY: mi_malloc has no precondition.
+            unsafe { mi::mi_malloc(layout.size()) }
+        } else {
+            // SAFETY: a Layout's alignment is a power of two, as mi_malloc_aligned needs.
+            unsafe { mi::mi_malloc_aligned(layout.size(), layout.align()) }
+        };
+        block.cast()
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let block = if layout.align() <= WORD {
+            // SAFETY: mi_zalloc has no precondition.
+            unsafe { mi::mi_zalloc(layout.size()) }
+        } else {
+            // SAFETY: a Layout's alignment is a power of two, as mi_zalloc_aligned needs.
+            unsafe { mi::mi_zalloc_aligned(layout.size(), layout.align()) }
+        };
+        block.cast()
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: GlobalAlloc's caller passes a block this allocator made, so mimalloc's.
+        unsafe { mi::mi_free(ptr.cast()) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let block = if layout.align() <= WORD {
+            // SAFETY: `ptr` is a block of mimalloc's (see dealloc); the new one keeps the
+            // word alignment every block has.
+            unsafe { mi::mi_realloc(ptr.cast(), new_size) }
+        } else {
+            // SAFETY: as above, with the block's alignment kept.
+            unsafe { mi::mi_realloc_aligned(ptr.cast(), new_size, layout.align()) }
+        };
+        block.cast()
+    }
+}
+
+/// mimalloc's `mi_option_purge_delay` (its `mi_option_e`, v3: 15).
+const MI_OPTION_PURGE_DELAY: mi::mi_option_t = 15;
+
+/// Memory freed is given back to the kernel 500 ms later instead of mimalloc v3's 1 s.
+/// A purge runs only on a later allocator call, so with 1 s the memory a burst of
+/// requests freed can still be counted when its connections have gone idle: 1.9–2.9
+/// KiB per idle plain connection in the bench, 1.80–1.85 with 500 ms. Shorter costs
+/// CPU under load, where pages freed and reused within the delay are purged and then
+/// faulted back in: minor faults per 100,000 keep-alive requests were 28,700 at 10 ms,
+/// 3,600 at 100, 1,470 at 250, 480 at 500 and 290 at 1 s (docs/benchmarks.md).
 pub(crate) fn return_freed_memory_promptly() {
+    // An operator's own setting wins (mimalloc read it at start).
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: mi_option_set stores an integer in mimalloc's option table (an atomic
     // store); any thread may call it at any time, and the option is valid in v3.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
+    unsafe { mi::mi_option_set(MI_OPTION_PURGE_DELAY, 500) };
 }
 
 #[cfg(test)]
