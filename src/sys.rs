@@ -201,4 +201,41 @@ mod tests {
         ours.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"taken");
     }
+
+    /// Every size and alignment a request's allocations use, and the larger ones
+    /// `mi_malloc_aligned` serves: aligned as asked, zeroed when asked, contents kept
+    /// across a realloc (the global allocator is the binary's, so this calls it directly).
+    #[test]
+    fn the_allocator_aligns_zeroes_and_keeps_contents() {
+        use std::alloc::{GlobalAlloc, Layout};
+        let allocator = super::Allocator;
+        for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
+            for size in [1, 7, 8, 24, 100, 1000, 1025, 5000, 9200, 70_000] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: a non-zero size; the block is freed below with its layout.
+                let block = unsafe { allocator.alloc(layout) };
+                assert!(!block.is_null() && (block as usize).is_multiple_of(align), "size {size}, align {align}");
+                // SAFETY: `block` holds `size` bytes.
+                unsafe { block.write_bytes(0xa5, size) };
+                // SAFETY: `block` came from this allocator with `layout`; the new size is non-zero.
+                let grown = unsafe { allocator.realloc(block, layout, size * 3) };
+                assert!(
+                    !grown.is_null() && (grown as usize).is_multiple_of(align),
+                    "realloc: size {size}, align {align}"
+                );
+                // SAFETY: the first `size` bytes were kept by realloc.
+                let kept = unsafe { std::slice::from_raw_parts(grown, size) };
+                assert!(kept.iter().all(|&b| b == 0xa5), "realloc kept the contents: size {size}, align {align}");
+                // SAFETY: `grown` came from this allocator; its layout is `layout` with the new size.
+                unsafe { allocator.dealloc(grown, Layout::from_size_align(size * 3, align).unwrap()) };
+                // SAFETY: as for `alloc`.
+                let zeroed = unsafe { allocator.alloc_zeroed(layout) };
+                assert!(!zeroed.is_null() && (zeroed as usize).is_multiple_of(align));
+                // SAFETY: `zeroed` holds `size` bytes.
+                assert!(unsafe { std::slice::from_raw_parts(zeroed, size) }.iter().all(|&b| b == 0));
+                // SAFETY: `zeroed` came from this allocator with `layout`.
+                unsafe { allocator.dealloc(zeroed, layout) };
+            }
+        }
+    }
 }
