@@ -75,9 +75,10 @@ async fn setup(
                     _ if runtime.redirect => Some(super::redirect::respond(&request, fields, &runtime)),
                     _ => None,
                 };
-                let Some(mut response) = local else {
+                let Some(response) = local else {
                     return proxy::handle_checked(request, raw, &conn, runtime, verdict).await;
                 };
+                let mut response = Box::new(response);
                 runtime.unrouted.record(response.status().as_u16());
                 let Some(log) = &runtime.access_log else { return response };
                 let fields = RequestFields::of(request.headers(), raw.as_ref());

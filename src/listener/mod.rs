@@ -38,7 +38,6 @@ use crate::runtime::Runtime;
 use crate::shutdown::DrainWatch;
 use crate::stats::{ListenerStats, OpenConnection};
 use crate::tls::LoadedCert;
-use crate::upstream::ResponseBody;
 
 /// What the pipeline knows about a TLS connection, over TCP or QUIC: forwarded as
 /// https, on the port the TLS listener names.
@@ -156,7 +155,7 @@ pub(crate) fn serve_connection<F, Fut>(
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
     F: Fn(crate::body::ClientRequest, Option<RawRequest>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
+    Fut: Future<Output = crate::proxy::Reply> + Send + 'static,
 {
     match server {
         ConnectionServer::Http1(settings) => Box::pin(http1::serve(io, settings, drain, handler)),
@@ -174,13 +173,13 @@ async fn serve_http2<F, Fut>(
     handler: F,
 ) where
     F: Fn(crate::body::ClientRequest, Option<RawRequest>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
+    Fut: Future<Output = crate::proxy::Reply> + Send + 'static,
 {
     // The request's future is boxed: hyper keeps a slot the size of the service future
     // in every connection, idle or not, and moves the future into it per request.
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let response = crate::net::boxed::pin_in_place(|| handler(Box::new(request.map(ClientBody::Hyper)), None));
-        async move { Ok::<_, Infallible>(response.await) }
+        async move { Ok::<_, Infallible>(*response.await) }
     });
     let activity = idle::Activity::new();
     let io = TokioIo::new(idle::IdleIo::new(io, activity.clone()));

@@ -12,5 +12,11 @@ use std::pin::Pin;
 /// before the HTTP/1.1 exchange was boxed this way, 26,849 after).
 #[inline(always)]
 pub(crate) fn pin_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
+    Box::into_pin(boxed(make))
+}
+
+/// `Box::new(make())`, the value made in the box rather than on the stack and copied.
+#[inline(always)]
+pub(crate) fn boxed<T>(make: impl FnOnce() -> T) -> Box<T> {
+    Box::write(Box::new_uninit(), make())
 }

@@ -44,6 +44,8 @@ use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
 
 /// A response head from a server, with what the response body needs to finish.
+/// Made boxed where the answer arrives ([`Answered`]): it rises through four
+/// functions and their futures, and each would otherwise copy its 384 bytes.
 pub(crate) struct Forwarded {
     pub response: Response<ServerBody>,
     pub lease: Lease,
@@ -75,6 +77,9 @@ pub(crate) struct ForwardError {
 /// futures, and each would otherwise copy its 300-odd bytes.
 pub(crate) type Outgoing = Box<Request<RequestBody>>;
 
+/// A server's answer, boxed where it is made (see [`Forwarded`]).
+pub(crate) type Answered = Box<Forwarded>;
+
 /// Sends `request` to a server of `upstream`; `client` is the address hashed
 /// by `consistent_hash` when the request lacks its header or cookie. `timed`:
 /// the wait for the response head is measured (`first_byte`, for the access log).
@@ -84,7 +89,7 @@ pub(crate) async fn forward(
     own: Option<OwnHead<'_>>,
     client: IpAddr,
     timed: bool,
-) -> Result<Forwarded, ForwardError> {
+) -> Result<Answered, ForwardError> {
     if upstream.drained {
         return Err(ForwardError { error: ProxyError::Drained, server: None });
     }
@@ -196,7 +201,7 @@ async fn send(
     request: Outgoing,
     own: Option<OwnHead<'_>>,
     replay: Option<&Request<RequestBody>>,
-) -> Result<Forwarded, Failure> {
+) -> Result<Answered, Failure> {
     // Made only for a server on porter's own HTTP/1.1 client (`proxy::proxy` decides).
     if let Some(own) = own {
         return super::forward_own::send_own(upstream, server, request, Some(own)).await;
@@ -212,7 +217,7 @@ pub(super) async fn send_http1(
     upstream: &Upstream,
     server: &Arc<Server>,
     request: Request<RequestBody>,
-) -> Result<Forwarded, Failure> {
+) -> Result<Answered, Failure> {
     let request = super::forward_h2::to_http1(request);
     if crate::upstream::http1::takes(&request) {
         return super::forward_own::send_own(upstream, server, Box::new(request), None).await;
@@ -226,7 +231,7 @@ async fn send_hyper(
     upstream: &Upstream,
     server: &Arc<Server>,
     request: Request<RequestBody>,
-) -> Result<Forwarded, Failure> {
+) -> Result<Answered, Failure> {
     let in_flight = InFlight::new(server.clone());
     let mut request = request;
     // One pooled connection may have been closed by the server while idle; then a fresh one.
@@ -256,7 +261,7 @@ async fn send_hyper(
             Ok(Ok(response)) => {
                 let response = response.map(ServerBody::Hyper);
                 let lease = Lease::http1(sender, in_flight, progress);
-                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None });
+                return Ok(Box::new(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None }));
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => {

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use http::{Request, Response};
 
 use super::error::ProxyError;
-use super::forward::{is_idempotent, sent_back, Failure, Forwarded, OwnHead};
+use super::forward::{is_idempotent, sent_back, Answered, Failure, Forwarded, OwnHead};
 use crate::upstream::connect::{self, ConnectError};
 use crate::upstream::server::{InFlight, Server};
 use crate::upstream::ServerBody;
@@ -23,7 +23,7 @@ pub(super) async fn send_own(
     server: &Arc<Server>,
     request: super::forward::Outgoing,
     own: Option<OwnHead<'_>>,
-) -> Result<Forwarded, Failure> {
+) -> Result<Answered, Failure> {
     use crate::upstream::http1::SendError;
     let in_flight = InFlight::new(server.clone());
     let (parts, mut body) = (*request).into_parts();
@@ -65,7 +65,7 @@ pub(super) async fn send_own(
                 crate::net::io::give_back(written);
                 let response = Response::from_parts(response, ServerBody::Http1(stream));
                 let lease = Lease::own(in_flight);
-                return Ok(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None });
+                return Ok(Box::new(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None }));
             }
             Err(SendError::TimedOut) => {
                 let sent = sent_back(parts, body);

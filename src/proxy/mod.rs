@@ -26,7 +26,7 @@ use http::{Request, Response, StatusCode, Version};
 use crate::access_log::AccessRecord;
 use crate::body::{ClientBody, ClientRequest, RequestBody};
 use crate::http1::view::{Name, RawRequest, RequestFields};
-use crate::net::boxed::pin_in_place;
+use crate::net::boxed::{boxed, pin_in_place};
 use crate::policy::{Answer, Vars};
 use crate::router::{self, normalize_host, Action};
 use crate::runtime::Runtime;
@@ -48,6 +48,11 @@ pub(crate) struct ConnContext {
     pub tls_version: Option<&'static str>,
 }
 
+/// The pipeline's answer, boxed where it is made: it rises through the pipeline's
+/// layers and the connection's, and each would otherwise copy its 392 bytes and keep
+/// a slot of that size in its future and its stack frame.
+pub(crate) type Reply = Box<Response<ResponseBody>>;
+
 /// Answers a request. `raw`: its fields as the client sent them, when porter's
 /// HTTP/1.1 server read it (`request`'s map is then empty); HTTP/2 and HTTP/3
 /// requests come with a map.
@@ -56,7 +61,7 @@ pub(crate) async fn handle(
     raw: Option<RawRequest>,
     conn: &ConnContext,
     runtime: Arc<Runtime>,
-) -> Response<ResponseBody> {
+) -> Reply {
     let verdict = strict::check(&request, RequestFields::of(request.headers(), raw.as_ref()));
     handle_checked(request, raw, conn, runtime, verdict).await
 }
@@ -68,7 +73,7 @@ pub(crate) async fn handle_checked(
     conn: &ConnContext,
     runtime: Arc<Runtime>,
     verdict: Result<(), ProxyError>,
-) -> Response<ResponseBody> {
+) -> Reply {
     let start = Instant::now();
     let over_quic = request.version() == Version::HTTP_3;
     runtime.by_protocol.record(request.version());
@@ -101,7 +106,7 @@ pub(crate) async fn handle_checked(
     let (route, record) = pending.answered();
     let mut response = match result {
         Ok(response) => response,
-        Err(error) => error.to_response(),
+        Err(error) => boxed(|| error.to_response()),
     };
     // The route's response phases, on its every answer (porter's own 403, 502, ... too).
     if let (Some(policy), Some(vars)) = (route.and_then(|r| r.policy.as_deref()), vars.as_deref()) {
@@ -174,7 +179,7 @@ async fn proxy<'r>(
     matched: &mut Option<&'r router::Route>,
     record: &mut Option<Box<AccessRecord>>,
     vars_out: &mut Option<Box<Vars>>,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<Reply, ProxyError> {
     let host = host.ok_or(ProxyError::MissingHost)?;
     let mut host_buf = [0u8; 256];
     let host_name = normalize_host(host.as_bytes(), &mut host_buf).ok_or(ProxyError::InvalidHost)?;
@@ -373,7 +378,7 @@ async fn proxy<'r>(
         let (mut parts, _) = server_response.into_parts();
         let in_flight = forwarded.lease.into_in_flight();
         parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
-        return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        return Ok(boxed(|| Response::from_parts(parts, ResponseBody::empty())));
     }
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         // A switch nobody asked for: the server is out of step (its connection is
@@ -388,14 +393,15 @@ async fn proxy<'r>(
         let cookie = sticky.set_cookie(index, conn.client_headers.https).clone();
         parts.headers.append(header::SET_COOKIE, cookie);
     }
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body, forwarded.lease, upstream.read_timeout)))
+    let lease = forwarded.lease;
+    Ok(boxed(|| Response::from_parts(parts, ResponseBody::upstream(body, lease, upstream.read_timeout))))
 }
 
 /// A policy rule or a local action answered: counted on the route and named in the access log.
-fn answered(route: &router::Route, answer: Answer, record: &mut Option<Box<AccessRecord>>) -> Response<ResponseBody> {
+fn answered(route: &router::Route, answer: Answer, record: &mut Option<Box<AccessRecord>>) -> Reply {
     route.answers.record(answer.rule);
     if let Some(record) = record {
         record.policy = Some(answer.rule.as_str());
     }
-    answer.response
+    Box::new(answer.response)
 }

@@ -126,7 +126,7 @@ async fn serve_request(resolver: Resolver, conn: Arc<ConnContext>, shared: Arc<S
     let runtime = shared.runtime.load_full();
     let body_timeout = runtime.limits.body_timeout;
     let response = proxy::handle(Box::new(request), None, &conn, runtime).await;
-    let (mut parts, body) = response.into_parts();
+    let (mut parts, body) = (*response).into_parts();
     // Connection-specific fields have no place in HTTP/3 (RFC 9114 §4.2).
     for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
         parts.headers.remove(name);

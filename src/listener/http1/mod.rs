@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use http::{Response, StatusCode, Version};
+use http::{StatusCode, Version};
 use http_body::Body;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
@@ -34,8 +34,8 @@ use crate::http1::view::RawRequest;
 use crate::net::boxed::pin_in_place;
 use crate::net::io::{give_back, split, take_buffer, unsplit, ClientIo, WriteSide};
 use crate::proxy::upgrade::PendingTunnel;
+use crate::proxy::Reply;
 use crate::shutdown::DrainWatch;
-use crate::upstream::ResponseBody;
 use head::{next_head, refusal, refuse};
 use write::{write_response, ClientOut};
 
@@ -83,7 +83,7 @@ pub(crate) fn serve<F, Fut>(
 ) -> impl Future<Output = ()>
 where
     F: Fn(ClientRequest, Option<RawRequest>) -> Fut,
-    Fut: Future<Output = Response<ResponseBody>> + Send,
+    Fut: Future<Output = Reply> + Send,
 {
     let started = Instant::now();
     let (read, mut write) = split(io);
@@ -165,7 +165,7 @@ async fn exchange<F, Fut>(
 ) -> After
 where
     F: Fn(ClientRequest, Option<RawRequest>) -> Fut,
-    Fut: Future<Output = Response<ResponseBody>> + Send,
+    Fut: Future<Output = Reply> + Send,
 {
     let Head { request, fields, body: kind, keep_alive, expect_continue, te_trailers } = head;
     let buffered = reader.as_ref().and_then(|r| r.buf.as_ref()).expect("a head was read into it");
@@ -215,14 +215,16 @@ where
         }
     };
 
-    let (mut parts, body) = response.into_parts();
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(tunnel) = parts.extensions.remove::<PendingTunnel>() {
+    let mut response = response;
+    let status = response.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(tunnel) = response.extensions_mut().remove::<PendingTunnel>() {
             let mut head = take_buffer();
             let mut keep = true;
             let to = Answering { method: &method, http11 };
-            response::write_head(&mut head, parts.status, &parts.headers, None, &body.size_hint(), to, &mut keep);
-            drop(body);
+            let hint = response.body().size_hint();
+            response::write_head(&mut head, status, response.headers(), None, &hint, to, &mut keep);
+            drop(response);
             if write.write_all(&head).await.is_err() || write.flush().await.is_err() {
                 return After::Gone;
             }
@@ -239,7 +241,14 @@ where
     let mut keep = keep_alive && !drain.is_signalled();
     let to = Answering { method: &method, http11 };
     let mut out = ClientOut { write, limit: body_timeout, timer: None };
-    let written = write_response(&mut out, parts.status, &parts.headers, body, to, te_trailers, &mut keep).await;
+    // The body is written where it lies, in the pipeline's box; the fields are taken out
+    // beside it (a map without entries allocates nothing).
+    let headers = std::mem::take(response.headers_mut());
+    let written = write_response(&mut out, status, &headers, response.body_mut(), to, te_trailers, &mut keep).await;
+    // Ends the server's exchange (its connection back to the pool, the access-log line)
+    // before waiting on the request body's return.
+    drop(response);
+    drop(headers);
     if let Some(receive) = away.take() {
         match come_home(receive).await {
             Some(Returned { reader: back, complete }) => {
@@ -287,7 +296,7 @@ mod tests {
         let (context, snapshot) = (std::sync::Arc::new(1u64), std::sync::Arc::new(2u64));
         let serve = super::serve(io, settings, drain.watch(), move |_request, _raw| {
             let _held = (context.clone(), snapshot.clone());
-            async { http::Response::new(crate::upstream::ResponseBody::empty()) }
+            async { Box::new(http::Response::new(crate::upstream::ResponseBody::empty())) }
         });
         let size = std::mem::size_of_val(&serve);
         eprintln!("serve future: {size} bytes");

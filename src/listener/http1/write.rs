@@ -22,7 +22,7 @@ pub(super) async fn write_response(
     write: &mut ClientOut<'_>,
     status: StatusCode,
     headers: &http::HeaderMap,
-    mut body: ResponseBody,
+    body: &mut ResponseBody,
     to: Answering<'_>,
     te_trailers: bool,
     keep: &mut bool,
@@ -41,11 +41,11 @@ pub(super) async fn write_response(
 async fn write_body(
     write: &mut ClientOut<'_>,
     head: &mut BytesMut,
-    body: ResponseBody,
+    body: &mut ResponseBody,
     framing: BodyFraming,
     te_trailers: bool,
 ) -> bool {
-    let mut body = std::pin::pin!(body);
+    let mut body = Pin::new(body);
     if framing == BodyFraming::None {
         // HEAD, 204, 304: whatever the body holds is not sent (it is empty from a server).
         return write.send(&mut &head[..]).await && write.flush().await;
