@@ -3,8 +3,7 @@
 //! activation, a binary upgrade: `listener::inherit`), and starting a successor
 //! with chosen descriptors kept open across its exec (`handover`). Socket
 //! options go through socket2's safe `SockRef` instead. Also the allocator: mimalloc
-//! as the binary's global allocator ([`Allocator`]) and the one setting porter makes
-//! at start ([`return_freed_memory_promptly`]). Imports nothing of porter.
+//! as the binary's global allocator ([`Allocator`]). Imports nothing of porter.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::io;
@@ -75,9 +74,14 @@ pub(crate) fn spawn_keeping(mut command: Command, keep: &[BorrowedFd<'_>]) -> io
 /// The global allocator (the binary's): mimalloc, asked through `mi_malloc` for the
 /// alignment every mimalloc block has (a machine word), and through `mi_malloc_aligned`
 /// only for more. The mimalloc crate's allocator asks `mi_malloc_aligned` for every
-/// block, which in mimalloc v3 takes a slower path that over-allocates each block over
-/// 1 KiB whose size is not a power of two: 3.6 of a proxied request's 10 allocations
-/// (a request's future and its buffers among them).
+/// block, a slower path (in mimalloc v3 it over-allocated each block over 1 KiB whose
+/// size is not a power of two: 3.6 of a proxied request's 10 allocations).
+///
+/// mimalloc v2, its stable line (Cargo.toml): under keep-alive load v3 handed a page
+/// back to its arena and took it again about once every 3.5 requests (pages it counts
+/// as abandoned and reclaimed), 13% of porter's user time; v2 does neither, and gives
+/// freed memory back after its own 10 ms purge delay without the page faults v3 took
+/// at that delay (9 minor faults per 100,000 requests against v3's 28,700).
 pub struct Allocator;
 
 /// Every mimalloc block is aligned to a word at least: block sizes are whole words.
@@ -128,25 +132,6 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// mimalloc's `mi_option_purge_delay` (its `mi_option_e`, v3: 15).
-const MI_OPTION_PURGE_DELAY: mi::mi_option_t = 15;
-
-/// Memory freed is given back to the kernel 500 ms later instead of mimalloc v3's 1 s.
-/// A purge runs only on a later allocator call, so with 1 s the memory a burst of
-/// requests freed can still be counted when its connections have gone idle: 1.9–2.9
-/// KiB per idle plain connection in the bench, 1.80–1.85 with 500 ms. Shorter costs
-/// CPU under load, where pages freed and reused within the delay are purged and then
-/// faulted back in: minor faults per 100,000 keep-alive requests were 28,700 at 10 ms,
-/// 3,600 at 100, 1,470 at 250, 480 at 500 and 290 at 1 s (docs/benchmarks.md).
-pub(crate) fn return_freed_memory_promptly() {
-    // An operator's own setting wins (mimalloc read it at start).
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // SAFETY: mi_option_set stores an integer in mimalloc's option table (an atomic
-    // store); any thread may call it at any time, and the option is valid in v3.
-    unsafe { mi::mi_option_set(MI_OPTION_PURGE_DELAY, 500) };
-}
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,6 @@ pub async fn start(config: Config) -> Result<Porter, StartError> {
 /// [`start`], taking the listening sockets `inherited` holds (systemd socket activation,
 /// or an upgrade's hand-over) instead of binding their addresses.
 pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inherited) -> Result<Porter, StartError> {
-    crate::sys::return_freed_memory_promptly();
     for warning in validate(&config)? {
         tracing::warn!("{warning}");
     }
