@@ -337,10 +337,9 @@ async fn proxy<'r>(
         _ => None,
     };
 
-    // Boxed: the forwarding state machine is kilobytes; hyper moves the request's
-    // future by value, so keeping this out of line saves more than the allocation costs.
-    let forwarded =
-        pin_in_place(|| forward::forward(upstream, upstream_request, own, conn.client.ip(), record.is_some())).await;
+    // In line: the request's future is made in its box by the connection (HTTP/1.1) or the
+    // service (HTTP/2, HTTP/3) and never moves, so the forwarding state costs no box of its own.
+    let forwarded = forward::forward(upstream, upstream_request, own, conn.client.ip(), record.is_some()).await;
     if let Some((head, _)) = own_head {
         crate::net::io::give_back(head);
     }

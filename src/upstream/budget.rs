@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::net::clock::epoch;
+use crate::net::clock::{coarse_now, epoch};
 
 /// Length of the sliding window, in one-second buckets.
 pub(crate) const WINDOW_SECS: u64 = 10;
@@ -44,7 +44,7 @@ pub(crate) struct RetryBudget {
 }
 
 fn now_second() -> u64 {
-    epoch().elapsed().as_secs() + 1
+    coarse_now().saturating_duration_since(epoch()).as_secs() + 1
 }
 
 impl RetryBudget {

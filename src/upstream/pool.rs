@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::net::clock::coarse_now;
+
 use super::connect::UpstreamSender;
 use super::h2::H2Pool;
 use super::http1::Conn;
@@ -87,10 +89,11 @@ impl Pool {
     }
 
     fn checkout_where(&self, kind: impl Fn(&Pooled) -> bool) -> Option<Pooled> {
+        let now = coarse_now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(at) = idle.iter().rposition(|e| kind(&e.conn)) {
             let entry = idle.remove(at);
-            if !entry.conn.is_usable() || entry.since.elapsed() > self.idle_timeout {
+            if !entry.conn.is_usable() || now.saturating_duration_since(entry.since) > self.idle_timeout {
                 continue;
             }
             return Some(entry.conn);
@@ -114,7 +117,7 @@ impl Pool {
             // Keep the newest; the oldest is the likeliest to be closed by the server.
             idle.remove(0);
         }
-        idle.push(Idle { conn, since: Instant::now() });
+        idle.push(Idle { conn, since: coarse_now() });
     }
 
     pub fn idle_count(&self) -> usize {
@@ -128,8 +131,8 @@ impl Pool {
             h2.sweep();
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let timeout = self.idle_timeout;
-        idle.retain(|e| e.conn.is_usable() && e.since.elapsed() <= timeout);
+        let (timeout, now) = (self.idle_timeout, coarse_now());
+        idle.retain(|e| e.conn.is_usable() && now.saturating_duration_since(e.since) <= timeout);
     }
 
     /// Drops idle connections to addresses not in `addrs` (after DNS stopped

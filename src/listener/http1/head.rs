@@ -38,7 +38,7 @@ pub(super) fn next_head<'a>(
             }
             let wait_until = match new_since {
                 Some(since) => since + settings.header_read_timeout,
-                None => Instant::now() + settings.idle_timeout,
+                None => Instant::from_std(crate::net::clock::coarse_now()) + settings.idle_timeout,
             };
             let timer = wait_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wait_until)));
             timer.as_mut().reset(wait_until);
@@ -56,40 +56,59 @@ pub(super) fn next_head<'a>(
                 _ = drain.signalled(), if new_since.is_none() => return NextHead::Closed,
             }
         }
+        // After a wait for readability the bytes are there: most heads are read whole
+        // at once, with no timer, no clock read and no future of their own.
+        if let Some(next) = read_head_at_once(reader, settings) {
+            return next;
+        }
+        // A head arriving in pieces: every later read is bounded by the deadline, however
+        // fast it trickles (timed from its first byte, or the accept).
         let deadline = new_since.unwrap_or_else(Instant::now) + settings.header_read_timeout;
         Box::pin(read_head(reader, settings, deadline)).await
     }
 }
 
-/// Reads until a whole head is in the buffer, or `deadline`.
-async fn read_head(reader: &mut Reader, settings: &Settings, deadline: Instant) -> NextHead {
+/// A head already in the buffer, or in it after one read that does not wait; None
+/// when more must be waited for.
+fn read_head_at_once(reader: &mut Reader, settings: &Settings) -> Option<NextHead> {
     let buf = reader.buf.get_or_insert_with(take_buffer);
-    let mut first_read = true;
-    loop {
+    for first_read in [true, false] {
         if !buf.is_empty() {
             match request::parse(buf, settings.max_head, settings.keep_underscores) {
-                Ok(Some(head)) => return NextHead::Head(head),
+                Ok(Some(head)) => return Some(NextHead::Head(head)),
                 Ok(None) => {}
-                Err(error) => return NextHead::Refused(error),
+                Err(error) => return Some(NextHead::Refused(error)),
             }
         }
-        // After a wait for readability the bytes are there: the first read goes
-        // without setting up a timeout. Every later read for the same head (one
-        // arriving in pieces) is bounded by the deadline, however fast it trickles.
-        let at_once = match std::mem::take(&mut first_read) {
-            true => reader.io.poll_read_into(&mut Context::from_waker(Waker::noop()), buf),
-            false => Poll::Pending,
-        };
-        let read = match at_once {
-            Poll::Ready(result) => Ok(result),
-            Poll::Pending => tokio::time::timeout_at(deadline, reader.io.read_into(buf)).await,
-        };
+        if !first_read {
+            break;
+        }
+        match reader.io.poll_read_into(&mut Context::from_waker(Waker::noop()), buf) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Some(NextHead::Closed),
+            Poll::Ready(Ok(_)) => {}
+            Poll::Pending => break,
+        }
+    }
+    None
+}
+
+/// Reads until a whole head is in the buffer, or `deadline` ([`read_head_at_once`]
+/// has parsed what the buffer holds).
+async fn read_head(reader: &mut Reader, settings: &Settings, deadline: Instant) -> NextHead {
+    let buf = reader.buf.get_or_insert_with(take_buffer);
+    loop {
+        let read = tokio::time::timeout_at(deadline, reader.io.read_into(buf)).await;
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
             Ok(Ok(_)) => {}
             // Leading empty lines alone are not a head begun (hyper skips them too).
             Err(_) if buf.iter().all(|&b| b == b'\r' || b == b'\n') => return NextHead::Closed,
             Err(_) => return NextHead::TimedOut,
+        }
+        match request::parse(buf, settings.max_head, settings.keep_underscores) {
+            Ok(Some(head)) => return NextHead::Head(head),
+            Ok(None) => {}
+            Err(error) => return NextHead::Refused(error),
         }
     }
 }

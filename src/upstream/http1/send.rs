@@ -11,12 +11,14 @@ use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 use super::head::{parse_response, Framing, Parsed};
 use super::stream::ResponseStream;
 use super::{Conn, SendError, ServerIo, Timeouts, MAX_RESPONSE_HEAD};
 use crate::body::{BodyTooLarge, ClientBodyError, ClientFault, RequestBody};
 use crate::http1::response::chunk_size_line;
+use crate::net::clock::coarse_now;
 use crate::net::io::{poll_write_some, take_buffer};
 
 impl Conn {
@@ -48,7 +50,7 @@ impl Conn {
         let mut timer = self.timer.take().unwrap_or_else(|| Box::pin(tokio::time::sleep(timeouts.response_header)));
         let exchanged = if framing == Framing::None {
             // A bodiless request: its head is one write, inside the answer's time.
-            timer.as_mut().reset(tokio::time::Instant::now() + timeouts.response_header);
+            timer.as_mut().reset(Instant::from_std(coarse_now()) + timeouts.response_header);
             tokio::select! {
                 biased;
                 exchanged = self.exchange(head, body, framing, method, None) => exchanged,
@@ -90,7 +92,7 @@ impl Conn {
         let read = match send {
             None => self.read_head(method).await,
             Some((timer, timeouts)) => {
-                timer.as_mut().reset(tokio::time::Instant::now() + timeouts.response_header);
+                timer.as_mut().reset(Instant::from_std(coarse_now()) + timeouts.response_header);
                 tokio::select! {
                     biased;
                     read = self.read_head(method) => read,
