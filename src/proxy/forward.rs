@@ -35,20 +35,20 @@ use http_body::Body;
 use super::error::ProxyError;
 use crate::body::{BodyProgress, BodyTooLarge, ClientBodyError, RequestBody};
 use crate::http1::view::RequestFields;
+use crate::net::boxed::boxed;
 use crate::net::clock::now_ms;
 use crate::upstream::balancer::Tried;
 use crate::upstream::connect::{self, ConnectError};
 use crate::upstream::http1::Framing;
 use crate::upstream::server::{InFlight, Server};
-use crate::upstream::ServerBody;
 use crate::upstream::{Lease, Upstream};
+use crate::upstream::{ResponseBody, ServerBody};
 
-/// A response head from a server, with what the response body needs to finish.
-/// Made boxed where the answer arrives ([`Answered`]): it rises through four
-/// functions and their futures, and each would otherwise copy its 384 bytes.
+/// A server's answer: its response, whose body streams from the leased connection,
+/// made in the box it is answered in ([`super::Reply`]): it rises through four
+/// functions and their futures, and each would otherwise copy its 392 bytes.
 pub(crate) struct Forwarded {
-    pub response: Response<ServerBody>,
-    pub lease: Lease,
+    pub response: super::Reply,
     /// For the access log: time to get the connection (pooled: near zero), and from the
     /// start of the attempt that answered to its response head (set by [`forward`]).
     pub connect: Duration,
@@ -56,6 +56,20 @@ pub(crate) struct Forwarded {
     /// `sticky:` upstreams: the index of the server that answered, when the request's
     /// cookie did not already name it (the answer then sets the cookie).
     pub repin: Option<usize>,
+}
+
+impl Forwarded {
+    /// The answer's head and body, with the lease the body gives back when it ends.
+    pub(super) fn new(
+        head: http::response::Parts,
+        body: ServerBody,
+        lease: Lease,
+        read_timeout: Duration,
+        connect: Duration,
+    ) -> Forwarded {
+        let response = boxed(|| Response::from_parts(head, ResponseBody::upstream(body, lease, read_timeout)));
+        Forwarded { response, connect, first_byte: Duration::ZERO, repin: None }
+    }
 }
 
 /// A request head already written from the client's bytes (`proxy::head`), for
@@ -77,9 +91,6 @@ pub(crate) struct ForwardError {
 /// futures, and each would otherwise copy its 300-odd bytes.
 pub(crate) type Outgoing = Box<Request<RequestBody>>;
 
-/// A server's answer, boxed where it is made (see [`Forwarded`]).
-pub(crate) type Answered = Box<Forwarded>;
-
 /// Sends `request` to a server of `upstream`; `client` is the address hashed
 /// by `consistent_hash` when the request lacks its header or cookie. `timed`:
 /// the wait for the response head is measured (`first_byte`, for the access log).
@@ -89,7 +100,7 @@ pub(crate) async fn forward(
     own: Option<OwnHead<'_>>,
     client: IpAddr,
     timed: bool,
-) -> Result<Answered, ForwardError> {
+) -> Result<Forwarded, ForwardError> {
     if upstream.drained {
         return Err(ForwardError { error: ProxyError::Drained, server: None });
     }
@@ -201,7 +212,7 @@ async fn send(
     request: Outgoing,
     own: Option<OwnHead<'_>>,
     replay: Option<&Request<RequestBody>>,
-) -> Result<Answered, Failure> {
+) -> Result<Forwarded, Failure> {
     // Made only for a server on porter's own HTTP/1.1 client (`proxy::proxy` decides).
     if let Some(own) = own {
         return super::forward_own::send_own(upstream, server, request, Some(own)).await;
@@ -217,7 +228,7 @@ pub(super) async fn send_http1(
     upstream: &Upstream,
     server: &Arc<Server>,
     request: Request<RequestBody>,
-) -> Result<Answered, Failure> {
+) -> Result<Forwarded, Failure> {
     let request = super::forward_h2::to_http1(request);
     if crate::upstream::http1::takes(&request) {
         return super::forward_own::send_own(upstream, server, Box::new(request), None).await;
@@ -231,7 +242,7 @@ async fn send_hyper(
     upstream: &Upstream,
     server: &Arc<Server>,
     request: Request<RequestBody>,
-) -> Result<Answered, Failure> {
+) -> Result<Forwarded, Failure> {
     let in_flight = InFlight::new(server.clone());
     let mut request = request;
     // One pooled connection may have been closed by the server while idle; then a fresh one.
@@ -259,9 +270,9 @@ async fn send_hyper(
         let sent = answer_within(upstream, progress.as_deref(), sender.try_send_request(request)).await;
         match sent {
             Ok(Ok(response)) => {
-                let response = response.map(ServerBody::Hyper);
+                let (head, body) = response.into_parts();
                 let lease = Lease::http1(sender, in_flight, progress);
-                return Ok(Box::new(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None }));
+                return Ok(Forwarded::new(head, ServerBody::Hyper(body), lease, upstream.read_timeout, connect));
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => {

@@ -15,7 +15,7 @@ use http::{header, HeaderValue, Request, Version};
 use http_body::Body;
 
 use super::error::ProxyError;
-use super::forward::{answer_within, client_side, copy_head, send_http1, Answered, Failure, Forwarded};
+use super::forward::{answer_within, client_side, copy_head, send_http1, Failure, Forwarded};
 use crate::body::RequestBody;
 use crate::upstream::h2::{self, Acquired, ConnectFailure};
 use crate::upstream::server::{InFlight, Server};
@@ -27,7 +27,7 @@ pub(super) async fn send(
     server: &Arc<Server>,
     request: Request<RequestBody>,
     replay: Option<&Request<RequestBody>>,
-) -> Result<Answered, Failure> {
+) -> Result<Forwarded, Failure> {
     let in_flight = InFlight::new(server.clone());
     let mut request = request;
     // One more go on this server, for a stream it refused or a connection that closed under us.
@@ -58,15 +58,10 @@ pub(super) async fn send(
         let sent = answer_within(upstream, progress.as_deref(), sender.try_send_request(h2_request)).await;
         let (unsent, error) = match sent {
             Ok(Ok(response)) => {
-                let response = response.map(crate::upstream::ServerBody::Hyper);
+                let (head, body) = response.into_parts();
                 let lease = Lease::http2(stream, in_flight, progress);
-                return Ok(Box::new(Forwarded {
-                    response,
-                    lease,
-                    connect,
-                    first_byte: std::time::Duration::ZERO,
-                    repin: None,
-                }));
+                let body = crate::upstream::ServerBody::Hyper(body);
+                return Ok(Forwarded::new(head, body, lease, upstream.read_timeout, connect));
             }
             Err(timeout) => return Err(Failure::server(timeout, None, None)),
             Ok(Err(mut e)) => (e.take_message(), e.into_error()),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use http::{Request, Response};
+use http::Request;
 
 use super::error::ProxyError;
-use super::forward::{is_idempotent, sent_back, Answered, Failure, Forwarded, OwnHead};
+use super::forward::{is_idempotent, sent_back, Failure, Forwarded, OwnHead};
 use crate::upstream::connect::{self, ConnectError};
 use crate::upstream::server::{InFlight, Server};
 use crate::upstream::ServerBody;
@@ -23,7 +23,7 @@ pub(super) async fn send_own(
     server: &Arc<Server>,
     request: super::forward::Outgoing,
     own: Option<OwnHead<'_>>,
-) -> Result<Answered, Failure> {
+) -> Result<Forwarded, Failure> {
     use crate::upstream::http1::SendError;
     let in_flight = InFlight::new(server.clone());
     let (parts, mut body) = (*request).into_parts();
@@ -63,9 +63,8 @@ pub(super) async fn send_own(
         let error = match conn.send(head, &mut body, framing, &parts.method, upstream.timeouts()).await {
             Ok((response, stream)) => {
                 crate::net::io::give_back(written);
-                let response = Response::from_parts(response, ServerBody::Http1(stream));
                 let lease = Lease::own(in_flight);
-                return Ok(Box::new(Forwarded { response, lease, connect, first_byte: Duration::ZERO, repin: None }));
+                return Ok(Forwarded::new(response, ServerBody::Http1(stream), lease, upstream.read_timeout, connect));
             }
             Err(SendError::TimedOut) => {
                 let sent = sent_back(parts, body);

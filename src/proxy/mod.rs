@@ -352,48 +352,45 @@ async fn proxy<'r>(
             return Err(e.error);
         }
     };
+    let forward::Forwarded { mut response, connect, first_byte, repin } = forwarded;
     if let Some(record) = record {
-        record.upstream = Some(forwarded.lease.server().label.clone());
-        record.upstream_status = Some(forwarded.response.status().as_u16());
-        record.upstream_connect = Some(forwarded.connect);
-        record.upstream_first_byte = Some(forwarded.first_byte);
+        record.upstream = response.body().lease().map(|lease| lease.server().label.clone());
+        record.upstream_status = Some(response.status().as_u16());
+        record.upstream_connect = Some(connect);
+        record.upstream_first_byte = Some(first_byte);
     }
-
-    let repin = forwarded.repin;
-    let (mut parts, mut body) = forwarded.response.into_parts();
     // A cookie porter adds must not replace the server's own `Set-Cookie` (porter's fields
     // win over raw ones by name): a response that gets one is put in a map first.
     if !http1_client || repin.is_some() {
         // Only porter's own HTTP/1.1 server writes a server's fields from their bytes.
-        if let Some(raw) = body.take_raw_fields() {
-            parts.headers = raw.to_header_map();
+        if let Some(raw) = response.body_mut().take_raw_fields() {
+            *response.headers_mut() = raw.to_header_map();
         }
     }
     // An HTTP/2 server's answer: the client's connection decides the version written.
-    parts.version = Version::HTTP_11;
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
-        let mut server_response = Response::from_parts(parts, body);
-        let server_upgrade = hyper::upgrade::on(&mut server_response);
-        let (mut parts, _) = server_response.into_parts();
-        let in_flight = forwarded.lease.into_in_flight();
-        parts.extensions.insert(upgrade::PendingTunnel::new(server_upgrade, in_flight));
-        return Ok(boxed(|| Response::from_parts(parts, ResponseBody::empty())));
-    }
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        // A switch nobody asked for: the server is out of step (its connection is
-        // dropped with the lease, never pooled), and the client must not see a bare 101.
-        let server = forwarded.lease.server();
+    *response.version_mut() = Version::HTTP_11;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Its connection leaves with the lease: never pooled.
+        let Some(lease) = response.body_mut().take_lease() else { return Err(ProxyError::BadResponse) };
+        if upgrade.is_some() {
+            let server_upgrade = hyper::upgrade::on(&mut *response);
+            *response.body_mut() = ResponseBody::empty();
+            response.extensions_mut().insert(upgrade::PendingTunnel::new(server_upgrade, lease.into_in_flight()));
+            return Ok(response);
+        }
+        // A switch nobody asked for: the server is out of step, and the client must not
+        // see a bare 101.
+        let server = lease.server();
         tracing::debug!(server = %server.label, "101 to a request that asked for no upgrade: 502");
         server.record_failure("101 to a request that asked for no upgrade");
         return Err(ProxyError::BadResponse);
     }
-    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_hop_by_hop(response.headers_mut());
     if let (Some(index), Some(sticky)) = (repin, &upstream.sticky) {
         let cookie = sticky.set_cookie(index, conn.client_headers.https).clone();
-        parts.headers.append(header::SET_COOKIE, cookie);
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    let lease = forwarded.lease;
-    Ok(boxed(|| Response::from_parts(parts, ResponseBody::upstream(body, lease, upstream.read_timeout))))
+    Ok(response)
 }
 
 /// A policy rule or a local action answered: counted on the route and named in the access log.

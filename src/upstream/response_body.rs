@@ -190,6 +190,16 @@ impl ResponseBody {
         }
     }
 
+    /// The upstream connection's lease, until the body ends.
+    pub(crate) fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+
+    /// The lease, taken: the connection is then never given back to the pool.
+    pub(crate) fn take_lease(&mut self) -> Option<Lease> {
+        self.lease.take()
+    }
+
     pub(crate) fn set_record(&mut self, record: Box<AccessRecord>) {
         self.record = Some(record);
     }
