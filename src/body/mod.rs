@@ -46,7 +46,9 @@ pub(crate) type ClientRequest = Box<http::Request<ClientBody>>;
 
 /// A request body as the client sends it: read by hyper (HTTP/2) or by porter's own
 /// HTTP/1.1 layer.
+#[derive(Default)]
 pub enum ClientBody {
+    #[default]
     Empty,
     Hyper(Incoming),
     Http1(http1::RequestStream),

@@ -42,9 +42,11 @@ pub enum BodyKind {
 
 /// A parsed request head and what the connection needs to know about it.
 #[derive(Debug)]
-pub(crate) struct Head {
+pub(crate) struct Head<B = ()> {
     /// Method, target and version; its header map stays empty: the fields are `fields`.
-    pub request: Request<()>,
+    /// Boxed where it is made, with the caller's empty body (`parse_with`): the request
+    /// travels on through the pipeline's layers as this one pointer.
+    pub request: Box<Request<B>>,
     pub fields: RawRequest,
     pub body: BodyKind,
     /// The connection may carry another request after this one.
@@ -71,10 +73,21 @@ pub(crate) enum HeadError {
     UnknownCoding,
 }
 
+/// [`parse_with`], the request with a `()` body (tests and fuzz targets).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool) -> Result<Option<Head>, HeadError> {
+    parse_with(buf, max_head, keep_underscores)
+}
+
 /// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (and
 /// under `max_head` bytes). On success the head's bytes are split off `buf`.
-/// `keep_underscores`: keep field names with `_` (else they are dropped).
-pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool) -> Result<Option<Head>, HeadError> {
+/// `keep_underscores`: keep field names with `_` (else they are dropped). The
+/// request is made with an empty body of the caller's type (`B::default()`).
+pub(crate) fn parse_with<B: Default>(
+    buf: &mut BytesMut,
+    max_head: usize,
+    keep_underscores: bool,
+) -> Result<Option<Head<B>>, HeadError> {
     let mut fields: [MaybeUninit<httparse::Header<'_>>; MAX_FIELDS] = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut fields) {
@@ -168,7 +181,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize, keep_underscores: bool)
         // `gzip, chunked`, `chunked, chunked`: codings porter does not undo (nginx: 501).
         (_, None) => return Err(HeadError::UnknownCoding),
     };
-    let mut request = Request::new(());
+    let mut request = Box::new(Request::new(B::default()));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };

@@ -41,19 +41,32 @@ pub(super) fn next_head<'a>(
                 None => Instant::from_std(crate::net::clock::coarse_now()) + settings.idle_timeout,
             };
             let timer = wait_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wait_until)));
-            timer.as_mut().reset(wait_until);
-            tokio::select! {
-                biased;
-                ready = reader.io.readable() => {
-                    if ready.is_err() {
-                        return NextHead::Closed;
+            // Moved only to fire sooner. One left earlier than this wait's end fires early
+            // and is moved on then: most waits end with a request long before it, and a
+            // move costs a trip through the timer's state per request.
+            if timer.deadline() > wait_until {
+                timer.as_mut().reset(wait_until);
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    ready = reader.io.readable() => {
+                        if ready.is_err() {
+                            return NextHead::Closed;
+                        }
+                        break;
                     }
+                    _ = timer.as_mut() => {
+                        if timer.deadline() >= wait_until {
+                            return NextHead::Closed;
+                        }
+                        timer.as_mut().reset(wait_until);
+                    }
+                    // A new connection is owed its first answer (its request may be on the way:
+                    // accepted just before an upgrade handed the listener over); an idle
+                    // keep-alive one closes now, and its client retries on a new connection.
+                    _ = drain.signalled(), if new_since.is_none() => return NextHead::Closed,
                 }
-                _ = timer.as_mut() => return NextHead::Closed,
-                // A new connection is owed its first answer (its request may be on the way:
-                // accepted just before an upgrade handed the listener over); an idle
-                // keep-alive one closes now, and its client retries on a new connection.
-                _ = drain.signalled(), if new_since.is_none() => return NextHead::Closed,
             }
         }
         // After a wait for readability the bytes are there: most heads are read whole
@@ -74,7 +87,7 @@ fn read_head_at_once(reader: &mut Reader, settings: &Settings) -> Option<NextHea
     let buf = reader.buf.get_or_insert_with(take_buffer);
     for first_read in [true, false] {
         if !buf.is_empty() {
-            match request::parse(buf, settings.max_head, settings.keep_underscores) {
+            match request::parse_with(buf, settings.max_head, settings.keep_underscores) {
                 Ok(Some(head)) => return Some(NextHead::Head(head)),
                 Ok(None) => {}
                 Err(error) => return Some(NextHead::Refused(error)),
@@ -105,7 +118,7 @@ async fn read_head(reader: &mut Reader, settings: &Settings, deadline: Instant) 
             Err(_) if buf.iter().all(|&b| b == b'\r' || b == b'\n') => return NextHead::Closed,
             Err(_) => return NextHead::TimedOut,
         }
-        match request::parse(buf, settings.max_head, settings.keep_underscores) {
+        match request::parse_with(buf, settings.max_head, settings.keep_underscores) {
             Ok(Some(head)) => return NextHead::Head(head),
             Ok(None) => {}
             Err(error) => return NextHead::Refused(error),

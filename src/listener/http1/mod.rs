@@ -61,9 +61,8 @@ const BODY_HOME_GRACE: Duration = Duration::from_secs(1);
 /// the close does not reset the connection under the refusal.
 const LINGER: Duration = Duration::from_millis(500);
 
-#[allow(clippy::large_enum_variant)] // returned by value once per request, never stored
 enum NextHead {
-    Head(Head),
+    Head(Head<ClientBody>),
     /// End of input, idle timeout, drain, or a new connection that stayed silent.
     Closed,
     /// A head begun but not complete within `header_read_timeout`.
@@ -155,7 +154,7 @@ enum After {
 /// One request: its body set streaming, the pipeline's answer written back,
 /// and the read side home again for the next request.
 async fn exchange<F, Fut>(
-    head: Head,
+    head: Head<ClientBody>,
     reader: &mut Option<Reader>,
     write: &mut WriteSide,
     handler: &F,
@@ -167,7 +166,7 @@ where
     F: Fn(ClientRequest, Option<RawRequest>) -> Fut,
     Fut: Future<Output = Reply> + Send,
 {
-    let Head { request, fields, body: kind, keep_alive, expect_continue, te_trailers } = head;
+    let Head { mut request, fields, body: kind, keep_alive, expect_continue, te_trailers } = head;
     let buffered = reader.as_ref().and_then(|r| r.buf.as_ref()).expect("a head was read into it");
     if kind == BodyKind::Chunked && Chunked::new().check(buffered).is_err() {
         let message = crate::proxy::error::ProxyError::AmbiguousFraming.message();
@@ -197,7 +196,8 @@ where
     // awaiting it by value in one arm and pinned in the other would hold two slots of its
     // size (kilobytes), each copied when the exchange is boxed.
     let response = {
-        let mut handling = std::pin::pin!(handler(Box::new(request.map(|()| body)), Some(fields)));
+        *request.body_mut() = body;
+        let mut handling = std::pin::pin!(handler(request, Some(fields)));
         match wants_body {
             None => handling.as_mut().await,
             Some(mut wanted) => {
