@@ -91,6 +91,17 @@ pub(crate) fn monotonic_coarse_resolution() -> std::time::Duration {
     std::time::Duration::new(resolution.tv_sec as u64, resolution.tv_nsec as u32)
 }
 
+/// All the memory mimalloc holds freed goes back to the kernel now (its purge delay
+/// waived), for when porter is idle once a burst is over (`porter::start`). Without
+/// it that memory stays until a later allocation, which an idle porter may not make:
+/// after a burst of requests whose connections then stayed open, 1.91–2.11 KiB per
+/// idle plain connection in the bench, 1.77–1.81 with it.
+pub(crate) fn release_all_freed_memory() {
+    // SAFETY: mi_collect takes no pointer; it walks the calling thread's own heap and
+    // the process's arenas.
+    unsafe { mi::mi_collect(true) };
+}
+
 /// The global allocator (the binary's): mimalloc, asked through `mi_malloc` for the
 /// alignment every mimalloc block has (a machine word), and through `mi_malloc_aligned`
 /// only for more. The mimalloc crate's allocator asks `mi_malloc_aligned` for every

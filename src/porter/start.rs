@@ -1,6 +1,6 @@
 //! [`start()`]: the certificates loaded, the listeners bound (or taken over), the
 //! first snapshot built, and the accept loops, HTTP/3, the admin listener, the
-//! certificate watcher, the pool sweeper and ACME spawned.
+//! certificate watcher, the pool sweeper, the memory release and ACME spawned.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::{access_log, acme, admin, listener, shutdown};
 
 /// How often idle upstream connections are checked for expiry.
 const POOL_SWEEP: Duration = Duration::from_secs(5);
+const MEMORY_RELEASE: Duration = Duration::from_millis(500);
 
 pub async fn start(config: Config) -> Result<Porter, StartError> {
     start_with(config, &mut listener::inherit::Inherited::none()).await
@@ -156,7 +157,7 @@ pub async fn start_with(config: Config, inherited: &mut listener::inherit::Inher
         dir: config.tls.certs.clone(),
         task: serves_tls.then(|| tls::spawn_watcher(config.tls.certs.clone(), certs.clone(), CERT_RESCAN)),
     };
-    let background = vec![spawn_pool_sweeper(shared.clone())];
+    let background = vec![spawn_pool_sweeper(shared.clone()), spawn_memory_release(shared.clone())];
     // After the listeners: the CA validates through them.
     acme.apply(&config);
     Ok(Porter {
@@ -211,6 +212,29 @@ fn slots_for(all: &mut Vec<Arc<listener::Slots>>, size: usize) -> Arc<listener::
 
 fn io_error(e: std::io::Error) -> StartError {
     StartError::Runtime(e.to_string())
+}
+
+/// Hands back to the kernel the memory a burst of requests freed, once the burst is
+/// over: after a `MEMORY_RELEASE` without a request served, all of it
+/// (`sys::release_all_freed_memory`). Otherwise an idle porter that nothing wakes
+/// keeps it until its next request. Not while requests are served: a collection then
+/// costs more than it gives back (3% more user CPU, measured at 10 a second).
+fn spawn_memory_release(shared: Arc<Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(MEMORY_RELEASE);
+        // Requests served at the last tick, and whether the memory was released since.
+        let (mut served_before, mut released) = (u64::MAX, false);
+        loop {
+            tick.tick().await;
+            let served: u64 = shared.runtime.load().by_protocol.get().iter().sum();
+            if served != served_before {
+                (served_before, released) = (served, false);
+            } else if !released {
+                crate::sys::release_all_freed_memory();
+                released = true;
+            }
+        }
+    })
 }
 
 fn spawn_pool_sweeper(shared: Arc<Shared>) -> JoinHandle<()> {
