@@ -12,7 +12,7 @@
 //! its own line, never both ways); `tests/layering.rs` reads every `crate::`
 //! path in `src/` and fails otherwise.
 //!
-//! - `sys`: the file-descriptor calls no safe API covers (inherited sockets, a successor's exec); imports nothing of porter
+//! - `sys`: the calls no safe API covers (inherited sockets, a successor's exec, the allocator, the coarse clock); imports nothing of porter
 //! - `http1`: HTTP/1.1 parse and serialise, requests and responses; imports nothing of porter
 //! - `config`: what the user wrote (raw) checked into what porter runs (schema)
 //! - `stats`, `shutdown`, `probe`: counters, the drain, the container health probe
