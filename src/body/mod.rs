@@ -39,13 +39,11 @@ impl std::fmt::Display for BodyTooLarge {
 }
 impl std::error::Error for BodyTooLarge {}
 
-/// A client's request as the connection servers hand it to the pipeline. Boxed once,
-/// where it is made: it then passes through several functions and their futures, and
-/// each would otherwise copy its 300-odd bytes.
+/// A client's request as the connection servers hand it to the pipeline, boxed where it
+/// is made (by the HTTP/1.1 parser: its `Default` body), not copied through each layer.
 pub(crate) type ClientRequest = Box<http::Request<ClientBody>>;
 
-/// A request body as the client sends it: read by hyper (HTTP/2) or by porter's own
-/// HTTP/1.1 layer.
+/// A request body as the client sends it: read by hyper (HTTP/2) or by porter's own HTTP/1.1 layer.
 #[derive(Default)]
 pub enum ClientBody {
     #[default]
