@@ -103,6 +103,11 @@ class WrkScenario(Scenario):
     tls = False
     path = "/"
     extra: list[str] = []
+    label = "?"
+
+    @property
+    def title(self):
+        return f"{self.label} (wrk, {self.ctx.args.connections} conns)"
 
     def url(self, peer: Peer) -> str:
         c = self.ctx
@@ -125,19 +130,19 @@ class WrkScenario(Scenario):
 
 class H1(WrkScenario):
     name = "h1"
-    title = "HTTP/1.1 keep-alive, small responses (wrk, 64 conns)"
+    label = "HTTP/1.1 keep-alive, small responses"
 
 
 class H1Tls(WrkScenario):
     name = "h1_tls"
-    title = "HTTPS/1.1 keep-alive, small responses (wrk, 64 conns)"
+    label = "HTTPS/1.1 keep-alive, small responses"
     tls = True
     direct = False
 
 
 class Big(WrkScenario):
     name = "big_64k"
-    title = "64 KiB responses, HTTP/1.1 keep-alive (wrk, 64 conns)"
+    label = "64 KiB responses, HTTP/1.1 keep-alive"
     path = "/big/64k"
 
 
