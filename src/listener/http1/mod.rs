@@ -195,7 +195,7 @@ where
     // One place for the pipeline's future in this future's state, polled where it lies:
     // awaiting it by value in one arm and pinned in the other would hold two slots of its
     // size (kilobytes), each copied when the exchange is boxed.
-    let response = {
+    let mut response = {
         *request.body_mut() = body;
         let mut handling = std::pin::pin!(handler(request, Some(fields)));
         match wants_body {
@@ -215,7 +215,6 @@ where
         }
     };
 
-    let mut response = response;
     let status = response.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(tunnel) = response.extensions_mut().remove::<PendingTunnel>() {
@@ -248,7 +247,6 @@ where
     // Ends the server's exchange (its connection back to the pool, the access-log line)
     // before waiting on the request body's return.
     drop(response);
-    drop(headers);
     if let Some(receive) = away.take() {
         match come_home(receive).await {
             Some(Returned { reader: back, complete }) => {
